@@ -1,0 +1,109 @@
+"""Shared checks for the readers: file access, key choice and one-line translation of library errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from embspace.errors import InputError
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+MAX_LISTED_KEYS = 12
+_MAX_MESSAGE = 240
+
+
+def source_of(path: Path, key: str | None = None) -> str:
+    """``path`` or ``path:key``, as the user would write it."""
+    return f"{path}:{key}" if key is not None else str(path)
+
+
+def is_readable(path: Path) -> bool:
+    """Whether this process may read ``path`` (split out so tests can simulate a permission error)."""
+    return os.access(path, os.R_OK)
+
+
+def check_file(path: Path) -> None:
+    """Refuse a missing path, a directory or an unreadable file, naming it."""
+    if not path.exists():
+        hint = f" (a key goes after a colon: {path.name}:KEY)" if "=" in str(path) else ""
+        raise InputError(str(path), f"no such file{hint}")
+    if path.is_dir():
+        raise InputError(str(path), "is a directory, expected a file "
+                                    "(a clip-retrieval folder holds img_emb/ and text_emb/)")
+    if not is_readable(path):
+        raise InputError(str(path), "permission denied (the file is not readable)")
+
+
+def one_line(message: object) -> str:
+    """The first meaningful line of a library's message, without terminal escapes, shortened."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(message))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else type(message).__name__
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, ValueError, EOFError, RuntimeError, TypeError, KeyError,
+                                         IndexError, OverflowError, MemoryError, pickle.UnpicklingError,
+                                         zipfile.BadZipFile, UnicodeDecodeError]
+    with contextlib.suppress(ImportError):
+        import pyarrow as pa
+
+        errors.append(pa.ArrowException)
+    with contextlib.suppress(ImportError):
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    return tuple(errors)
+
+
+LIBRARY_ERRORS = _library_errors()
+
+
+@contextlib.contextmanager
+def translated(source: str, doing: str = "cannot read") -> Iterator[None]:
+    """Turn any library exception raised inside the block into a one-line :class:`InputError` on ``source``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(source, "permission denied (the file is not readable)") from None
+    except LIBRARY_ERRORS as exc:
+        raise InputError(source, f"{doing} (corrupt or truncated?): {one_line(exc)}") from None
+
+
+def listing(keys: Sequence[str], limit: int = MAX_LISTED_KEYS) -> str:
+    """``a, b, c`` — or the first ``limit`` keys and how many more."""
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, … and {len(keys) - limit} more"
+
+
+def choose_key(where: str, shapes: Mapping[str, tuple[int, ...]], key: str | None, *, what: str = "array",
+               ndim: int | None = None) -> str:
+    """The entry to read among ``shapes`` (key → shape).
+
+    With a key, it must exist. Without one, the only entry is taken; when ``ndim`` is given, the only entry of
+    that many dimensions is taken (a file holding one (2, N, D) stack among other arrays).
+    """
+    if key is not None:
+        if key not in shapes:
+            raise InputError(where, f"no {what} named '{key}' (available: {listing(list(shapes))})")
+        return key
+    if len(shapes) == 1:
+        return next(iter(shapes))
+    if ndim is not None:
+        fitting = [name for name, shape in shapes.items() if len(shape) == ndim]
+        if len(fitting) == 1:
+            return fitting[0]
+    if not shapes:
+        raise InputError(where, f"holds no {what}s to read")
+    raise InputError(where, f"holds {len(shapes)} {what}s; name one as {where}:KEY "
+                            f"(available: {listing(list(shapes))})")

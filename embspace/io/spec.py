@@ -1,0 +1,49 @@
+"""Command-line input specs: ``NAME=PATH[:KEY]``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from embspace.errors import InputError
+
+SYNTAX = "expected NAME=PATH[:KEY], e.g. image=coco.npz:img, text=dumps/emb.pt:text_features or pairs=features_clip.npy"
+_NAME = re.compile(r"^[\w.+\-]+$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One parsed input: the modality ``name``, the file or folder ``path`` and an optional ``key`` inside it."""
+
+    name: str
+    path: Path
+    key: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The spec's location as the user would write it (``coco.npz:img``)."""
+        return f"{self.path}:{self.key}" if self.key is not None else str(self.path)
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse ``NAME=PATH[:KEY]``.
+
+    The key is split off at the last colon only when what follows it holds no path separator and the whole
+    ``PATH[:KEY]`` string is not itself an existing path (so ``C:\\x.npy`` and ``a:b.npy`` stay paths).
+    """
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not _NAME.match(name):
+        raise InputError(repr(text), f"not an input spec; {SYNTAX}")
+    if not rest:
+        raise InputError(text, f"no path after '='; {SYNTAX}")
+    path_text, key = rest, None
+    head, colon, tail = rest.rpartition(":")
+    if colon and "/" not in tail and "\\" not in tail and not Path(rest).exists():
+        if not tail:
+            raise InputError(text, f"empty key after ':'; {SYNTAX}")
+        if not head:
+            raise InputError(text, f"no path before ':{tail}'; {SYNTAX}")
+        path_text, key = head, tail
+    return Spec(name, Path(path_text), key)

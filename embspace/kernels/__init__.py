@@ -1,0 +1,1 @@
+"""Pure tensor kernels: row preparation, the tiled pairwise engine and dense differentiable definitions."""

@@ -1,0 +1,146 @@
+"""Normalised row blocks on the compute device: what every kernel reads.
+
+`Rows` hides whether the matrix sits on the device (``ResidentRows``) or is read from its source tile by tile
+(``StreamedRows``, for inputs larger than the memory budget). Device and precision are resolved once, by
+:func:`resolve_device` and :func:`resolve_precision`, at the entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embspace.embeddings import Embeddings
+from embspace.errors import InputError
+
+PRECISIONS = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
+              "bf16": torch.bfloat16, "fp16": torch.float16}
+NORM_TOLERANCE = 1e-3
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else the CPU; ``"cuda"`` without CUDA is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", "CUDA was requested but torch sees no CUDA device")
+    return resolved
+
+
+def resolve_precision(precision: str) -> torch.dtype:
+    """The dtype the tiles are computed in; float64 accumulation is used regardless."""
+    if precision not in PRECISIONS:
+        raise InputError("--precision", f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """Enable TF32 matrix products only for ``precision="tf32"`` (full fp32 otherwise)."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def normalize_block(
+    block: torch.Tensor, source: str, start: int, require_normalized: bool, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """x̂ = x / ‖x‖ in float32 (float64 when either side is float64); refuses non-unit rows if asked to."""
+    wide = block.double() if torch.float64 in (block.dtype, dtype) else block.float()
+    norms = wide.norm(dim=1, keepdim=True)  # (B, 1)
+    if require_normalized:
+        off = (norms.squeeze(1) - 1).abs() > NORM_TOLERANCE
+        if bool(off.any()):
+            row = start + int(torch.nonzero(off)[0])
+            raise InputError(source, f"row {row} has norm {float(norms[row - start]):.6g}, not 1 "
+                                     f"(normalisation was refused; drop --require-normalized to normalise)")
+    return wide / norms
+
+
+@dataclass
+class Rows:
+    """Row-normalised N×D matrix readable in blocks on ``device`` in ``dtype``."""
+
+    source: str
+    n: int
+    dim: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+        for start in range(0, self.n, rows):
+            yield start, self.block(start, min(start + rows, self.n))
+
+
+@dataclass
+class ResidentRows(Rows):
+    """All rows held on the device."""
+
+    data: torch.Tensor | None = None
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        return self.data[start:stop]
+
+
+@dataclass
+class StreamedRows(Rows):
+    """Rows read from their source, normalised and moved to the device on every request."""
+
+    embeddings: Embeddings | None = None
+    require_normalized: bool = False
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        raw = self.embeddings.read(start, stop)
+        unit = normalize_block(raw, self.source, start, self.require_normalized, self.dtype)
+        return unit.to(self.device, self.dtype, non_blocking=True)
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on the device (GPU: cudaMemGetInfo; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def as_embeddings(data: Embeddings | np.ndarray | torch.Tensor, source: str = "<array>") -> Embeddings:
+    return data if isinstance(data, Embeddings) else Embeddings.from_array(data, source)
+
+
+def prepare_rows(
+    data: Embeddings | np.ndarray | torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    require_normalized: bool = False,
+    memory_budget: int | None = None,
+    chunk_rows: int = 65_536,
+) -> Rows:
+    """Normalise rows chunk by chunk; keep them on the device when they fit in a quarter of the budget."""
+    emb = as_embeddings(data)
+    budget = memory_budget if memory_budget is not None else available_memory(device)
+    size = emb.n * emb.dim * torch.finfo(dtype).bits // 8
+    if size > budget // 4:
+        return StreamedRows(emb.source, emb.n, emb.dim, device, dtype, emb, require_normalized)
+    out = torch.empty((emb.n, emb.dim), dtype=dtype, device=device)  # (N, D) unit rows
+    for start, raw in emb.chunks(chunk_rows):
+        unit = normalize_block(raw.to(device), emb.source, start, require_normalized, dtype)
+        out[start : start + len(raw)] = unit.to(dtype)
+    return ResidentRows(emb.source, emb.n, emb.dim, device, dtype, out)

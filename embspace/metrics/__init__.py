@@ -1,0 +1,1 @@
+"""Metric families: each module turns prepared rows into numbers with a named convention."""

@@ -1,0 +1,186 @@
+"""`Report`: the measured numbers with their settings, conventions, uncertainty and provenance.
+
+The JSON form is the contract scripts and plots rely on (schema ``embspace.report/1``)::
+
+    {"schema": "embspace.report/1", "embspace_version": "…", "created": "…",
+     "inputs": {"image": {"source": "coco.npz:img", "n": 5000, "dim": 512, "dtype": "float16", "dropped": 0}, …},
+     "settings": {"t": 2.0, "alpha": 2.0, "device": "cpu", "precision": "fp32", "normalize": true, …},
+     "metrics": {"gap": 0.82, "uniformity": {"image": -1.79, "text": -1.84, "mean": …, "joint": …, "cross": …},
+                 "recall@1": {"image->text": 0.55, "text->image": 0.51}, …},
+     "uncertainty": {"uniformity.image": {"method": "exact"}, …},
+     "conventions": {"uniformity": "…", …},
+     "timings": {"uniformity": 0.02, …},
+     "vectors": {"gap_direction": […]},
+     "spectra": {"image": {"singular_values": […], "singular_values_centered": […]}}}
+
+Metric values are floats, or one level of dicts keyed by modality name (``"image"``), direction
+(``"image->text"``) or variant (``"mean"``). Dotted paths (``"uniformity.image"``) name single numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embspace.errors import InputError
+from embspace.io.atomic import atomic_write_text
+
+SCHEMA = "embspace.report/1"
+
+
+def flatten(metrics: dict[str, Any]) -> dict[str, float]:
+    """{"uniformity": {"image": -1.8}} → {"uniformity.image": -1.8}, in insertion order."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                out[f"{name}.{key}"] = inner
+        else:
+            out[name] = value
+    return out
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, int) or (abs(value) >= 100 and float(value).is_integer()):
+        return f"{value:d}" if isinstance(value, int) else f"{value:.0f}"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+@dataclass
+class Report:
+    """Everything `embspace.measure` found, as a Python object (``to_json`` / ``from_json`` round-trip)."""
+
+    inputs: dict[str, dict[str, Any]]
+    settings: dict[str, Any]
+    metrics: dict[str, Any]
+    uncertainty: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conventions: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    spectra: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    embspace_version: str = ""
+    created: str = ""
+    schema: str = SCHEMA
+
+    # ---- access -------------------------------------------------------------------------------------------
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.inputs)
+
+    def flat(self) -> dict[str, float]:
+        """Every number by dotted path."""
+        return flatten(self.metrics)
+
+    def __getitem__(self, path: str) -> Any:
+        """``report["gap"]``, ``report["uniformity.image"]`` or ``report["uniformity"]`` (the dict)."""
+        if path in self.metrics:
+            return self.metrics[path]
+        flat = self.flat()
+        if path in flat:
+            return flat[path]
+        raise KeyError(f"no metric {path!r}; available: {', '.join(flat)}")
+
+    def rows(self) -> Iterator[tuple[str, str, float, str]]:
+        """(metric, key, value, how obtained) for every number, in report order."""
+        for path, value in self.flat().items():
+            metric, _, key = path.partition(".")
+            method = self.uncertainty.get(path, self.uncertainty.get(metric, {})).get("method", "exact")
+            yield metric, key, value, method
+
+    # ---- JSON ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema, "embspace_version": self.embspace_version, "created": self.created,
+            "inputs": self.inputs, "settings": self.settings, "metrics": self.metrics,
+            "uncertainty": self.uncertainty, "conventions": self.conventions, "timings": self.timings,
+            "vectors": self.vectors, "spectra": self.spectra,
+        }
+
+    def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
+        """The JSON text; written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_jsonable) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "<dict>") -> Report:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise InputError(where, f"not an embspace report (schema {found!r}, expected {SCHEMA!r})")
+        for key in ("inputs", "settings", "metrics"):
+            if not isinstance(data.get(key), dict):
+                raise InputError(where, f"report has no {key!r} object")
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> Report:
+        """Read a report from a path, or from JSON text."""
+        text, where = str(source), "<json>"
+        if not text.lstrip().startswith("{"):
+            where = text
+            try:
+                text = Path(source).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise InputError(where, "no such file") from None
+            except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+                raise InputError(where, f"cannot read: {exc.__class__.__name__}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        return cls.from_dict(data, where)
+
+    # ---- views --------------------------------------------------------------------------------------------
+    def to_frame(self):  # -> pandas.DataFrame
+        """One row per number: metric, key, value, method (pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows()), columns=["metric", "key", "value", "method"])
+
+    def table(self) -> str:
+        """A plain-text table, one line per number."""
+        lines = [f"{self._title()}", ""]
+        rows = list(self.rows())
+        width = max((len(m) + len(k) + 3 for m, k, _, _ in rows), default=10)
+        for metric, key, value, method in rows:
+            label = f"{metric} [{key}]" if key else metric
+            note = "" if method == "exact" else f"  ({method})"
+            lines.append(f"  {label:<{width}} {format_value(value):>10}{note}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _title(self) -> str:
+        parts = [f"{name}: {info.get('source', '?')} ({info.get('n')}×{info.get('dim')}, {info.get('dtype')})"
+                 for name, info in self.inputs.items()]
+        return "; ".join(parts)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><td>{html.escape(m)}</td><td>{html.escape(k)}</td><td style='text-align:right'>"
+            f"{format_value(v)}</td><td>{html.escape(method)}</td></tr>"
+            for m, k, v, method in self.rows()
+        )
+        return (f"<div><p><b>embspace report</b> — {html.escape(self._title())}</p>"
+                "<table><thead><tr><th>metric</th><th></th><th>value</th><th>method</th></tr></thead>"
+                f"<tbody>{cells}</tbody></table></div>")
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars / arrays and tensors into plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
