@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -259,4 +259,4 @@ class _Run:
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,
                       conventions=conventions, timings=self.timings, vectors=self.vectors, spectra=self.spectra,
-                      embspace_version=__version__, created=datetime.now(UTC).isoformat(timespec="seconds"))
+                      embspace_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -45,10 +45,12 @@ class Gram:
 
     def singular_values(self, centered: bool) -> np.ndarray:
         """σ_1 ≥ σ_2 ≥ …, min(N, D) of them (min(N−1, D) when centred)."""
+        from scipy.linalg import eigh
+
         matrix = self.gram - torch.outer(self.total, self.total) / self.n if centered else self.gram
-        eig = torch.linalg.eigvalsh(matrix).flip(0).clamp_min(0)
+        eig = np.clip(eigh(matrix.numpy(), eigvals_only=True, driver="evd")[::-1], 0, None)
         keep = min(self.n - 1 if centered else self.n, len(eig))
-        return eig[:keep].sqrt().numpy()
+        return np.sqrt(eig[:keep])
 
 
 def spectral_entropy_rank(sigma: np.ndarray, eps: float = 0.0) -> float:
