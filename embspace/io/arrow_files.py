@@ -20,6 +20,7 @@ from embspace.errors import InputError
 from embspace.io.common import choose_key, listing, source_of, translated
 from embspace.io.stored import Stored, numpy_rows, refuse_dtype
 
+_FILE_MAGIC = b"ARROW1"
 _FLOATS = {pa.float16(): torch.float16, pa.float32(): torch.float32, pa.float64(): torch.float64}
 
 GroupLoader = Callable[[int], pa.Array | pa.ChunkedArray]
@@ -32,7 +33,7 @@ def _is_list(kind: pa.DataType) -> bool:
 
 def _pick_column(path: Path, schema: pa.Schema, key: str | None) -> tuple[str, pa.DataType]:
     """The list column to read: the named one, or the only list column."""
-    lists = {field.name: (0, 0) for field in schema if _is_list(field.type)}
+    lists = {field.name: () for field in schema if _is_list(field.type)}  # shapes are known only once read
     if key is not None and key not in lists and key in schema.names:
         raise InputError(source_of(path, key), f"column is {schema.field(key).type}, not a list of floats "
                                                f"(list columns: {listing(list(lists))})")
@@ -107,28 +108,27 @@ class _Groups:
         return numpy_rows(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
 
 
-def _first_length(groups: _Groups, kind: pa.DataType, source: str) -> int:
-    """D: the fixed size, or the length of row 0 of a variable-size list column."""
+def _first_length(counts: list[int], load: GroupLoader, kind: pa.DataType, source: str) -> int:
+    """D: the fixed size, or the length of row 0 of a variable-size list column (0 when there are no rows)."""
     if pa.types.is_fixed_size_list(kind):
         return int(kind.list_size)
-    for index in range(len(groups.starts) - 1):
-        if groups.starts[index + 1] > groups.starts[index]:
-            column = groups.load(index)
-            first = column[0]
+    for index, count in enumerate(counts):
+        if count:  # the first non-empty group holds row 0
+            first = load(index)[0]
             if not first.is_valid:
-                raise InputError(source, f"row {int(groups.starts[index])} is null; every row needs values")
+                raise InputError(source, "row 0 is null; every row needs values")
             return len(first)
     return 0
 
 
 def _stored(path: Path, name: str, kind: pa.DataType, counts: list[int], load: GroupLoader) -> Stored:
+    """Wrap a column split into groups of ``counts`` rows as :class:`Stored` of shape (N, D)."""
     source = source_of(path, name)
     dtype = _value_dtype(source, kind)
-    groups = _Groups(counts, load, 0, source)
     with translated(source):
-        groups.dim = _first_length(groups, kind, source)
-    n = int(groups.starts[-1])
-    return Stored(source, (n, groups.dim), dtype, groups.read)
+        dim = _first_length(counts, load, kind, source)
+    groups = _Groups(counts, load, dim, source)
+    return Stored(source, (int(groups.starts[-1]), dim), dtype, groups.read)
 
 
 def open_parquet(path: Path, key: str | None = None) -> Stored:
@@ -148,19 +148,22 @@ def open_parquet(path: Path, key: str | None = None) -> Stored:
 def open_arrow(path: Path, key: str | None = None) -> Stored:
     """A list column of an Arrow IPC file (``.arrow`` / ``.feather`` v2) or stream, memory-mapped.
 
-    The file format is read one record batch at a time (only the chosen column is decompressed); the stream
-    format cannot seek, so its batches are indexed once (zero-copy when uncompressed).
+    The file format is read one record batch at a time, decoding only the chosen column; counting the rows of a
+    compressed file decodes that column of each batch once when it is opened. The stream format cannot seek, so
+    its batches are indexed once (zero-copy when uncompressed, held decompressed otherwise).
     """
     with translated(str(path)):
         source_map = pa.memory_map(str(path), "r")
-        try:
+        if source_map.read(len(_FILE_MAGIC)) == _FILE_MAGIC:
+            source_map.seek(0)
             reader = pa.ipc.open_file(source_map)
             schema = reader.schema
-        except pa.ArrowInvalid:
-            reader = None
+        else:
             source_map.seek(0)
-            batches = list(pa.ipc.open_stream(source_map))
-            schema = batches[0].schema if batches else pa.schema([])
+            reader = None
+            stream = pa.ipc.open_stream(source_map)
+            schema = stream.schema
+            batches = list(stream)
     name, kind = _pick_column(path, schema, key)
     if reader is None:
         column_at = schema.get_field_index(name)

@@ -30,13 +30,14 @@ def is_readable(path: Path) -> bool:
 def check_file(path: Path) -> None:
     """Refuse a missing path, a directory or an unreadable file, naming it."""
     if not path.exists():
-        hint = f" (a key goes after a colon: {path.name}:KEY)" if "=" in str(path) else ""
-        raise InputError(str(path), f"no such file{hint}")
+        raise InputError(str(path), "no such file")
     if path.is_dir():
         raise InputError(str(path), "is a directory, expected a file "
                                     "(a clip-retrieval folder holds img_emb/ and text_emb/)")
     if not is_readable(path):
         raise InputError(str(path), "permission denied (the file is not readable)")
+    if path.stat().st_size == 0:
+        raise InputError(str(path), "is empty (0 bytes)")
 
 
 def one_line(message: object) -> str:
@@ -44,12 +45,14 @@ def one_line(message: object) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(message))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line = lines[0] if lines else type(message).__name__
+    if len(line) > 120 and ". " in line[20:]:  # keep the first sentence of a long explanation
+        line = line[: line.index(". ", 20) + 1]
     return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [OSError, ValueError, EOFError, RuntimeError, TypeError, KeyError,
-                                         IndexError, OverflowError, MemoryError, pickle.UnpicklingError,
+                                         IndexError, OverflowError, pickle.UnpicklingError,
                                          zipfile.BadZipFile, UnicodeDecodeError]
     with contextlib.suppress(ImportError):
         import pyarrow as pa

@@ -43,6 +43,11 @@ def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
         data_offset = handle.tell()
     if int(np.prod(shape)) == 0:
         return np.empty(shape, dtype=dtype)
+    needed = int(np.prod(shape)) * dtype.itemsize
+    available = path.stat().st_size - data_offset
+    if available < needed:
+        raise InputError(source, f"truncated: shape {shape} of {dtype} needs {needed} bytes of data, "
+                                 f"only {max(available, 0)} present")
     with translated(source):
         return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape,
                          order="F" if fortran else "C")

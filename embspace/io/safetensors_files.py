@@ -30,7 +30,8 @@ def open_safetensors(path: Path, key: str | None = None, *, ndim: int | None = N
     """One tensor of a safetensors file; the file stays memory-mapped and only requested rows are read."""
     with translated(str(path)):
         handle = safe_open(str(path), framework="pt", device="cpu")
-        shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+        names = handle.keys()  # the handle itself is not iterable
+        shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in names}
     name = choose_key(str(path), shapes, key, what="tensor", ndim=ndim)
     source = source_of(path, name)
     with translated(source):
@@ -39,7 +40,7 @@ def open_safetensors(path: Path, key: str | None = None, *, ndim: int | None = N
 
     def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
         # the slice holds its own reference to the memory map, so ``handle`` may go
-        rows = view[start:stop] if plane is None else view[plane, start:stop]
+        rows = view[start:stop] if plane is None else view[plane : plane + 1, start:stop][0]
         return rows.contiguous()
 
     return Stored(source, shapes[name], dtype, read)

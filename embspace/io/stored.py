@@ -128,3 +128,37 @@ def _checked_reader(stored: Stored, plane_index: int | None, source: str) -> Cal
             return stored.read(plane_index, start, stop)
 
     return read
+
+
+def concatenate(parts: Sequence[Stored], source: str) -> Stored:
+    """Stack 2-D parts (shards) row-wise into one lazily read :class:`Stored`; reads may span part boundaries.
+
+    Parts may hold any number of rows (0 and 1 included); they must agree on D and dtype.
+    """
+    if not parts:
+        raise InputError(source, "no shards to read")
+    first = parts[0]
+    for part in parts:
+        if len(part.shape) != 2:
+            raise InputError(part.source, f"expected a 2-D shard (rows × dims), got shape {part.shape}")
+        if part.shape[1] != first.shape[1]:
+            raise InputError(part.source, f"has {part.shape[1]} dims but {first.source} has {first.shape[1]}")
+        if part.dtype != first.dtype:
+            raise InputError(part.source, f"has dtype {str(part.dtype).removeprefix('torch.')} but "
+                                          f"{first.source} has {str(first.dtype).removeprefix('torch.')}")
+    starts = np.concatenate([[0], np.cumsum([p.shape[0] for p in parts], dtype=np.int64)])  # (parts + 1,)
+
+    def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
+        pieces = []
+        index = int(np.searchsorted(starts, start, side="right") - 1)
+        while start < stop:
+            begin, end = int(starts[index]), int(starts[index + 1])
+            if end > begin:
+                upto = min(stop, end)
+                with translated(parts[index].source):
+                    pieces.append(parts[index].read(None, start - begin, upto - begin))
+                start = upto
+            index += 1
+        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]  # (stop - start, D)
+
+    return Stored(source, (int(starts[-1]), first.shape[1]), first.dtype, read)

@@ -1,0 +1,105 @@
+"""Scan modalities for rows that cannot be measured (NaN / Inf, zero norm) and check paired shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from embspace.embeddings import Embeddings
+from embspace.errors import InputError
+
+DROP_HINT = "pass --drop-invalid to drop them"
+
+
+@dataclass(frozen=True)
+class BadRows:
+    """Row indices (sorted) of one modality that hold NaN / Inf, or that are all zeros."""
+
+    nonfinite: np.ndarray
+    zero: np.ndarray
+
+    @property
+    def all(self) -> np.ndarray:
+        return np.union1d(self.nonfinite, self.zero)
+
+    def describe(self) -> str:
+        """``3 rows contain NaN or Inf (first at row 17)`` and/or the zero-norm rows, or '' when none."""
+        parts = []
+        if len(self.nonfinite):
+            parts.append(f"{_rows(len(self.nonfinite))} NaN or Inf (first at row {self.nonfinite[0]})")
+        if len(self.zero):
+            parts.append(f"{len(self.zero)} {'row has' if len(self.zero) == 1 else 'rows have'} zero norm and "
+                         f"cannot be normalised (first at row {self.zero[0]})")
+        return " and ".join(parts)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row contains" if count == 1 else f"{count} rows contain"
+
+
+def scan(embeddings: Embeddings, chunk_rows: int = 65_536) -> BadRows:
+    """Find bad rows chunk by chunk (the whole matrix is never held at once)."""
+    nonfinite: list[np.ndarray] = []
+    zero: list[np.ndarray] = []
+    for start, block in embeddings.chunks(chunk_rows):  # block: (rows, D)
+        finite = torch.isfinite(block).all(dim=1)  # (rows,)
+        all_zero = (block == 0).all(dim=1) & finite  # (rows,)
+        nonfinite.append(torch.nonzero(~finite).flatten().numpy() + start)
+        zero.append(torch.nonzero(all_zero).flatten().numpy() + start)
+    empty = np.empty(0, dtype=np.int64)
+    return BadRows(np.concatenate(nonfinite) if nonfinite else empty, np.concatenate(zero) if zero else empty)
+
+
+def validate(modalities: dict[str, Embeddings], *, paired: bool = True, same_dim: bool = False,
+             drop_invalid: bool = False, chunk_rows: int = 65_536) -> dict[str, Embeddings]:
+    """Check the modalities and return them, with invalid rows dropped when ``drop_invalid`` is set.
+
+    ``paired`` requires equal row counts (row i of each modality is one pair) and drops the union of bad rows
+    from every modality; ``same_dim`` requires equal dimensions. Without ``drop_invalid`` any bad row is an
+    :class:`InputError`; with it, the returned :class:`Embeddings` carry ``dropped`` and at least 2 rows must stay.
+    """
+    items = list(modalities.items())
+    if paired:
+        _require_equal(items, lambda e: e.n, "rows", "paired modalities need the same number of rows")
+    if same_dim:
+        _require_equal(items, lambda e: e.dim, "dims", "these metrics need the same dimension in every modality")
+    bad = {name: scan(embeddings, chunk_rows) for name, embeddings in items}
+    if not drop_invalid:
+        for name, embeddings in items:
+            described = bad[name].describe()
+            if described:
+                raise InputError(embeddings.source, f"{described}; {DROP_HINT}")
+        return dict(items)
+    if paired and items:
+        union = np.unique(np.concatenate([rows.all for rows in bad.values()]))
+        drop = {name: union for name in bad}
+    else:
+        drop = {name: rows.all for name, rows in bad.items()}
+    return {name: _drop(embeddings, drop[name]) for name, embeddings in items}
+
+
+def _drop(embeddings: Embeddings, rows: np.ndarray) -> Embeddings:
+    """``embeddings`` without ``rows`` (sorted indices); refuses when fewer than 2 rows would remain."""
+    if len(rows) == 0:
+        return embeddings
+    keep = np.setdiff1d(np.arange(embeddings.n, dtype=np.int64), rows, assume_unique=True)  # (N - dropped,)
+    if len(keep) < 2:
+        raise InputError(embeddings.source, f"only {len(keep)} valid row{'s' if len(keep) != 1 else ''} left after "
+                                            f"dropping {len(rows)} invalid rows; need at least 2")
+    taken = embeddings.take(keep)
+    return dataclasses.replace(taken, dropped=embeddings.dropped + len(rows))
+
+
+def _require_equal(items: list[tuple[str, Embeddings]], size: Callable[[Embeddings], int], unit: str,
+                   why: str) -> None:
+    """Refuse when ``size`` differs between modalities, naming the first two that disagree."""
+    if not items:
+        return
+    first = items[0][1]
+    for _, other in items[1:]:
+        if size(other) != size(first):
+            raise InputError(first.source, f"has {size(first)} {unit} but {other.source} has {size(other)}; {why}")
