@@ -1,7 +1,4 @@
-"""The ``embspace`` command: a thin layer over the Python API (what it prints, the API returns).
-
-Bad input ends with one line on stderr (``error: FILE:KEY: problem``) and exit code 2; nothing is written.
-"""
+"""``embspace measure``: one or two modalities from dumps (or the bundled sample) into a table and a JSON report."""
 
 from __future__ import annotations
 
@@ -10,30 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from embspace.cli.common import app, check_writable, err, fail, out
 from embspace.errors import InputError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Measure and compare the geometry of embedding spaces (CLIP and its kin).")
-out = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def check_writable(path: Path | None) -> None:
-    """Refuse an output path whose folder does not exist before any work is done."""
-    if path is None or str(path) == "-":
-        return
-    if path.is_dir():
-        fail(f"{path}: is a directory; --json needs a file path")
-    if not path.parent.exists():
-        fail(f"{path}: folder {path.parent} does not exist")
 
 
 @app.command()
@@ -109,42 +86,3 @@ def print_report(report) -> None:
     settings = report.settings
     out.print(f"[dim]t={settings['t']:g}  α={settings['alpha']:g}  device={settings['device']}  "
               f"precision={settings['precision']}  {total:.2f} s[/]", highlight=False)
-
-
-@app.command()
-def compare(
-    before: Annotated[Path, typer.Argument(help="Report JSON before.")],
-    after: Annotated[Path, typer.Argument(help="Report JSON after.")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
-) -> None:
-    """Show each metric's change between two reports."""
-    import json
-
-    import embspace
-    from embspace.io.atomic import atomic_write_text
-
-    check_writable(json_path)
-    try:
-        comparison = embspace.compare(str(before), str(after))
-    except InputError as exc:
-        fail(str(exc))
-    for warning in comparison.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    for column, justify in (("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")):
-        table.add_column(column, justify=justify)
-    for change in comparison.changes:
-        cells = ["—" if v is None else f"{v:.4f}" for v in (change.before, change.after)]
-        delta = "—" if change.delta is None else f"{change.delta:+.4f}"
-        table.add_row(change.path, *cells, delta)
-    out.print(table)
-    if json_path is not None:
-        atomic_write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

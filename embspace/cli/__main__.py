@@ -1,0 +1,3 @@
+from embspace.cli import main
+
+main()
