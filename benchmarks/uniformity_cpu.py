@@ -94,6 +94,7 @@ def main() -> None:
     import torch
 
     results = {}
+    load_before = round(os.getloadavg()[0], 2)
     for method in METHODS:
         child = subprocess.run([sys.executable, __file__, "--method", method, "--n", str(args.n), "--dim",
                                 str(args.dim), "--repeats", str(args.repeats)], capture_output=True, text=True,
@@ -106,7 +107,7 @@ def main() -> None:
         results[method]["abs_error"] = abs(results[method]["value"] - exact)
     summary = {
         "n": args.n, "dim": args.dim, "t": T, "machine": machine(), "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"), "results": results,
+        "date": time.strftime("%Y-%m-%d"), "load_average_before": load_before, "results": results,
         "speedup_vs_pdist": results["pdist"]["seconds"] / results["embspace"]["seconds"],
         "ratio_to_gemm": results["embspace"]["seconds"] / results["gemm"]["seconds"],
     }
@@ -116,7 +117,8 @@ def main() -> None:
             f"{r.get('abs_error', float('nan')):.1e} |" for m, r in results.items()]
     (args.out / "uniformity_cpu.md").write_text("\n".join([
         f"# Exact uniformity, N = {args.n:,}, D = {args.dim}, t = {T:g}, float32 (cone-shaped unit rows)", "",
-        f"Machine: {summary['machine']}; torch {torch.__version__}; {summary['date']}.", "",
+        f"Machine: {summary['machine']}; torch {torch.__version__}; {summary['date']}; 1-minute load average "
+        f"{load_before} when the run started (other work on the machine slows every method alike).", "",
         "| method | seconds (best of runs) | peak RSS MiB | abs. error vs float64 |", "| --- | --- | --- | --- |",
         *rows, "",
         f"embspace is {summary['speedup_vs_pdist']:.1f}× faster than `torch.pdist` and takes "

@@ -12,6 +12,8 @@ Reductions (each keeps only sufficient statistics, accumulated in float64 where 
 - :class:`RankCount` — for every row (and column) the number of other items more similar than its true partner:
   recall@k is ``count < k``.
 - :class:`TopK` — the k most similar columns of every row (and rows of every column): k-occurrence, hubness.
+- :class:`Histogram` — int64 counts of the similarities in fixed bins over [−1, 1]: true pairs (i = j) and the
+  other cross pairs (i ≠ j) of a cross problem, or the pairs i < j of a symmetric one.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from embspace.kernels.rows import Rows
 
-DEFAULT_TILE = 2048
+DEFAULT_TILE = 4096
 UNDERFLOW_SAFE_EXPONENT = 80.0
+DEFAULT_BINS = 200  # histogram bins over [−1, 1]: width 0.01
 
 
 class Reduction:
@@ -51,12 +55,25 @@ class ExpSum(Reduction):
         self.total = 0.0  # Σ exp(exponent − shift)
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
-        exponent = sim.mul(2 * self.t).sub_(2 * self.t)  # (R, C), ≤ 0 up to rounding
+        self._reduce(sim.mul(2 * self.t).sub_(2 * self.t), diagonal)
+
+    def update_blocks(self, rows: torch.Tensor, cols: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+        """Fused path when this is the only reduction: the exponent 2t·a·bᵀ − 2t comes straight out of addmm."""
+        rows, cols = _upcast(rows, cols)
+        bias = torch.tensor(-2 * self.t, dtype=rows.dtype, device=rows.device)
+        self._reduce(torch.addmm(bias, rows, cols.T, alpha=2 * self.t), diagonal)  # (R, C) exponents
+
+    def _reduce(self, exponent: torch.Tensor, diagonal: bool) -> None:
+        """Fold one tile of exponents (modified in place) into the running sum.
+
+        The tile is summed in its own precision (torch's cascaded sum: ~1e-7 relative in float32), tiles are
+        added in float64.
+        """
         shift = 0.0 if 4 * self.t <= UNDERFLOW_SAFE_EXPONENT else float(exponent.max())
         if shift != 0.0:
             exponent.sub_(shift)
         weights = exponent.exp_()
-        tile_sum = float(weights.sum(dtype=torch.float64))
+        tile_sum = float(weights.sum())
         if diagonal and self.exclude_diagonal:
             tile_sum -= float(weights.diagonal().sum(dtype=torch.float64))
             if self.symmetric:
@@ -121,6 +138,80 @@ class TopK(Reduction):
             self.col_values[:, c0:c1], self.col_index[:, c0:c1], values, index + r0, dim=0)
 
 
+class Histogram(Reduction):
+    """Counts of cosine similarities in ``bins`` equal bins over [−1, 1], exact, in int64.
+
+    Bins follow ``numpy.histogram(s, bins, range=(-1, 1))``: bin k holds edges[k] ≤ s < edges[k+1], the last bin
+    also holds s = 1, and the edges are ``numpy.linspace(-1, 1, bins + 1)``. Similarities that rounding puts just
+    outside [−1, 1] are clamped into the end bins, so every counted pair is in some bin.
+
+    A cross problem (X against Y, same N) fills ``matched`` (the true pairs, i = j) and ``unmatched`` (i ≠ j);
+    a symmetric one (X against itself) fills ``within`` (each unordered pair i < j once). Counts merge by addition.
+
+    >>> import numpy as np, torch
+    >>> from embspace.kernels.rows import prepare_rows
+    >>> x = prepare_rows(np.eye(3), torch.device("cpu"), torch.float64)
+    >>> hist = Histogram(4, symmetric=True)
+    >>> stream_pairs(x, None, [hist], tile=2)
+    >>> hist.within.tolist()  # three orthogonal pairs, cosine 0 → the bin [0, 0.5)
+    [0, 0, 3, 0]
+    """
+
+    def __init__(self, bins: int = DEFAULT_BINS, *, symmetric: bool, device: torch.device | str = "cpu") -> None:
+        if bins < 1:
+            raise ValueError(f"bins must be at least 1, got {bins}")
+        self.bins = bins
+        self.symmetric = symmetric
+        self.edges = np.linspace(-1.0, 1.0, bins + 1)  # (bins+1,) float64, numpy.histogram's edges
+        self._bounds = torch.from_numpy(np.append(self.edges, np.inf)).to(device)  # (bins+2,) so k + 1 is valid
+        zeros = torch.zeros(bins, dtype=torch.int64, device=device)
+        if symmetric:
+            self.within = zeros
+        else:
+            self.matched, self.unmatched = zeros, zeros.clone()
+
+    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+        if self.symmetric:
+            if diagonal:
+                upper = torch.triu_indices(*sim.shape, offset=1, device=sim.device)  # (2, pairs i<j)
+                self.within += self._count(sim[upper[0], upper[1]])
+            else:
+                self.within += self._count(sim)
+            return
+        counts = self._count(sim)
+        if diagonal:
+            on_diagonal = self._count(sim.diagonal())
+            self.matched += on_diagonal
+            counts -= on_diagonal
+        self.unmatched += counts
+
+    def _count(self, values: torch.Tensor) -> torch.Tensor:
+        """Bin counts of any tensor of similarities, as numpy.histogram over [−1, 1] would give them.
+
+        The bin k = ⌊(s + 1)·bins/2⌋ is computed in the tile's precision (float16/bfloat16 are widened to float32);
+        the few values within 1e-3 of a bin's width from an edge are then settled exactly, as numpy does, by
+        comparing them in float64 with the edges themselves.
+        """
+        wide = values.reshape(-1)
+        wide = (wide if wide.dtype in (torch.float32, torch.float64) else wide.float()).clamp(-1.0, 1.0)  # (M,)
+        position = wide.add(1.0).mul_(self.bins / 2)  # (M,) bin coordinate
+        index = position.floor()
+        near_edge = position.sub_(index).sub_(0.5).abs_() > 0.499
+        index = index.long().clamp_(0, self.bins - 1)  # (M,); s = 1 belongs to the last bin
+        near = near_edge.nonzero().squeeze(1)  # (K,), K ≪ M
+        value, k = wide[near].double(), index[near]
+        k -= (value < self._bounds[k]).long()
+        k += (value >= self._bounds[k + 1]).long()
+        index[near] = k.clamp_(0, self.bins - 1)
+        return torch.bincount(index, minlength=self.bins)
+
+    def counts(self) -> dict[str, list[int]]:
+        """The counts as plain lists: ``{"within": …}`` or ``{"matched": …, "unmatched": …}``."""
+        if self.symmetric:
+            return {"within": self.within.cpu().tolist()}
+        return {"matched": self.matched.cpu().tolist(), "unmatched": self.unmatched.cpu().tolist()}
+
+
 def _keep_best(best: torch.Tensor, best_index: torch.Tensor, values: torch.Tensor, index: torch.Tensor,
                dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``best.shape[dim]`` largest of the running best and a tile's candidates, along ``dim``."""
@@ -130,10 +221,16 @@ def _keep_best(best: torch.Tensor, best_index: torch.Tensor, values: torch.Tenso
     return keep, cand_index.gather(dim, pos)
 
 
+def _upcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half-precision storage is multiplied with fp32 accumulation into a float32 tile."""
+    if a.dtype in (torch.float16, torch.bfloat16):
+        return a.float(), b.float()
+    return a, b
+
+
 def tile_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a·bᵀ with fp32 accumulation and a float32 (or float64) result, whatever the storage precision."""
-    if a.dtype in (torch.float16, torch.bfloat16):
-        a, b = a.float(), b.float()
+    a, b = _upcast(a, b)
     return a @ b.T
 
 
@@ -148,13 +245,17 @@ def stream_pairs(
     """Feed every tile of X̂·Ŷᵀ (or of X̂·X̂ᵀ on and above the diagonal when ``y`` is None) to the reductions."""
     symmetric = y is None
     y = x if symmetric else y
+    fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None
     for r0 in range(0, x.n, tile):
         rows = x.block(r0, min(r0 + tile, x.n))
         for c0 in range(r0 if symmetric else 0, y.n, tile):
             cols = rows if (symmetric and c0 == r0) else y.block(c0, min(c0 + tile, y.n))
-            sim = tile_product(rows, cols)  # (R, C)
-            for reduction in reductions:
-                reduction.update(sim, r0, c0, diagonal=(r0 == c0))
+            if fused is not None:
+                fused.update_blocks(rows, cols, r0, c0, diagonal=(r0 == c0))
+            else:
+                sim = tile_product(rows, cols)  # (R, C)
+                for reduction in reductions:
+                    reduction.update(sim, r0, c0, diagonal=(r0 == c0))
             if progress is not None:
                 progress(1)
 
