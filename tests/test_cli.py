@@ -165,3 +165,17 @@ def test_require_normalized_refuses_unnormalised_rows(dumps, tmp_path):
     result = run("measure", f"image={tmp_path / 'raw.npy'}", "--require-normalized")
     assert result.returncode == 2
     assert "row 0" in result.stderr and "norm" in result.stderr
+
+
+def test_measure_the_bundled_sample():
+    """The README's main job: every metric family on the bundled real sample."""
+    result = run("measure", "--sample", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["inputs"]["image"]["n"] == report["inputs"]["text"]["n"] >= 500
+    for family in ("gap", "uniformity", "cone", "rankme", "recall@1", "hubness", "linear_separability", "rmg"):
+        assert family in report["metrics"]
+    # a trained joint space: pairs retrieve each other far above chance, the gap is smaller than at step 0
+    assert report["metrics"]["recall@1"]["image->text"] > 0.1
+    first = json.loads(run("measure", "--sample", "--step", "0", "--metrics", "gap", "--json", "-").stdout)
+    assert first["metrics"]["gap"] > report["metrics"]["gap"]
