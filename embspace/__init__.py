@@ -14,6 +14,7 @@ from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.measure import measure
 from embspace.report import Report
+from embspace.trajectory import Trajectory, measure_trajectory
 
 
 def load(*specs: str, names: tuple[str, ...] | None = None) -> dict[str, Embeddings]:
@@ -36,5 +37,14 @@ def load_sample(step: int | None = None) -> dict[str, Embeddings]:
             for name in ("image", "text")}
 
 
-__all__ = ["Comparison", "Embeddings", "InputError", "Report", "__version__", "compare", "load", "load_sample",
-           "measure"]
+__all__ = ["Comparison", "Embeddings", "InputError", "Report", "Trajectory", "__version__", "compare", "load",
+           "load_sample", "measure", "measure_trajectory", "plot"]
+
+
+def __getattr__(name: str):
+    """``embspace.plot`` is imported on first use (it pulls in matplotlib)."""
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("embspace.plot")
+    raise AttributeError(f"module 'embspace' has no attribute {name!r}")

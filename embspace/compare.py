@@ -1,14 +1,35 @@
-"""`compare(before, after)`: each metric's change between two reports, with a warning when settings differ."""
+"""`compare(before, after)`: each metric's change between two reports, and whether it exceeds the noise.
+
+Without the embeddings, a comparison pairs the numbers of two reports and warns when their settings differ. Given
+the embeddings behind both reports (``data_before=``, ``data_after=``: the same N pairs before and after), it adds a
+**paired bootstrap over pairs** (Efron & Tibshirani 1993, ch. 16): draw B sets of N pair indices with replacement,
+recompute each metric on before and after with the SAME indices, and take the percentile interval of the B
+differences; a change is "beyond noise" when that interval excludes 0. See :func:`paired_bootstrap` for what is
+resampled and at which cost.
+"""
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import torch
+
+from embspace.errors import InputError
 from embspace.report import Report, format_value
 
 SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed")
+
+RESAMPLES = 1000
+SUBSAMPLE = 2000
+RECALL_KS = (1, 5, 10)
+BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
+
+__all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap"]
 
 
 @dataclass
@@ -35,20 +56,40 @@ class Change:
 
 @dataclass
 class Comparison:
-    """The changes between two reports and the reasons they may not be comparable."""
+    """The changes between two reports, the reasons they may not be comparable, and (given the embeddings) which
+    changes exceed the noise."""
 
     before: Report
     after: Report
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    significance: Significance | None = None
+
+    @property
+    def retrieval_losses(self) -> list[str]:
+        """Recall@k paths that dropped beyond the noise (empty without a significance test)."""
+        return self.significance.retrieval_losses() if self.significance is not None else []
 
     def table(self) -> str:
         width = max((len(c.path) for c in self.changes), default=10)
-        lines = [f"  {'metric':<{width}} {'before':>10} {'after':>10} {'change':>10}"]
+        tested = self.significance.metrics if self.significance is not None else {}
+        header = f"  {'metric':<{width}} {'before':>10} {'after':>10} {'change':>10}"
+        if tested:
+            header += f"  {self._ci_label():>22}  beyond noise"
+        lines = [header]
         for c in self.changes:
             delta = "—" if c.delta is None else f"{c.delta:+.4f}"
-            lines.append(f"  {c.path:<{width}} {format_value(c.before):>10} {format_value(c.after):>10} {delta:>10}")
-        return "\n".join([*(f"warning: {w}" for w in self.warnings), *lines])
+            line = f"  {c.path:<{width}} {format_value(c.before):>10} {format_value(c.after):>10} {delta:>10}"
+            if c.path in tested:
+                entry = tested[c.path]
+                line += f"  {entry.ci_text():>22}  {entry.verdict()}"
+            lines.append(line)
+        notes = self.significance.notes if self.significance is not None else []
+        return "\n".join([*(f"warning: {w}" for w in self.warnings), *lines, *(f"note: {n}" for n in notes)])
+
+    def _ci_label(self) -> str:
+        level = self.significance.confidence if self.significance is not None else 0.95
+        return f"{level:.0%} CI of change"
 
     def __str__(self) -> str:
         return self.table()
@@ -56,25 +97,60 @@ class Comparison:
     def to_frame(self):  # -> pandas.DataFrame
         import pandas as pd
 
-        return pd.DataFrame([(c.path, c.before, c.after, c.delta) for c in self.changes],
-                            columns=["metric", "before", "after", "change"])
+        tested = self.significance.metrics if self.significance is not None else {}
+        rows = []
+        for c in self.changes:
+            entry = tested.get(c.path)
+            rows.append((c.path, c.before, c.after, c.delta, entry.ci[0] if entry else None,
+                         entry.ci[1] if entry else None, entry.significant if entry else None))
+        return pd.DataFrame(rows, columns=["metric", "before", "after", "change", "ci_low", "ci_high",
+                                           "beyond_noise"])
 
-    def to_dict(self) -> dict[str, object]:
-        return {"warnings": self.warnings,
-                "changes": [{"metric": c.path, "before": c.before, "after": c.after, "change": c.delta}
-                            for c in self.changes]}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "warnings": self.warnings,
+            "changes": [{"metric": c.path, "before": c.before, "after": c.after, "change": c.delta}
+                        for c in self.changes],
+        }
+        if self.significance is not None:
+            out["significance"] = self.significance.to_dict()
+        return out
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{html.escape(c.path)}</td><td>{format_value(c.before)}</td>"
-                       f"<td>{format_value(c.after)}</td><td>{'—' if c.delta is None else f'{c.delta:+.4f}'}</td></tr>"
-                       for c in self.changes)
+        tested = self.significance.metrics if self.significance is not None else {}
+        rows = []
+        for c in self.changes:
+            entry = tested.get(c.path)
+            extra = f"<td>{entry.ci_text()}</td><td>{entry.verdict()}</td>" if entry else "<td></td><td></td>"
+            rows.append(f"<tr><td>{html.escape(c.path)}</td><td>{format_value(c.before)}</td>"
+                        f"<td>{format_value(c.after)}</td><td>{'—' if c.delta is None else f'{c.delta:+.4f}'}</td>"
+                        f"{extra if tested else ''}</tr>")
+        head = "<th>metric</th><th>before</th><th>after</th><th>change</th>"
+        if tested:
+            head += f"<th>{self._ci_label()}</th><th>beyond noise</th>"
         notes = "".join(f"<p>⚠ {html.escape(w)}</p>" for w in self.warnings)
-        return (f"<div>{notes}<table><thead><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>"
-                f"</thead><tbody>{rows}</tbody></table></div>")
+        return f"<div>{notes}<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
-def compare(before: Report | str, after: Report | str) -> Comparison:
-    """Pair every number of two reports (reports or paths to their JSON) and flag differing settings."""
+def compare(
+    before: Report | str,
+    after: Report | str,
+    *,
+    data_before: Mapping[str, Any] | Sequence[Any] | None = None,
+    data_after: Mapping[str, Any] | Sequence[Any] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    confidence: float = 0.95,
+    subsample: int = SUBSAMPLE,
+    recall_ks: Sequence[int] = RECALL_KS,
+) -> Comparison:
+    """Pair every number of two reports (reports or paths to their JSON) and flag differing settings.
+
+    With ``data_before`` and ``data_after`` (the embeddings the reports were measured on: two paired modalities
+    each, as a mapping name → array or an (A, B) sequence; the same pairs in the same order), add the paired
+    bootstrap (:func:`paired_bootstrap`) in ``comparison.significance`` and a warning for every
+    recall@k that dropped beyond the noise.
+    """
     before = before if isinstance(before, Report) else Report.from_json(before)
     after = after if isinstance(after, Report) else Report.from_json(after)
     old, new = before.flat(), after.flat()
@@ -84,10 +160,277 @@ def compare(before: Report | str, after: Report | str) -> Comparison:
                 for key in SETTINGS_THAT_CHANGE_VALUES if before.settings.get(key) != after.settings.get(key)]
     if before.modalities != after.modalities:
         warnings.append(f"modalities differ: {before.modalities} before, {after.modalities} after")
-    return Comparison(before, after, changes, warnings)
+    comparison = Comparison(before, after, changes, warnings)
+    if (data_before is None) != (data_after is None):
+        raise InputError("compare", "the significance test needs the embeddings both before and after")
+    if data_before is not None:
+        names = tuple(after.modalities) if len(after.modalities) == 2 else None
+        comparison.significance = paired_bootstrap(
+            data_before, data_after, names=names, resamples=resamples, seed=seed, confidence=confidence,
+            subsample=subsample, t=float(after.settings.get("t", 2.0)),
+            alpha=float(after.settings.get("alpha", 2.0)), recall_ks=recall_ks,
+            reported={"before": old, "after": new})
+        warnings.extend(_data_mismatches(comparison.significance, old, new))
+        for path in comparison.retrieval_losses:
+            entry = comparison.significance.metrics[path]
+            warnings.append(f"RETRIEVAL LOSS beyond noise: {path} changed by {entry.change:+.4f} "
+                            f"({comparison.significance.confidence:.0%} CI {entry.ci_text()})")
+    return comparison
+
+
+def _data_mismatches(significance: Significance, old: dict[str, Any], new: dict[str, Any],
+                     tolerance: float = 1e-3) -> list[str]:
+    """A warning per side whose embeddings do not reproduce its report's exact O(N·D) metrics."""
+    warnings = []
+    for side, reported in (("before", old), ("after", new)):
+        for path, entry in significance.metrics.items():
+            value = _number(reported.get(path))
+            data = entry.data_before if side == "before" else entry.data_after
+            if entry.method == "all pairs" and value is not None and abs(value - data) > tolerance:
+                warnings.append(f"the {side} embeddings do not match the {side} report ({path}: {data:.4f} from "
+                                f"the embeddings, {value:.4f} in the report)")
+                break
+    return warnings
 
 
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return None if math.isnan(value) else float(value)
+
+
+# ------------------------------------------------------------------------------------------- paired bootstrap
+@dataclass
+class MetricTest:
+    """The paired bootstrap of one metric: the change, its percentile interval, and how it was resampled."""
+
+    path: str
+    before: float
+    after: float
+    change: float  # after − before: the reports' values where they have the metric, else the data's
+    ci: tuple[float, float]  # percentile interval of the resampled change
+    method: str  # "all pairs" or "subsample" (the dense N² metrics)
+    resampled_change: float  # the change on the data the bootstrap resamples (all pairs, or the subsample)
+    data_before: float = math.nan  # the metric recomputed from the given embeddings
+    data_after: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0: the change exceeds the resampling noise."""
+        return self.ci[0] > 0 or self.ci[1] < 0
+
+    def ci_text(self) -> str:
+        return f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}]"
+
+    def verdict(self) -> str:
+        if not self.significant:
+            return "no"
+        return "yes, up" if self.ci[0] > 0 else "yes, down"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"before": self.before, "after": self.after, "change": self.change, "ci": list(self.ci),
+                "beyond_noise": self.significant, "resampled": self.method,
+                "resampled_change": self.resampled_change}
+
+
+@dataclass
+class Significance:
+    """What the paired bootstrap found, metric by metric, and how it was run."""
+
+    resamples: int
+    seed: int
+    confidence: float
+    pairs: int
+    subsample: int
+    metrics: dict[str, MetricTest] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    not_tested: list[str] = field(default_factory=list)
+
+    def retrieval_losses(self) -> list[str]:
+        """recall@k paths whose drop exceeds the noise."""
+        return [p for p, m in self.metrics.items() if p.startswith("recall@") and m.significant and m.ci[1] < 0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "paired bootstrap over pairs, percentile interval of after − before",
+            "resamples": self.resamples, "seed": self.seed, "confidence": self.confidence, "pairs": self.pairs,
+            "subsample": {"pairs": self.subsample, "metrics": sorted(p for p, m in self.metrics.items()
+                                                                     if m.method == "subsample")},
+            "metrics": {p: m.to_dict() for p, m in self.metrics.items()},
+            "retrieval_losses": self.retrieval_losses(), "not_tested": self.not_tested, "notes": self.notes,
+        }
+
+
+def paired_bootstrap(
+    data_before: Mapping[str, Any] | Sequence[Any],
+    data_after: Mapping[str, Any] | Sequence[Any],
+    *,
+    names: tuple[str, str] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    confidence: float = 0.95,
+    subsample: int = SUBSAMPLE,
+    t: float = 2.0,
+    alpha: float = 2.0,
+    recall_ks: Sequence[int] = RECALL_KS,
+    reported: Mapping[str, Mapping[str, float]] | None = None,
+) -> Significance:
+    """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
+
+    Resample b = 1…B draws N pair indices with replacement (``numpy.random.default_rng(seed)``); the counts
+    w ∈ ℕᴺ, Σw = N, weight the pairs, the same w before and after. On the resampled data:
+
+    * O(N·D), on all N pairs, exactly: gap ‖Σw x̂/N − Σw ŷ/N‖, centroid cosine, matched cosine Σw x̂·ŷ/N,
+      alignment Σw ‖x̂ − ŷ‖^α/N, cone (‖Σw x̂‖² − Σw²‖x̂‖²)/(N² − Σw²), RMG from those;
+    * O(S²) per resample, on a fixed seeded subsample of S = min(N, ``subsample``) pairs with the dense S×S
+      matrices: uniformity per modality, mean, joint and cross, log Σ_{a≠b} w_a w_b e^{−t‖·‖²} / (N² − Σw²),
+      and recall@k both ways (rank_a = Σ_b w_b [s_ab > s_aa]; recall = Σ w_a [rank_a < k] / N).
+
+    Two copies of the same pair are never counted as a pair of distinct points (cone, uniformity), so that a
+    duplicate's zero distance does not bias the resampled values; with w = 1 every formula is the exact metric.
+    The interval is the percentile interval of the B changes; "beyond noise" means it excludes 0. Cost:
+    O(B·N·D + B·S²) time, O(N·D + S²) memory; B = 1000, N = 10⁴, D = 512 take a few seconds on two CPU cores.
+    Not tested (they need refits or have no cheap resampled form): linear separability, spectrum, hubness.
+    """
+    xb, yb, names = _unit_pair(data_before, names, "data_before")
+    xa, ya, _ = _unit_pair(data_after, names, "data_after")
+    n = xb.shape[0]
+    if xa.shape[0] != n:
+        raise InputError("data_after", f"has {xa.shape[0]} pairs but data_before has {n}; the paired bootstrap "
+                                       "needs the same pairs before and after")
+    if resamples < 10 or not 0 < confidence < 1:
+        raise InputError("bootstrap", f"needs ≥ 10 resamples and 0 < confidence < 1, got {resamples}, {confidence}")
+    rng = np.random.default_rng(seed)
+    s = min(n, subsample)
+    sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
+    stats = [(_Moments(x, y, alpha, names), _Dense(x[sub], y[sub], t, recall_ks, names)) for x, y in
+             ((xb, yb), (xa, ya))]
+    point = [{**m.values(torch.ones(1, n)), **d.values(torch.ones(1, s))} for m, d in stats]
+    diffs: dict[str, list[np.ndarray]] = {path: [] for path in point[0]}
+    block = max(1, min(resamples, BLOCK_ELEMENTS // n))
+    for start in range(0, resamples, block):
+        b = min(block, resamples - start)
+        w_all, w_sub = _counts(rng, n, b), _counts(rng, s, b)
+        values = [{**m.values(w_all), **d.values(w_sub)} for m, d in stats]
+        for path in diffs:
+            diffs[path].append(values[1][path] - values[0][path])
+    reported = reported or {}
+    level = ((1 - confidence) / 2, (1 + confidence) / 2)
+    result = Significance(resamples, seed, confidence, n, s)
+    dense = set(stats[0][1].paths)
+    for path, parts in diffs.items():
+        lo, hi = np.quantile(np.concatenate(parts), level)
+        data_b, data_a = float(point[0][path][0]), float(point[1][path][0])
+        old, new = reported.get("before", {}).get(path), reported.get("after", {}).get(path)
+        before = float(old) if isinstance(old, int | float) else data_b
+        after = float(new) if isinstance(new, int | float) else data_a
+        result.metrics[path] = MetricTest(path, before, after, after - before, (float(lo), float(hi)),
+                                          "subsample" if path in dense and s < n else "all pairs",
+                                          data_a - data_b, data_b, data_a)
+    result.not_tested = ["linear_separability", "spectrum (rankme, effective_rank, …)", "hubness"]
+    if s < n:
+        result.notes.append(f"uniformity and recall@k: bootstrap on a seeded subsample of {s:,} of {n:,} pairs with "
+                            f"the dense formulas; their intervals bound the change on that subsample (recall@k "
+                            f"there ranks within {s:,} candidates, not {n:,})")
+    result.notes.append(f"paired bootstrap, {resamples} resamples, seed {seed}; 'beyond noise' = the "
+                        f"{confidence:.0%} interval excludes 0 (one test per metric, no multiplicity correction)")
+    return result
+
+
+def _unit_pair(data: Mapping[str, Any] | Sequence[Any], names: tuple[str, str] | None,
+               where: str) -> tuple[torch.Tensor, torch.Tensor, tuple[str, str]]:
+    """Two paired modalities as float32 unit rows, with their names."""
+    from embspace.embeddings import Embeddings
+
+    if isinstance(data, Mapping):
+        items = list(data.items())
+    else:
+        if isinstance(data, np.ndarray | torch.Tensor) and data.ndim == 3:
+            data = list(data)
+        items = list(zip(names or ("image", "text"), data, strict=False))
+    if len(items) != 2 or (not isinstance(data, Mapping) and len(data) != 2):
+        raise InputError(where, "needs exactly two paired modalities")
+    tensors = []
+    for name, value in items:
+        emb = value if isinstance(value, Embeddings) else Embeddings.from_array(value, f"{where}:{name}")
+        tensors.append(emb.to_tensor(torch.float32))
+    x, y = tensors
+    if x.shape != y.shape:
+        raise InputError(where, f"the two modalities must be paired and share a dimension, got {tuple(x.shape)} "
+                                f"and {tuple(y.shape)}")
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise InputError(where, "contains NaN or Inf")
+    unit = torch.nn.functional.normalize
+    return unit(x, dim=1), unit(y, dim=1), names or (items[0][0], items[1][0])
+
+
+def _counts(rng: np.random.Generator, n: int, b: int) -> torch.Tensor:
+    """(b, n) float32 counts of n indices drawn with replacement, b times."""
+    index = torch.from_numpy(rng.integers(0, n, size=(b, n)))
+    return torch.zeros(b, n).scatter_add_(1, index, torch.ones(b, n))
+
+
+class _Moments:
+    """The O(N·D) metrics of weighted pairs: per-resample sums Σw x̂ (one (b, N) @ (N, D) product per modality)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, alpha: float, names: tuple[str, str]) -> None:
+        self.x, self.y, self.names = x, y, names  # (N, D) unit rows
+        self.matched = (x * y).sum(1)  # (N,)
+        self.align = (x - y).norm(dim=1).pow(alpha)  # (N,)
+        self.sq_x, self.sq_y = x.pow(2).sum(1), y.pow(2).sum(1)  # (N,), ≈ 1
+
+    def values(self, w: torch.Tensor) -> dict[str, np.ndarray]:
+        a, b = self.names
+        n = w.sum(1).double()  # (b,)
+        distinct = n * n - w.pow(2).sum(1).double()  # ordered pairs of different original pairs
+        sx, sy = (w @ self.x).double(), (w @ self.y).double()  # (b, D)
+        mx, my = sx / n[:, None], sy / n[:, None]
+        cone_x = (sx.pow(2).sum(1) - (w.pow(2) @ self.sq_x).double()) / distinct
+        cone_y = (sy.pow(2).sum(1) - (w.pow(2) @ self.sq_y).double()) / distinct
+        matched = (w @ self.matched).double() / n
+        d_m = (1 - (matched + 1) / 2).clamp_min(1e-3)
+        rmg = d_m / (d_m + ((1 - (cone_x + 1) / 2) + (1 - (cone_y + 1) / 2)) / 2)
+        out = {"gap": (mx - my).norm(dim=1),
+               "centroid_cosine": (mx * my).sum(1) / (mx.norm(dim=1) * my.norm(dim=1)),
+               "alignment": (w @ self.align).double() / n, "matched_cosine": matched, "rmg": rmg,
+               f"cone.{a}": cone_x, f"cone.{b}": cone_y}
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class _Dense:
+    """The N² metrics of weighted pairs from dense S×S matrices: uniformity (all variants) and recall@k."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, t: float, ks: Sequence[int], names: tuple[str, str]) -> None:
+        self.names, self.ks = names, tuple(ks)
+        sxy = x @ y.T  # (S, S), image a × text b
+        self.e_xx = torch.exp(2 * t * (x @ x.T - 1))  # (S, S): e^{−t‖x̂_a − x̂_b‖²}
+        self.e_yy = torch.exp(2 * t * (y @ y.T - 1))
+        self.e_xy = torch.exp(2 * t * (sxy - 1))
+        matched = sxy.diagonal()  # (S,)
+        self.beats_xy = (sxy > matched[:, None]).float()  # [a, b]: text b outranks text a for image a
+        self.beats_yx = (matched[:, None] < sxy.T).float()  # [a, b]: image b outranks image a for text a
+        a, b = names
+        self.paths = [f"uniformity.{a}", f"uniformity.{b}", "uniformity.mean", "uniformity.joint",
+                      "uniformity.cross", *(f"recall@{k}.{d}" for k in self.ks for d in (f"{a}->{b}", f"{b}->{a}"))]
+
+    def values(self, w: torch.Tensor) -> dict[str, np.ndarray]:
+        a, b = self.names
+        n = w.sum(1).double()  # (b,)
+        w2 = w.pow(2)
+
+        def quad(e: torch.Tensor) -> torch.Tensor:  # Σ_{a,b} w_a w_b e_ab, (b,)
+            return ((w @ e) * w).double().sum(1)
+
+        distinct = n * n - w2.sum(1).double()
+        s_xx = quad(self.e_xx) - (w2 @ self.e_xx.diagonal()).double()  # Σ_{a≠b}
+        s_yy = quad(self.e_yy) - (w2 @ self.e_yy.diagonal()).double()
+        all_xy = quad(self.e_xy)
+        u_x, u_y = torch.log(s_xx / distinct), torch.log(s_yy / distinct)
+        out = {f"uniformity.{a}": u_x, f"uniformity.{b}": u_y, "uniformity.mean": (u_x + u_y) / 2,
+               "uniformity.joint": torch.log((s_xx + s_yy + 2 * all_xy) / (2 * distinct + 2 * n * n)),
+               "uniformity.cross": torch.log((all_xy - (w2 @ self.e_xy.diagonal()).double()) / distinct)}
+        for direction, beats in ((f"{a}->{b}", self.beats_xy), (f"{b}->{a}", self.beats_yx)):
+            ranks = w @ beats.T  # (b, S): weighted count of candidates that outrank each query's partner
+            for k in self.ks:
+                out[f"recall@{k}.{direction}"] = (w * (ranks < k)).double().sum(1) / n
+        return {k: v.numpy() for k, v in out.items()}

@@ -22,7 +22,7 @@ import torch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.kernels.pairwise import DEFAULT_TILE, ExpSum, count_tiles, stream_pairs
+from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE, ExpSum, Histogram, count_tiles, stream_pairs
 from embspace.kernels.rows import (
     Rows,
     as_embeddings,
@@ -36,14 +36,18 @@ from embspace.metrics.conventions import convention
 from embspace.report import Report, flatten
 
 PAIRED_FAMILIES = ("gap", "alignment", "rmg", "retrieval", "hubness", "separability")
-SINGLE_FAMILIES = ("cone", "uniformity", "spectrum")
-FAMILIES = ("gap", "alignment", "cone", "rmg", "uniformity", "spectrum", "retrieval", "hubness", "separability")
+SINGLE_FAMILIES = ("cone", "uniformity", "spectrum", "histograms")
+FAMILIES = ("gap", "alignment", "cone", "rmg", "uniformity", "spectrum", "retrieval", "hubness", "separability",
+            "histograms")
 ALIASES = {
     "centroid_cosine": "gap", "gap_direction": "gap", "matched_cosine": "alignment", "recall": "retrieval",
     "rankme": "spectrum", "effective_rank": "spectrum", "participation_ratio": "spectrum", "alpha_req": "spectrum",
     "linear_separability": "separability", "uniformity_mean": "uniformity", "uniformity_joint": "uniformity",
-    "uniformity_cross": "uniformity",
+    "uniformity_cross": "uniformity", "histogram": "histograms",
 }
+HISTOGRAM_CONVENTION = ("counts of the cosine similarity x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and "
+                        "half-open bins): matched = true pairs i = j, unmatched = cross-modal pairs i ≠ j, "
+                        "within = pairs i < j of each modality; exact")
 
 Data = Embeddings | np.ndarray | torch.Tensor
 
@@ -78,6 +82,7 @@ def measure(
     recall_ks: tuple[int, ...] = retrieval.RECALL_KS,
     hubness_k: int = retrieval.HUBNESS_K,
     alpha_req_range: tuple[int, int] | None = None,
+    histogram_bins: int = DEFAULT_BINS,
     seed: int = 0,
     tile: int = DEFAULT_TILE,
     memory: int | None = None,
@@ -98,6 +103,8 @@ def measure(
             not 1 (within 1e-3) instead.
         drop_invalid: drop rows with NaN/Inf or zero norm (pair-consistently) instead of refusing them.
         recall_ks, hubness_k, alpha_req_range, seed: metric settings (see each metric's docstring).
+        histogram_bins: bins over [−1, 1] of the similarity histograms (the ``histograms`` family, stored in
+            ``report.histograms``: matched, unmatched and within-modality pairs).
         tile: rows per tile of the pairwise engine. memory: bytes the resident rows may take (default: free memory).
         progress: show a progress bar on stderr.
     """
@@ -107,6 +114,8 @@ def measure(
     if not 1 <= len(given) <= 2:
         raise InputError("measure", f"takes one modality or two paired ones, got {len(given)}")
     families = parse_metrics(metrics)
+    if histogram_bins < 1:
+        raise InputError("--histogram-bins", f"needs at least 1 bin, got {histogram_bins}")
     paired = len(given) == 2
     if not paired:
         families = [f for f in families if f in SINGLE_FAMILIES]
@@ -118,7 +127,7 @@ def measure(
     settings = {
         "t": t, "alpha": alpha, "device": torch_device.type, "precision": precision, "normalize": normalize,
         "metrics": families, "recall_ks": list(recall_ks), "hubness_k": hubness_k, "seed": seed, "tile": tile,
-        "drop_invalid": drop_invalid,
+        "drop_invalid": drop_invalid, "histogram_bins": histogram_bins,
     }
     run = _Run(embeddings, families, settings, progress)
     with matmul_precision(precision), run.bar():
@@ -146,6 +155,7 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.vectors: dict[str, list[float]] = {}
         self.spectra: dict[str, dict[str, list[float]]] = {}
+        self.histograms: dict[str, Any] = {}
         self.advance: Callable[[int], None] | None = None
 
     @contextmanager
@@ -163,6 +173,9 @@ class _Run:
                                                                     else 0)
         if {"retrieval", "hubness"} & set(self.families):
             total += count_tiles(n, n, tile)
+        if "histograms" in self.families:
+            total += len(self.names) * count_tiles(n, None, tile) + (count_tiles(n, n, tile) if len(self.names) == 2
+                                                                    else 0)
         with tqdm(total=total, desc="measuring", unit="tile", file=sys.stderr, leave=False) as bar:
             self.advance = bar.update
             yield
@@ -196,6 +209,9 @@ class _Run:
                 self.metrics["linear_separability"] = result["accuracy"]
                 self.settings["separability"] = {"pairs_used": result["pairs_used"],
                                                  "test_pairs": result["test_pairs"], "C": 1.0}
+        if "histograms" in fams:
+            with self.timed("histograms"):
+                self._histograms(rows)
 
     def _centroid(self, x: Rows, y: Rows) -> None:
         a, b = self.names
@@ -250,13 +266,31 @@ class _Run:
         if "hubness" in self.families:
             self.metrics["hubness"] = {f"{a}->{b}": result["hubness_x->y"], f"{b}->{a}": result["hubness_y->x"]}
 
+    def _histograms(self, rows: dict[str, Rows]) -> None:
+        """Similarity histograms: within each modality (i < j) and, for a pair, matched (i = j) and unmatched."""
+        bins, tile = self.settings["histogram_bins"], self.settings["tile"]
+        within = {}
+        for name in self.names:
+            hist = Histogram(bins, symmetric=True, device=rows[name].device)
+            stream_pairs(rows[name], None, [hist], tile=tile, progress=self.advance)
+            within[name] = hist.counts()["within"]
+        self.histograms = {"edges": hist.edges.tolist()}
+        if len(self.names) == 2:
+            cross = Histogram(bins, symmetric=False, device=rows[self.names[0]].device)
+            stream_pairs(rows[self.names[0]], rows[self.names[1]], [cross], tile=tile, progress=self.advance)
+            self.histograms.update(cross.counts())
+        self.histograms["within"] = within
+
     def report(self) -> Report:
         from embspace import __version__
 
         inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped}
                   for n, e in self.embeddings.items()}
         conventions = {name: convention(name) for name in self.metrics if convention(name)}
+        if self.histograms:
+            conventions["histograms"] = HISTOGRAM_CONVENTION
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,
                       conventions=conventions, timings=self.timings, vectors=self.vectors, spectra=self.spectra,
+                      histograms=self.histograms,
                       embspace_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -11,7 +11,12 @@ The JSON form is the contract scripts and plots rely on (schema ``embspace.repor
      "conventions": {"uniformity": "…", …},
      "timings": {"uniformity": 0.02, …},
      "vectors": {"gap_direction": […]},
-     "spectra": {"image": {"singular_values": […], "singular_values_centered": […]}}}
+     "spectra": {"image": {"singular_values": […], "singular_values_centered": […]}},
+     "histograms": {"edges": [-1.0, -0.99, …, 1.0], "matched": [counts…], "unmatched": [counts…],
+                    "within": {"image": [counts…], "text": [counts…]}}}
+
+``histograms`` (absent from reports written before it existed) holds int counts of cosine similarities per bin:
+matched pairs (i = j), unmatched cross pairs (i ≠ j) and within-modality pairs (i < j) per modality.
 
 Metric values are floats, or one level of dicts keyed by modality name (``"image"``), direction
 (``"image->text"``) or variant (``"mean"``). Dotted paths (``"uniformity.image"``) name single numbers.
@@ -68,6 +73,7 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     vectors: dict[str, list[float]] = field(default_factory=dict)
     spectra: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    histograms: dict[str, Any] = field(default_factory=dict)
     embspace_version: str = ""
     created: str = ""
     schema: str = SCHEMA
@@ -103,7 +109,7 @@ class Report:
             "schema": self.schema, "embspace_version": self.embspace_version, "created": self.created,
             "inputs": self.inputs, "settings": self.settings, "metrics": self.metrics,
             "uncertainty": self.uncertainty, "conventions": self.conventions, "timings": self.timings,
-            "vectors": self.vectors, "spectra": self.spectra,
+            "vectors": self.vectors, "spectra": self.spectra, "histograms": self.histograms,
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
@@ -169,14 +175,36 @@ class Report:
         return "; ".join(parts)
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><td>{html.escape(m)}</td><td>{html.escape(k)}</td><td style='text-align:right'>"
-            f"{format_value(v)}</td><td>{html.escape(method)}</td></tr>"
-            for m, k, v, method in self.rows()
-        )
-        return (f"<div><p><b>embspace report</b> — {html.escape(self._title())}</p>"
-                "<table><thead><tr><th>metric</th><th></th><th>value</th><th>method</th></tr></thead>"
-                f"<tbody>{cells}</tbody></table></div>")
+        """A tidy table for Jupyter: inputs and settings above, one row per number grouped by metric (hover a metric
+        for its convention), values right-aligned to four decimals."""
+        rows = list(self.rows())
+        groups: dict[str, int] = {}
+        for metric, *_ in rows:
+            groups[metric] = groups.get(metric, 0) + 1
+        cells, seen = [], set()
+        for metric, key, value, method in rows:
+            head = ""
+            if metric not in seen:
+                seen.add(metric)
+                tip = html.escape(self.conventions.get(metric, ""), quote=True)
+                head = (f"<td rowspan='{groups[metric]}' title='{tip}' style='text-align:left;vertical-align:top'>"
+                        f"<b>{html.escape(metric)}</b></td>")
+            note = html.escape(method)
+            cells.append(f"<tr>{head}<td style='text-align:left'>{html.escape(key)}</td>"
+                         f"<td style='text-align:right;font-family:monospace'>{format_value(value)}</td>"
+                         f"<td style='text-align:left'>{note}</td></tr>")
+        inputs = "".join(f"<li>{html.escape(name)}: {html.escape(str(info.get('source', '?')))} "
+                         f"({info.get('n')} × {info.get('dim')}, {html.escape(str(info.get('dtype')))})</li>"
+                         for name, info in self.inputs.items())
+        shown = ("t", "alpha", "device", "precision", "normalize")
+        settings = ", ".join(f"{k}={self.settings[k]}" for k in shown if k in self.settings)
+        extras = [name for name, present in (("spectra", self.spectra), ("histograms", self.histograms)) if present]
+        more = f"; also {' and '.join(extras)} (plot them with <code>embspace.plot</code>)" if extras else ""
+        return ("<div><p><b>embspace report</b></p>"
+                f"<ul style='margin-top:0'>{inputs}</ul><p style='margin:0'>{html.escape(settings)}{more}</p>"
+                "<table><thead><tr><th style='text-align:left'>metric</th><th></th>"
+                "<th style='text-align:right'>value</th><th style='text-align:left'>method</th></tr></thead>"
+                f"<tbody>{''.join(cells)}</tbody></table></div>")
 
 
 def _jsonable(value: Any) -> Any:

@@ -281,8 +281,8 @@ def test_clip_module_matches_function_and_dict():
     module = ft.ClipLoss(logit_scale=20.0)
     assert module(x, y).item() == pytest.approx(ft.clip_loss(x, y, 20.0).item(), abs=1e-12)
     out = module(x, y, torch.tensor(5.0, dtype=torch.float64), output_dict=True)
-    assert set(out) == {"loss", "contrastive_loss"}
-    assert out["loss"].item() == pytest.approx(ref_clip(_np(x), _np(y), 5.0), abs=1e-12)
+    assert set(out) == {"contrastive_loss"}
+    assert out["contrastive_loss"].item() == pytest.approx(ref_clip(_np(x), _np(y), 5.0), abs=1e-12)
 
 
 def test_half_precision_loss_is_float32_and_finite():
@@ -388,9 +388,10 @@ def test_m2mix_module_matches_function_keys_and_decay():
     expected = ft.clip_loss(x, y, 100.0) + 0.02 * ft.m2mix_loss(x, y, 0.3)
     assert module(x, y, lam=0.3).item() == pytest.approx(expected.item(), abs=1e-10)
     out = module(x, y, 10.0, output_dict=True, lam=0.3, epoch=3)
-    assert set(out) == {"loss", "contrastive_loss", "m2mix_loss"}
+    assert set(out) == {"contrastive_loss", "m2mix_loss"}
     assert out["m2mix_loss"].item() == pytest.approx(0.02 / 4 * ft.m2mix_loss(x, y, 0.3).item(), abs=1e-12)
-    assert out["loss"].item() == pytest.approx(out["contrastive_loss"].item() + out["m2mix_loss"].item(), abs=1e-12)
+    total = module(x, y, 10.0, lam=0.3, epoch=3).item()
+    assert sum(v.item() for v in out.values()) == pytest.approx(total, abs=1e-12)
     module.epoch = 1
     halved = module(x, y, 10.0, output_dict=True, lam=0.3)["m2mix_loss"].item()
     assert halved == pytest.approx(0.01 * ft.m2mix_loss(x, y, 0.3).item(), abs=1e-12)
@@ -419,11 +420,12 @@ def test_m3mix_module_matches_function_and_keys():
     lams = {"m2": 0.1, "v": 0.2, "l": 0.3, "vl": 0.4}
     module = ft.M3MixLoss(seed=1)
     out = module(x, y, 20.0, output_dict=True, lam=lams)
-    assert set(out) == {"loss", "contrastive_loss", "m2mix_loss", "vmix_loss", "lmix_loss", "vlmix_loss"}
+    assert set(out) == {"contrastive_loss", "m2mix_loss", "vmix_loss", "lmix_loss", "vlmix_loss"}
     expected = ft.clip_loss(x, y, 20.0) + ft.m3mix_loss(
         x, y, 0.1, 0.2, 0.3, 0.4, 20.0, 0.07, w_m2=0.01, w_v=0.05, w_l=0.05, w_vl=0.1
     )
-    assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-10)
+    assert sum(out.values()).item() == pytest.approx(expected.item(), abs=1e-10)
+    assert module(x, y, 20.0, lam=lams).item() == pytest.approx(expected.item(), abs=1e-10)
     assert module.last_lam == lams
     assert ft.M3MixLoss(seed=3)(x, y).item() == ft.M3MixLoss(seed=3)(x, y).item()
     with pytest.raises(ValueError):
@@ -445,11 +447,11 @@ def test_cua_and_cuaxu_match_reference():
 def test_cua_modules_match_functions_and_keys():
     x, y = pair(6, 5, seed=18)
     out = ft.CUALoss()(x, y, 10.0, output_dict=True)
-    assert set(out) == {"loss", "contrastive_loss", "uniformity_loss", "alignment_loss"}
-    assert out["loss"].item() == pytest.approx(ft.cua_loss(x, y, 10.0).item(), abs=1e-12)
+    assert set(out) == {"contrastive_loss", "uniformity_loss", "alignment_loss"}
+    assert sum(out.values()).item() == pytest.approx(ft.cua_loss(x, y, 10.0).item(), abs=1e-12)
     out = ft.CUAXULoss(logit_scale=10.0)(x, y, output_dict=True)
-    assert set(out) == {"loss", "contrastive_loss", "uniformity_loss", "alignment_loss", "cross_uniformity_loss"}
-    assert out["loss"].item() == pytest.approx(ft.cuaxu_loss(x, y, 10.0).item(), abs=1e-12)
+    assert set(out) == {"contrastive_loss", "uniformity_loss", "alignment_loss", "cross_uniformity_loss"}
+    assert sum(out.values()).item() == pytest.approx(ft.cuaxu_loss(x, y, 10.0).item(), abs=1e-12)
     assert out["alignment_loss"].item() == pytest.approx(ref_alignment(_np(x), _np(y)), abs=1e-12)
 
 
@@ -509,7 +511,7 @@ def test_latent_structure_module():
     module = ft.LatentStructureLoss(w_clip=1.0, w_sep=2.0, w_inmodal=3.0, w_unif=4.0, w_bridge=5.0, w_gc=6.0)
     out = module(x, y, 9.0, output_dict=True, image_augmented=xa, image_independent=xi, text_independent=yi,
                  image_independent_view=xv)
-    assert set(out) == {"loss", "contrastive_loss", "separation_loss", "inmodal_loss",
+    assert set(out) == {"contrastive_loss", "separation_loss", "inmodal_loss",
                         "independent_uniformity_loss", "bridge_loss", "geometric_consistency_loss"}
     expected = (
         ft.clip_loss(x, y, 9.0)
@@ -519,9 +521,8 @@ def test_latent_structure_module():
         + 5.0 * ft.brownian_bridge_loss(xa, x, y)
         + 6.0 * ft.geometric_consistency_loss(x, y)
     )
-    assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-10)
-    assert set(ft.LatentStructureLoss()(x, y, output_dict=True)) == {
-        "loss", "contrastive_loss", "geometric_consistency_loss"}
+    assert sum(out.values()).item() == pytest.approx(expected.item(), abs=1e-10)
+    assert set(ft.LatentStructureLoss()(x, y, output_dict=True)) == {"contrastive_loss", "geometric_consistency_loss"}
     plain = ft.LatentStructureLoss()(x, y).item()
     expected_plain = ft.clip_loss(x, y, 100.0).item() + ref_gc(_np(x), _np(y))
     assert plain == pytest.approx(expected_plain, abs=1e-10)

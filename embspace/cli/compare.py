@@ -1,4 +1,9 @@
-"""``embspace compare``: each metric's change between two reports."""
+"""``embspace compare``: each metric's change between two reports, and — given the embeddings — whether it exceeds
+the noise (paired bootstrap over pairs).
+
+    embspace compare before.json after.json
+    embspace compare before.json after.json --data-before pairs=before.npy --data-after pairs=after.npy --json c.json
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from embspace.cli.common import app, check_writable, err, fail, out
@@ -17,8 +23,19 @@ def compare(
     before: Annotated[Path, typer.Argument(help="Report JSON before.")],
     after: Annotated[Path, typer.Argument(help="Report JSON after.")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
+    data_before: Annotated[list[str] | None, typer.Option(
+        "--data-before", help="The embeddings behind BEFORE: pairs=STACK, or NAME=PATH[:KEY] twice (repeat the "
+                              "option). Enables the bootstrap.", show_default=False)] = None,
+    data_after: Annotated[list[str] | None, typer.Option(
+        "--data-after", help="The embeddings behind AFTER, the same pairs in the same order.",
+        show_default=False)] = None,
+    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    confidence: Annotated[float, typer.Option(help="Level of the interval of each change.")] = 0.95,
+    subsample: Annotated[int, typer.Option(help="Pairs used by the bootstrap of uniformity and recall.")] = 2000,
 ) -> None:
-    """Show each metric's change between two reports."""
+    """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
 
     import embspace
@@ -26,18 +43,54 @@ def compare(
 
     check_writable(json_path)
     try:
-        comparison = embspace.compare(str(before), str(after))
+        data = {}
+        if data_before or data_after:
+            if not (data_before and data_after):
+                fail("the significance test needs both --data-before and --data-after")
+            split = tuple(n.strip() for n in names.split(","))
+            data = {"data_before": embspace.load(*data_before, names=split),
+                    "data_after": embspace.load(*data_after, names=split)}
+        comparison = embspace.compare(str(before), str(after), resamples=resamples, seed=seed,
+                                      confidence=confidence, subsample=subsample, **data)
     except InputError as exc:
         fail(str(exc))
+    print_comparison(comparison)
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")
+
+
+def print_comparison(comparison) -> None:
+    """Warnings on stderr, retrieval losses in bold red, then one row per metric (with the noise check if run)."""
     for warning in comparison.warnings:
+        if warning.startswith("RETRIEVAL LOSS"):
+            continue
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    significance = comparison.significance
+    tested = significance.metrics if significance is not None else {}
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    for column, justify in (("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")):
-        table.add_column(column, justify=justify)
+    columns = [("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")]
+    if tested:
+        columns += [(f"{significance.confidence:.0%} CI", "right"), ("beyond noise", "left")]
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=column != "metric")
     for change in comparison.changes:
         cells = ["—" if v is None else f"{v:.4f}" for v in (change.before, change.after)]
         delta = "—" if change.delta is None else f"{change.delta:+.4f}"
-        table.add_row(change.path, *cells, delta)
+        row = [change.path, *cells, delta]
+        if tested:
+            entry = tested.get(change.path)
+            if entry is None:
+                row += ["", ""]
+            elif change.path in comparison.retrieval_losses:
+                row += [escape(entry.ci_text()), "[bold red]LOSS[/]"]
+            else:
+                row += [escape(entry.ci_text()), entry.verdict()]
+        table.add_row(*row)
     out.print(table)
-    if json_path is not None:
-        atomic_write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")
+    if significance is not None:
+        for note in significance.notes:
+            out.print(f"[dim]{note}[/]", highlight=False)
+        for path in comparison.retrieval_losses:
+            entry = tested[path]
+            out.print(f"[bold red]RETRIEVAL LOSS beyond noise:[/] {path} {entry.change:+.4f} "
+                      f"({significance.confidence:.0%} CI {escape(entry.ci_text())})", highlight=False)

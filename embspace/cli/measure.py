@@ -1,4 +1,4 @@
-"""``embspace measure``: one or two modalities from dumps (or the bundled sample) into a table and a JSON report."""
+"""``embspace measure``: dumps (or the bundled sample) into a table and a JSON report; a run into a trajectory."""
 
 from __future__ import annotations
 
@@ -7,19 +7,48 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from embspace.cli.common import app, check_writable, err, fail, out
 from embspace.errors import InputError
 
+MANY_HELP = "\n\n".join([
+    "Measure one modality or two paired ones: gap, uniformity, alignment, cone, spectrum, retrieval, histograms, …",
+    "One dump: give its specs (image=coco.npz:img text=coco.npz:txt, or pairs=stack.npy) or --sample; the report "
+    "is printed, and written with --json FILE.",
+    "Several dumps (a training run): --each PATTERN measures every dump that a glob (quoted: --each 'ckpts/*.npy') "
+    "or a folder matches. In the specs, {} stands for the matched path (--each 'ckpts/*.npz' image={}:img "
+    "text={}:txt); without specs each match is read as pairs={}. --sample --all-steps measures the bundled "
+    "sample's training snapshots.",
+    "Each report is written to --out DIR as NAME.json, and DIR/trajectory.json lists them in step order. The step is "
+    "the last integer in the dump's name (ckpt_epoch12.npy is 12; epoch2 comes before epoch10), or the last match of "
+    "--step-pattern REGEX (its first group), or given in the order found by --steps 0,100,200.",
+])
 
-@app.command()
+
+@app.command(help=MANY_HELP)
 def measure(
     specs: Annotated[list[str] | None, typer.Argument(
         help="NAME=PATH[:KEY] per modality (image=coco.npz:img text=coco.npz:txt), or pairs=STACK for a (2,N,D) "
-             "array or a clip-retrieval folder.", show_default=False)] = None,
+             "array or a clip-retrieval folder. With --each, {} in a spec is the matched path.",
+        show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Measure the bundled real sample.")] = False,
     step: Annotated[int | None, typer.Option(help="With --sample: a training step of the sample.")] = None,
+    all_steps: Annotated[bool, typer.Option("--all-steps", help="With --sample: every training snapshot, into --out."
+                                            )] = False,
+    each: Annotated[list[str] | None, typer.Option(
+        "--each", help="Measure every dump this glob or folder matches (repeatable); reports go to --out.",
+        show_default=False)] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the reports of several dumps and their trajectory.json.", show_default=False)
+    ] = None,
+    step_pattern: Annotated[str | None, typer.Option(
+        help="Regular expression whose last match in a dump's name is its step (default: the last integer).",
+        show_default=False)] = None,
+    steps: Annotated[str | None, typer.Option(
+        help="The steps of the dumps, comma-separated, in the order they are found.", show_default=False)] = None,
+    unit: Annotated[str, typer.Option(help="What a step counts (step, epoch, …); the x-axis of curves.")] = "step",
     names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
     metrics: Annotated[str, typer.Option(help="Comma-separated metric families, or all.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -35,22 +64,33 @@ def measure(
                          ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Measure one modality or two paired ones: gap, uniformity, alignment, cone, spectrum, retrieval, …"""
     import embspace
 
+    pair_names = tuple(n.strip() for n in names.split(","))
+    options = {"metrics": metrics, "device": device, "precision": precision, "t": t, "alpha": alpha,
+               "normalize": not require_normalized, "drop_invalid": drop_invalid}
+    progress = not quiet and sys.stderr.isatty()
+    if each or all_steps:
+        if json_path is not None:
+            fail("--json writes one report; with several dumps the reports go to --out DIR")
+        measure_many(specs or [], each or [], sample=sample, all_steps=all_steps, step=step, out_dir=out_dir,
+                     step_pattern=step_pattern, steps=steps, unit=unit, names=pair_names, options=options,
+                     progress=progress)
+        return
+    for flag, value in (("--out", out_dir), ("--step-pattern", step_pattern), ("--steps", steps)):
+        if value is not None:
+            fail(f"{flag} is for several dumps (--each PATTERN or --sample --all-steps); one report goes to --json")
     check_writable(json_path)
     try:
         if sample:
             if specs:
                 fail("--sample measures the bundled sample; give either --sample or specs, not both")
-            modalities = embspace.load_sample(step)
+            modalities = load_sample(step)
         elif not specs:
             fail("nothing to measure: give NAME=PATH[:KEY] specs (e.g. image=emb.npy text=txt.npy) or --sample")
         else:
-            modalities = embspace.load(*specs, names=tuple(n.strip() for n in names.split(",")))
-        report = embspace.measure(modalities, metrics=metrics, device=device, precision=precision, t=t,
-                                  alpha=alpha, normalize=not require_normalized, drop_invalid=drop_invalid,
-                                  progress=not quiet and sys.stderr.isatty())
+            modalities = embspace.load(*specs, names=pair_names)
+        report = embspace.measure(modalities, progress=progress, **options)
     except InputError as exc:
         fail(str(exc))
     if json_path is not None and str(json_path) == "-":
@@ -63,6 +103,84 @@ def measure(
         except OSError as exc:
             fail(f"{json_path}: cannot write: {exc.strerror or exc}")
         err.print(f"report written to {json_path}", highlight=False)
+
+
+def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: bool, step: int | None,
+                 out_dir: Path | None, step_pattern: str | None, steps: str | None, unit: str,
+                 names: tuple[str, ...], options: dict, progress: bool) -> None:
+    """Several dumps into one report each under ``out_dir`` plus ``trajectory.json``; a summary table."""
+    import embspace
+    from embspace.trajectory import dump_labels, find_dumps, sample_snapshots
+
+    if out_dir is None:
+        fail("several dumps need --out DIR for their reports and trajectory.json")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: exists and is not a folder")
+    if not out_dir.parent.exists():
+        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
+    try:
+        if all_steps:
+            if not sample:
+                fail("--all-steps measures the training snapshots of the bundled sample: add --sample")
+            if each or specs or step is not None or steps is not None or step_pattern is not None:
+                fail("--sample --all-steps takes the steps from the sample; give no specs, --each, --step, --steps "
+                     "or --step-pattern with it")
+            dumps, labels, given = sample_snapshots(), None, None
+        else:
+            if sample:
+                fail("--each measures dumps on disk; --sample cannot be combined with it")
+            templates = specs or ["pairs={}"]
+            for spec in templates:
+                if "=" not in spec:
+                    fail(f"{spec}: not NAME=PATH[:KEY]; quote the --each pattern so that the shell does not expand it "
+                         "(--each 'ckpts/*.npy')")
+            if not any("{}" in spec for spec in templates):
+                fail("with --each, write {} in a spec where the matched path goes (e.g. image={}:img text={}:txt)")
+            paths = find_dumps(each)
+            dumps = [[spec.replace("{}", str(path)) for spec in templates] for path in paths]
+            labels, given = dump_labels(paths), parse_steps(steps)
+        trajectory = embspace.measure_trajectory(dumps, steps=given, labels=labels, step_pattern=step_pattern,
+                                                 names=names, out=out_dir, unit=unit, progress=progress, **options)
+    except InputError as exc:
+        fail(escape(str(exc)))
+    except (ImportError, OSError) as exc:
+        what = "the bundled sample cannot be read" if all_steps else "cannot read the dumps"
+        fail(escape(f"{what}: {exc}"))
+    print_trajectory(trajectory)
+    err.print(f"{len(trajectory)} reports and {out_dir / 'trajectory.json'} written", highlight=False, soft_wrap=True)
+
+
+def parse_steps(text: str | None) -> list[int | float] | None:
+    """``"0,100,200"`` → [0, 100, 200]."""
+    if text is None:
+        return None
+    try:
+        return [float(v) if "." in v or "e" in v.lower() else int(v) for v in (p.strip() for p in text.split(",")) if v]
+    except ValueError:
+        fail(f"--steps {text!r}: expected numbers separated by commas (0,100,200)")
+
+
+def load_sample(step: int | None) -> dict:
+    """The bundled sample, or one line saying why it cannot be read."""
+    import embspace
+
+    try:
+        return embspace.load_sample(step)
+    except (ImportError, OSError) as exc:
+        fail(f"the bundled sample cannot be read: {exc}")
+
+
+def print_trajectory(trajectory) -> None:
+    """One line per step: the key numbers."""
+    columns, rows = trajectory.summary(("gap", "alignment", "uniformity.mean", "recall@1"))
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    for i, column in enumerate(columns):
+        width = max(len(str(row[1])) for row in rows) if i == 1 else None
+        header = column.replace(".", "\n", 1).replace("->", "→")
+        table.add_column(header, justify="left" if i == 1 else "right", min_width=width)
+    for row in rows:
+        table.add_row(str(row[0]), row[1], *("—" if v is None else f"{v:.4f}" for v in row[2:]))
+    out.print(table)
 
 
 def print_report(report) -> None:

@@ -5,8 +5,9 @@ Every loss exists twice, in the style of lightly's ``loss/`` and open_clip's ``l
 * a pure function of features, built from public terms (:mod:`embspace.kernels.dense`, :func:`slerp`);
 * an ``nn.Module`` whose constructor holds hyperparameters only and whose
   ``forward(image_features, text_features, logit_scale=None, output_dict=False)`` returns a scalar, or with
-  ``output_dict=True`` a dict with the total under ``"loss"`` and each weighted addend under its own
-  ``"*_loss"`` key (the addends sum to ``"loss"``).
+  ``output_dict=True`` a dict of the weighted addends under open_clip-style keys (``"contrastive_loss"``,
+  ``"m2mix_loss"``, …) whose values sum to the scalar loss. There is no ``"loss"`` key: open_clip's
+  ``train_one_epoch`` computes ``total_loss = sum(losses.values())`` itself.
 
 Shapes: ``x``/``image_features`` and ``y``/``text_features`` are (N, D); row i of one pairs with row i of the
 other. Inputs are L2-normalised row by row inside every function unless ``normalized=True`` is passed (the
@@ -17,10 +18,14 @@ a float32 (float64 for float64 inputs) scalar.
 modules fall back to their constructor's ``logit_scale`` (default 100 = 1/0.01, the τ of Oh et al.) when
 ``forward`` gets None.
 
-.. note::
-   open_clip's ``train_one_epoch`` sums every value of the dict a loss returns with ``output_dict=True``.
-   Because these dicts also carry the total under ``"loss"``, drop that key (or use ``output_dict=False``)
-   before handing the dict to that loop, or the loss is counted twice.
+Drop-in use in an open_clip training loop (``open_clip_train.train.train_one_epoch`` calls
+``losses = loss(**model_out, output_dict=True)`` with ``model_out = {"image_features", "text_features",
+"logit_scale"}``, the scale already exponentiated, then sums the dict)::
+
+    loss = embspace.finetune.M2MixLoss(seed=0)   # instead of open_clip.ClipLoss()
+
+In a Hugging Face ``CLIPModel`` step, pass ``out.image_embeds, out.text_embeds, model.logit_scale.exp()``.
+See :mod:`embspace.finetune.integration` and ``examples/finetune_open_clip.py``.
 
 Where the losses live (all importable from here and from :mod:`embspace.finetune`):
 
@@ -104,9 +109,13 @@ def clip_loss(
 
 
 def total_and_terms(terms: dict[str, torch.Tensor], output_dict: bool) -> torch.Tensor | dict[str, torch.Tensor]:
-    """Sum the weighted addends; return the sum, or ``{"loss": sum, **terms}``."""
-    total = torch.stack(list(terms.values())).sum()
-    return {"loss": total, **terms} if output_dict else total
+    """The sum of the weighted addends, or (``output_dict``) the addends themselves, which sum to it.
+
+    No ``"loss"`` entry is added: open_clip sums every value of the dict, so a total in it would count twice.
+    """
+    if output_dict:
+        return dict(terms)
+    return torch.stack(list(terms.values())).sum()
 
 
 class ClipLoss(nn.Module):
@@ -116,7 +125,7 @@ class ClipLoss(nn.Module):
         logit_scale: 1/τ used when ``forward`` gets no ``logit_scale``.
         normalized: the features are already unit rows (skip the normalisation).
 
-    ``output_dict=True`` returns ``{"loss", "contrastive_loss"}``.
+    ``output_dict=True`` returns ``{"contrastive_loss"}``.
     """
 
     def __init__(self, logit_scale: float = DEFAULT_LOGIT_SCALE, normalized: bool = False) -> None:

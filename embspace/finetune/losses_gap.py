@@ -91,7 +91,7 @@ class CUALoss(nn.Module):
         t: uniformity temperature (2). alpha: alignment exponent (2).
         normalized: the features are already unit rows.
 
-    ``output_dict=True`` gives ``{"loss", "contrastive_loss", "uniformity_loss", "alignment_loss"}``.
+    ``output_dict=True`` gives ``{"contrastive_loss", "uniformity_loss", "alignment_loss"}``.
     """
 
     cross = False

@@ -234,7 +234,7 @@ class M2MixLoss(_MixupModule):
 
     ``forward(image_features, text_features, logit_scale=None, output_dict=False, *, lam=None, epoch=None)``;
     ``lam`` overrides the draw (no random number is consumed). The λ used is kept in ``self.last_lam["m2"]``.
-    ``output_dict=True`` gives ``{"loss", "contrastive_loss", "m2mix_loss"}`` (weighted addends).
+    ``output_dict=True`` gives ``{"contrastive_loss", "m2mix_loss"}`` (weighted addends).
     """
 
     def __init__(
@@ -288,7 +288,7 @@ class M3MixLoss(_MixupModule):
     middle of the swept 0.05/0.1/0.2), τ₂ = 0.07. λ is drawn in the authors' order V, L, VL, m².
 
     ``forward(..., *, lam=None, epoch=None)``: ``lam`` maps any of ``"m2"``, ``"v"``, ``"l"``, ``"vl"`` to a
-    fixed value (those are not drawn). ``output_dict=True`` gives ``{"loss", "contrastive_loss", "m2mix_loss",
+    fixed value (those are not drawn). ``output_dict=True`` gives ``{"contrastive_loss", "m2mix_loss",
     "vmix_loss", "lmix_loss", "vlmix_loss"}`` (weighted addends).
     """
 

@@ -148,7 +148,7 @@ class LatentStructureLoss(nn.Module):
 
     ``forward(image_features, text_features, logit_scale=None, output_dict=False, *, image_augmented=None,
     image_independent=None, text_independent=None, image_independent_view=None, text_independent_view=None)``.
-    ``output_dict=True`` gives ``"loss"`` plus the weighted addends ``contrastive_loss``, ``separation_loss``,
+    ``output_dict=True`` gives the weighted addends ``contrastive_loss``, ``separation_loss``,
     ``inmodal_loss``, ``independent_uniformity_loss``, ``bridge_loss``, ``geometric_consistency_loss``
     (those computed).
     """

@@ -1,0 +1,163 @@
+"""``embspace plot``: a figure from reports, trajectories or dumps on disk, written as PNG, SVG or PDF."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from embspace.cli.common import app, err, fail
+from embspace.errors import InputError
+
+KINDS = {
+    "curves": "metrics over training; INPUT: trajectory.json files (or their folders), one per run",
+    "plane": "uniformity–alignment plane; INPUT: reports and/or trajectories",
+    "spectrum": "singular values, log–log; INPUT: one or more reports",
+    "histograms": "cosine-similarity histograms; INPUT: one report",
+    "map": "2-D map of both modalities; INPUT: dump specs (image=a.npz:img text=a.npz:txt, pairs=s.npy) or --sample",
+    "before-after": "two reports side by side; INPUT: the report before and the report after",
+}
+FORMATS = (".png", ".svg", ".pdf")
+HELP = "\n\n".join([
+    "Draw a figure: embspace plot KIND INPUT... --out FIG.png|svg|pdf",
+    "Kinds: " + "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()) + ".",
+])
+
+
+@app.command(help=HELP)
+def plot(
+    kind: Annotated[str | None, typer.Argument(help=f"One of {', '.join(KINDS)}.", show_default=False)] = None,
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Reports / trajectories (JSON), or dump specs for map.", show_default=False)] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="The figure file: .png, .svg or .pdf.",
+                                                  show_default=False)] = None,
+    metrics: Annotated[str, typer.Option(help="curves: metric families or dotted paths, comma-separated.")
+                       ] = "gap,uniformity,alignment",
+    labels: Annotated[str | None, typer.Option(help="Names of the inputs in the legend, comma-separated.",
+                                               show_default=False)] = None,
+    uniformity: Annotated[str, typer.Option(help="plane: which uniformity is y (mean, joint, cross or a modality).")
+                          ] = "mean",
+    method: Annotated[str, typer.Option(help="map: pca or umap (needs umap-learn).")] = "pca",
+    sample: Annotated[bool, typer.Option("--sample", help="map: the bundled sample.")] = False,
+    step: Annotated[int | None, typer.Option(help="map --sample: a training step of the sample.")] = None,
+    names: Annotated[str, typer.Option(help="map: names of the two halves of a pairs= stack.")] = "image,text",
+    dpi: Annotated[int, typer.Option(help="Resolution of PNG output.")] = 120,
+) -> None:
+    import embspace.plot as figures
+
+    if kind is None:
+        fail(f"which figure? embspace plot KIND INPUT... --out FIG.png, KIND one of {', '.join(KINDS)}")
+    if kind not in KINDS:
+        fail(f"unknown figure {kind!r}; choose one of {', '.join(KINDS)}")
+    if out_path is None:
+        fail("no output file: give --out FIG.png (or .svg, .pdf)")
+    if out_path.suffix.lower() not in FORMATS:
+        fail(f"{out_path}: unknown figure format {out_path.suffix or '(none)'!r}; use {', '.join(FORMATS)}")
+    if not out_path.parent.exists():
+        fail(f"{out_path}: folder {out_path.parent} does not exist")
+    items = list(inputs or [])
+    names_given = [n.strip() for n in labels.split(",")] if labels else None
+    try:
+        if kind == "map":
+            fig = figures.embedding_map(_map_input(items, sample, step, names), method=method)
+        else:
+            if sample:
+                fail("--sample is for the map; the other figures read reports or trajectories")
+            read = _read_all(items, kind, names_given)
+            if kind == "curves":
+                fig = figures.curves(read, [m.strip() for m in metrics.split(",") if m.strip()])
+            elif kind == "plane":
+                fig = figures.plane(read, uniformity=uniformity)
+            elif kind == "spectrum":
+                fig = figures.spectrum(read)
+            elif kind == "histograms":
+                fig = figures.histograms(items[0])
+            else:
+                before, after = read.values()
+                fig = figures.before_after(before, after, labels=tuple(read))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=out_path.suffix.lower().lstrip("."), dpi=dpi, bbox_inches="tight")
+    except (InputError, ImportError) as exc:
+        fail(escape(str(exc)))
+    from embspace.io.atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(out_path, buffer.getvalue())
+    except OSError as exc:
+        fail(f"{out_path}: cannot write: {exc.strerror or exc}")
+    err.print(f"{kind} written to {out_path}", highlight=False, soft_wrap=True)
+
+
+COUNTS = {"curves": (1, None), "plane": (1, None), "spectrum": (1, None), "histograms": (1, 1),
+          "before-after": (2, 2)}
+
+
+def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str, Any]:
+    """{label: Report or Trajectory} from JSON paths, checked for count and type."""
+    low, high = COUNTS[kind]
+    if len(items) < low or (high is not None and len(items) > high):
+        wanted = f"{low}" if low == high else f"at least {low}"
+        plural = "" if wanted.endswith(" 1") or wanted == "1" else "s"
+        fail(f"{kind} takes {wanted} input{plural} ({KINDS[kind].split('INPUT: ')[1]}), got {len(items)}")
+    if labels is not None and len(labels) != len(items):
+        fail(f"--labels gives {len(labels)} names for {len(items)} inputs")
+    read = [_read(item) for item in items]
+    want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report"}.get(kind)
+    for item, value in zip(items, read, strict=True):
+        if want is not None and type(value).__name__.lower() != want:
+            raise InputError(item, f"is a {type(value).__name__.lower()}; {kind} needs a {want}")
+    names = labels or [_label(item, value, i) for i, (item, value) in enumerate(zip(items, read, strict=True))]
+    if len(set(names)) != len(names):
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    return dict(zip(names, read, strict=True))
+
+
+def _read(item: str) -> Any:
+    """A report or a trajectory, by the schema of its JSON (a folder means its trajectory.json)."""
+    from embspace.report import Report
+    from embspace.trajectory import FILE_NAME, Trajectory
+
+    path = Path(item)
+    if path.is_dir():
+        path = path / FILE_NAME
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(str(path), "not a JSON report or trajectory (not UTF-8 text)") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    schema = head.get("schema", "") if isinstance(head, dict) else ""
+    if str(schema).startswith("embspace.trajectory/"):
+        return Trajectory.from_json(path)
+    return Report.from_dict(head, str(path))
+
+
+def _label(item: str, value: Any, i: int) -> str:
+    """A trajectory's name, else its folder's name; a report's file name without .json."""
+    path = Path(item)
+    if type(value).__name__ == "Trajectory":
+        return value.name or (path.name if path.is_dir() else path.parent.name or path.stem)
+    return path.stem or f"#{i + 1}"
+
+
+def _map_input(items: list[str], sample: bool, step: int | None, names: str) -> dict[str, Any]:
+    import embspace
+
+    if sample:
+        if items:
+            fail("--sample draws the bundled sample; give either --sample or specs, not both")
+        try:
+            return embspace.load_sample(step)
+        except (ImportError, OSError) as exc:
+            fail(f"the bundled sample cannot be read: {exc}")
+    if not items:
+        fail("map needs dump specs (image=a.npz:img text=a.npz:txt, or pairs=stack.npy) or --sample")
+    return embspace.load(*items, names=tuple(n.strip() for n in names.split(",")))

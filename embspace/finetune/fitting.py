@@ -1,0 +1,235 @@
+"""`fit`: fine-tune two towers on cached training features, measure the held-out pairs after every epoch, and state
+what changed between before and after beyond the noise.
+
+>>> import numpy as np
+>>> from embspace.finetune import fit, FitConfig
+>>> rng = np.random.default_rng(0)
+>>> latent = rng.normal(size=(300, 8))
+>>> image, text = latent @ rng.normal(size=(8, 24)), latent @ rng.normal(size=(8, 16))
+>>> result = fit((image[:240], text[:240]), (image[240:], text[240:]), loss="m2mix",
+...              config=FitConfig(epochs=3, dim=8, batch_size=64, eval_metrics="gap,alignment"), resamples=100)
+>>> len(result.reports), result.image.shape
+(4, (60, 8))
+
+"Before" is the eval set through the towers at initialisation (epoch 0): random projection heads, or — for
+residual adapters, which start as the identity — the input embeddings themselves. "After" is the last epoch.
+
+Files written to ``out`` (all atomically): ``config.json``; ``epoch_{k}.json`` (the measure report of the eval
+embeddings after epoch k, k = 0 before training); ``checkpoint.pt`` (after every epoch; the run resumes from it);
+``eval_before.npy`` and ``eval_adapted.npy`` ((2, N, d) float32 unit rows, the eval pairs before and after);
+``comparison.json`` (before vs after with the paired-bootstrap ``significance`` block); ``history.json`` (mean
+training loss terms per epoch); ``trajectory.json`` (the epoch reports as an :class:`embspace.trajectory.Trajectory`,
+for ``embspace plot`` and notebooks).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embspace.compare import RESAMPLES, Comparison, compare
+from embspace.embeddings import Embeddings
+from embspace.finetune.checkpoint import CHECKPOINT_NAME, fingerprint
+from embspace.finetune.config import FitConfig
+from embspace.finetune.data import Pairs, as_pairs
+from embspace.finetune.heads import TwoTower, build_model
+from embspace.finetune.train import StepHook, Trainer, train
+from embspace.io.atomic import atomic_write_bytes, atomic_write_text
+from embspace.kernels.dense import normalize
+from embspace.kernels.rows import resolve_device
+from embspace.report import Report
+
+EMBED_CHUNK = 65_536
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` produced.
+
+    ``image`` / ``text``: the adapted eval embeddings (N, d), float32 unit rows; ``before_image`` /
+    ``before_text``: the eval embeddings at epoch 0; ``reports[k]``: the eval report after epoch k (0 = before);
+    ``history[k]``: mean training loss terms of epoch k + 1; ``comparison``: before vs after, with significance.
+    """
+
+    config: FitConfig
+    names: tuple[str, str]
+    image: np.ndarray
+    text: np.ndarray
+    before_image: np.ndarray
+    before_text: np.ndarray
+    reports: list[Report]
+    history: list[dict[str, float]]
+    comparison: Comparison
+    model: TwoTower = field(repr=False)
+    out: Path | None = None
+
+    @property
+    def before(self) -> Report:
+        return self.reports[0]
+
+    @property
+    def after(self) -> Report:
+        return self.reports[-1]
+
+    @property
+    def trajectory(self):  # -> embspace.trajectory.Trajectory
+        """The eval reports by epoch (0 = before training), for curves of gap, uniformity, recall…"""
+        return _trajectory(self.reports, self.config, self.out)
+
+
+@torch.no_grad()
+def embed(model: TwoTower, pairs: Pairs, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Both modalities through their towers, L2-normalised, as float32 arrays (chunked over rows)."""
+    model.eval()
+    outputs: list[list[torch.Tensor]] = [[], []]
+    for start in range(0, pairs.n, EMBED_CHUNK):
+        rows = slice(start, start + EMBED_CHUNK)
+        x, y = model(pairs.image[rows].to(device), pairs.text[rows].to(device))
+        outputs[0].append(normalize(x.float()).cpu())
+        outputs[1].append(normalize(y.float()).cpu())
+    return torch.cat(outputs[0]).numpy(), torch.cat(outputs[1]).numpy()
+
+
+def fit(
+    train_data: Pairs | Mapping[str, Any] | Sequence[Any],
+    eval_data: Pairs | Mapping[str, Any] | Sequence[Any],
+    loss: str | None = None,
+    config: FitConfig | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_step: StepHook | None = None,
+    resamples: int = RESAMPLES,
+) -> FitResult:
+    """Train towers with ``loss`` on ``train_data``; measure ``eval_data`` every epoch; compare before and after.
+
+    Args:
+        train_data, eval_data: two paired modalities each (a mapping name → array/tensor/Embeddings, an
+            (image, text) pair, or :class:`~embspace.finetune.data.Pairs`); the same names and per-modality
+            dimensions in both. The modalities may differ in dimension (projection heads).
+        loss: overrides ``config.loss`` (clip, m2mix, m3mix, cua, cuaxu, latent).
+        config: :class:`FitConfig` (defaults otherwise).
+        out: folder for the outputs and the checkpoint (created if missing); None keeps everything in memory.
+        resume: continue the run whose checkpoint is in ``out``; without it a folder that holds a checkpoint is
+            refused rather than overwritten.
+        progress: tqdm bar on stderr; None shows it when stderr is a tty.
+        on_step: ``hook(epoch, step)`` after every optimiser step (tests use it to interrupt a run).
+        resamples: bootstrap resamples of the before/after comparison.
+    """
+    config = config or FitConfig()
+    if loss is not None:
+        config = config.replace(loss=loss)
+    train_pairs, eval_pairs = as_pairs(train_data, "train"), as_pairs(eval_data, "eval", _names_of(train_data))
+    _check_compatible(train_pairs, eval_pairs)
+    device = resolve_device(config.device)
+    model = build_model(*train_pairs.dims, config).to(device)
+    folder = _prepare_folder(out, resume)
+    trainer = Trainer(model, config, train_pairs.image.to(device), train_pairs.text.to(device))
+    names = train_pairs.names
+    reports: dict[int, Report] = {}
+
+    def evaluate(epoch: int, current: TwoTower) -> None:
+        x, y = embed(current, eval_pairs, device)
+        reports[epoch] = _measure(x, y, names, config, epoch)
+        if folder is not None:
+            reports[epoch].to_json(folder / f"epoch_{epoch}.json")
+
+    checkpoint = folder / CHECKPOINT_NAME if folder is not None else None
+    key = fingerprint(config.to_dict(), train_pairs.image, train_pairs.text, eval_pairs.image, eval_pairs.text)
+    resuming = checkpoint is not None and checkpoint.exists()
+    if not resuming:
+        evaluate(0, model)
+        before = embed(model, eval_pairs, device)
+        if folder is not None:
+            atomic_write_text(folder / "config.json", config.to_json())
+            _save_stack(folder / "eval_before.npy", *before)
+    train(trainer, checkpoint=checkpoint, fingerprint=key, on_epoch=evaluate, on_step=on_step, progress=progress)
+    if resuming:
+        before = _load_stack(folder / "eval_before.npy")
+        reports.update({k: Report.from_json(folder / f"epoch_{k}.json") for k in range(config.epochs + 1)
+                        if k not in reports})
+    after = embed(model, eval_pairs, device)
+    ordered = [reports[k] for k in range(config.epochs + 1)]
+    comparison = compare(ordered[0], ordered[-1], data_before={names[0]: before[0], names[1]: before[1]},
+                         data_after={names[0]: after[0], names[1]: after[1]}, resamples=resamples, seed=config.seed)
+    if folder is not None:
+        _save_stack(folder / "eval_adapted.npy", *after)
+        atomic_write_text(folder / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
+        atomic_write_text(folder / "history.json", json.dumps(trainer.history, indent=2) + "\n")
+        _trajectory(ordered, config, folder).to_json(folder / "trajectory.json", embed=False)
+    return FitResult(config, names, after[0], after[1], before[0], before[1], ordered, trainer.history, comparison,
+                     model, folder)
+
+
+def _trajectory(reports: list[Report], config: FitConfig, folder: Path | None):
+    from embspace.trajectory import Trajectory
+
+    paths = [str(folder / f"epoch_{k}.json") for k in range(len(reports))] if folder is not None else []
+    return Trajectory(list(range(len(reports))), reports, paths=paths, name=config.loss, unit="epoch")
+
+
+def _names_of(data: Any) -> tuple[str, str] | None:
+    """The modality names of the training data, so that an unnamed eval pair takes them."""
+    if isinstance(data, Pairs):
+        return data.names
+    if isinstance(data, Mapping) and len(data) == 2:
+        return tuple(data)  # type: ignore[return-value]
+    return None
+
+
+def _check_compatible(train_pairs: Pairs, eval_pairs: Pairs) -> None:
+    from embspace.errors import InputError
+
+    if train_pairs.names != eval_pairs.names:
+        raise InputError("eval", f"modalities {list(eval_pairs.names)} differ from training's "
+                                 f"{list(train_pairs.names)}")
+    if train_pairs.dims != eval_pairs.dims:
+        raise InputError("eval", f"dimensions {eval_pairs.dims} differ from training's {train_pairs.dims}")
+
+
+def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | None:
+    from embspace.errors import InputError
+
+    if out is None:
+        if resume:
+            raise InputError("--resume", "needs an output folder that holds the run's checkpoint")
+        return None
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(str(folder), "exists and is not a folder")
+    if (folder / CHECKPOINT_NAME).exists() and not resume:
+        raise InputError(str(folder), "holds a fine-tuning run already; pass --resume (resume=True) to continue it "
+                                      "or choose another output folder")
+    if not folder.parent.exists():
+        raise InputError(str(folder), f"folder {folder.parent} does not exist")
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int) -> Report:
+    import embspace
+
+    data = {names[0]: Embeddings.from_array(x, f"eval@epoch{epoch}:{names[0]}"),
+            names[1]: Embeddings.from_array(y, f"eval@epoch{epoch}:{names[1]}")}
+    return embspace.measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
+
+
+def _save_stack(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """(2, N, d) float32 .npy, written atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([x, y]).astype(np.float32))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_stack(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    stack = np.load(path)
+    return stack[0], stack[1]

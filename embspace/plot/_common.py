@@ -1,0 +1,123 @@
+"""What every figure shares: a headless Figure that shows itself in Jupyter, inputs read from disk, axis labels.
+
+No pyplot anywhere: figures are :class:`matplotlib.figure.Figure` objects, so nothing depends on a global current
+figure or on the backend, and a figure can be saved with ``fig.savefig("x.png")`` in a script or shown inline.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from embspace.errors import InputError
+from embspace.report import Report
+from embspace.trajectory import Trajectory
+
+ReportLike = Union[Report, str, os.PathLike]  # noqa: UP007
+TrajectoryLike = Union[Trajectory, str, os.PathLike]  # noqa: UP007
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+class EmbspaceFigure(Figure):
+    """A matplotlib Figure that renders itself as PNG in Jupyter, with or without pyplot's inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(figsize: tuple[float, float] = (6.4, 4.4)) -> Figure:
+    return EmbspaceFigure(figsize=figsize, layout="constrained")
+
+
+def axes_of(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.4)) -> tuple[Figure, Axes]:
+    """The given Axes and its figure, or a new figure with one Axes."""
+    if ax is not None:
+        return figure_of(ax), ax
+    fig = new_figure(figsize)
+    return fig, fig.add_subplot()
+
+
+def figure_of(ax: Axes) -> Figure:
+    """The top-level figure an Axes belongs to (also inside a SubFigure)."""
+    try:
+        return ax.get_figure(root=True)
+    except TypeError:  # matplotlib < 3.10
+        fig = ax.figure
+        while hasattr(fig, "figure") and fig.figure is not fig and fig.figure is not None:
+            fig = fig.figure
+        return fig
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def as_report(item: ReportLike) -> Report:
+    return item if isinstance(item, Report) else Report.from_json(item)
+
+
+def as_trajectory(item: TrajectoryLike) -> Trajectory:
+    return item if isinstance(item, Trajectory) else Trajectory.from_json(item)
+
+
+def labelled(items: Any, kind: str) -> list[tuple[str, Any]]:
+    """``x``, ``[x, …]`` or ``{label: x}`` → [(label, x), …]; labels from a trajectory's name or a report's source."""
+    if isinstance(items, Mapping):
+        return [(str(k), v) for k, v in items.items()]
+    if isinstance(items, Report | Trajectory | str | os.PathLike):
+        items = [items]
+    if not isinstance(items, Sequence) or not items:
+        raise InputError(kind, f"expected one or more {kind}s, got {type(items).__name__}")
+    return [(default_label(item, i), item) for i, item in enumerate(items)]
+
+
+def default_label(item: Any, i: int) -> str:
+    if isinstance(item, Trajectory):
+        return item.name or f"run {i + 1}"
+    if isinstance(item, Report):
+        return item._title() or f"report {i + 1}"
+    return os.path.basename(os.fspath(item)).removesuffix(".json") or f"#{i + 1}"
+
+
+def metric_label(path: str, settings: Mapping[str, Any] | None = None) -> str:
+    """An axis label for a metric family or dotted path, with its convention's parameters."""
+    settings = settings or {}
+    family, _, key = path.partition(".")
+    t, alpha = settings.get("t", 2.0), settings.get("alpha", 2.0)
+    names = {
+        "gap": "modality gap ‖mean x̂ − mean ŷ‖",
+        "centroid_cosine": "cosine of the centroids",
+        "alignment": f"alignment (α={alpha:g}), mean ‖x̂ᵢ − ŷᵢ‖^α",
+        "matched_cosine": "mean cosine of true pairs",
+        "rmg": "relative modality gap",
+        "uniformity": f"uniformity (t={t:g})",
+        "cone": "cone: mean cosine within a modality",
+        "rankme": "RankMe",
+        "effective_rank": "effective rank",
+        "effective_rank_centered": "effective rank (centred)",
+        "participation_ratio": "participation ratio",
+        "alpha_req": "α-ReQ (eigenvalue decay)",
+        "linear_separability": "linear separability (accuracy)",
+        "hubness": f"hubness (k={settings.get('hubness_k', 10)}), skewness",
+    }
+    label = names.get(family, family)
+    if family.startswith("recall@"):
+        label = f"{family} (fraction)"
+    return f"{label} [{key}]" if key else label
+
+
+def present(paths: Sequence[str], available: Sequence[str], where: str) -> None:
+    """Refuse metric paths that no report has, naming what is there."""
+    missing = [p for p in paths if p not in available]
+    if missing:
+        raise InputError(where, f"no metric {missing[0]!r} in the reports; available: {', '.join(available)}")

@@ -1,0 +1,126 @@
+"""A 2-D map of both modalities: PCA (default) or UMAP of the unit rows, coloured by modality.
+
+Rows are L2-normalised first (every metric is defined on the sphere). PCA is fitted on the union of both
+modalities, centred on their joint mean, so the gap shows as two separated clouds; thin grey lines join a random
+subset of true pairs, and the arrow goes from the first modality's centroid to the second's — the gap direction
+(exactly its projection under PCA; the centroids of the embedded points under UMAP). Large inputs are subsampled
+(the same rows of both modalities, so pairs stay pairs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+
+from embspace.embeddings import Embeddings
+from embspace.errors import InputError
+from embspace.plot._common import axes_of, color
+
+METHODS = ("pca", "umap")
+
+
+def embedding_map(
+    modalities: Mapping[str, Any] | Sequence[Any],
+    *,
+    method: str = "pca",
+    max_points: int = 2000,
+    pairs: int = 100,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Scatter both modalities in 2-D, with matched-pair lines and the gap arrow.
+
+    Args:
+        modalities: ``{name: rows}`` (arrays, tensors or :class:`~embspace.embeddings.Embeddings`, as
+            :func:`embspace.load` returns them), or two arrays ``(image, text)``; one modality is drawn alone.
+        method: ``"pca"`` (numpy SVD) or ``"umap"`` (needs ``umap-learn``: ``pip install 'embspace[umap]'``).
+        max_points: at most this many rows per modality are drawn (a seeded random subset).
+        pairs: how many true pairs to join by a line (0 for none).
+        seed: the subsample's and UMAP's seed.
+        ax: draw into this Axes instead of a new figure.
+    """
+    if method not in METHODS:
+        raise InputError("--method", f"unknown map method {method!r}; choose {' or '.join(METHODS)}")
+    named = dict(modalities) if isinstance(modalities, Mapping) else {
+        name: rows for name, rows in zip(("image", "text"), modalities, strict=False)}
+    if not 1 <= len(named) <= 2:
+        raise InputError("map", f"takes one modality or two paired ones, got {len(named)}")
+    n = min(_rows(data) for data in named.values())
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(n, size=min(n, max_points), replace=False))
+    points = {name: _unit(_subset(data, keep, name)) for name, data in named.items()}  # (M, D) each
+    union = np.concatenate(list(points.values()))  # (k·M, D)
+    coords, axis_names = (_pca(union) if method == "pca" else _umap(union, seed))
+    split = np.cumsum([len(p) for p in points.values()])[:-1]
+    flat = dict(zip(points, np.split(coords, split), strict=True))  # name → (M, 2)
+
+    fig, ax = axes_of(ax, (6.0, 5.4))
+    names = list(flat)
+    if len(names) == 2 and pairs > 0:
+        chosen = rng.choice(len(keep), size=min(pairs, len(keep)), replace=False)
+        segments = np.stack([flat[names[0]][chosen], flat[names[1]][chosen]], axis=1)  # (P, 2, 2)
+        ax.add_collection(LineCollection(segments, colors="0.55", linewidths=0.5, alpha=0.5,
+                                         label=f"true pairs ({len(chosen)} of {n})"))
+    for i, name in enumerate(names):
+        ax.scatter(flat[name][:, 0], flat[name][:, 1], s=7, alpha=0.6, color=color(i), label=f"{name} ({len(keep)})",
+                   linewidths=0)
+    if len(names) == 2:
+        start, end = flat[names[0]].mean(0), flat[names[1]].mean(0)
+        ax.add_patch(FancyArrowPatch(tuple(start), tuple(end), arrowstyle="-|>", mutation_scale=18, color="black",
+                                     linewidth=2, label=f"gap direction ({names[0]} → {names[1]} centroid)"))
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    if method == "pca":
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(f"{' and '.join(names)} embeddings ({method.upper()} of unit rows)")
+    ax.legend(fontsize="small", markerscale=2)
+    return fig
+
+
+def _rows(data: Any) -> int:
+    return data.n if isinstance(data, Embeddings) else len(data)
+
+
+def _subset(data: Any, rows: np.ndarray, name: str) -> np.ndarray:
+    """The given rows as a float64 numpy matrix (read lazily from Embeddings)."""
+    if isinstance(data, Embeddings):
+        return data.take(rows).to_tensor(torch.float64).numpy()
+    array = data.detach().cpu().double().numpy() if isinstance(data, torch.Tensor) else np.asarray(data, float)
+    if array.ndim != 2:
+        raise InputError(name, f"expected a 2-D array (rows × dims), got shape {array.shape}")
+    return array[rows]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _pca(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
+    """Projection on the two leading principal axes of the (centred) rows, with their share of the variance."""
+    centred = x - x.mean(0)
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)  # (D,), (D, D), ascending; cheaper than an SVD
+    eigenvalues, vt = np.clip(eigenvalues[::-1], 0, None), vectors[:, ::-1].T
+    share = eigenvalues / max(float(eigenvalues.sum()), 1e-300)
+    coords = centred @ vt[:2].T  # (N, 2)
+    if coords.shape[1] < 2:
+        coords = np.column_stack([coords, np.zeros(len(coords))])
+        share = np.append(share, 0.0)
+    return coords, (f"PC 1 ({100 * share[0]:.0f}% of variance)", f"PC 2 ({100 * share[1]:.0f}% of variance)")
+
+
+def _umap(x: np.ndarray, seed: int) -> tuple[np.ndarray, tuple[str, str]]:
+    try:
+        import umap
+    except ImportError:
+        raise ImportError("method='umap' needs umap-learn, which is not installed: pip install 'embspace[umap]'"
+                          ) from None
+    coords = umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(x)
+    return np.asarray(coords, dtype=float), ("UMAP 1", "UMAP 2")

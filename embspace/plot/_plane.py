@@ -1,0 +1,87 @@
+"""The uniformity–alignment plane (Wang & Isola 2020, their Figure 1): x = alignment, y = uniformity.
+
+Both axes are losses — lower alignment means true pairs lie closer, lower uniformity means the points spread more
+evenly over the sphere — so the good corner is the bottom left. A report is one point; a trajectory is a path of
+points in step order, with arrows from each step to the next and its first and last steps written beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+
+from embspace.errors import InputError
+from embspace.plot._common import ReportLike, TrajectoryLike, as_report, as_trajectory, axes_of, color, labelled
+from embspace.report import Report
+from embspace.trajectory import Trajectory
+
+Item = ReportLike | TrajectoryLike
+
+
+def plane(
+    items: Item | Sequence[Item] | Mapping[str, Item],
+    *,
+    uniformity: str = "mean",
+    ax: Axes | None = None,
+    arrows: bool = True,
+) -> Figure:
+    """Reports and trajectories in the uniformity–alignment plane.
+
+    Args:
+        items: reports and/or trajectories (objects or paths to their JSON), one, a list, or ``{label: item}``.
+        uniformity: which uniformity is the y value: a modality name, ``"mean"``, ``"joint"`` or ``"cross"``.
+        ax: draw into this Axes instead of a new figure.
+        arrows: join a trajectory's points by arrows in step order.
+    Returns:
+        The figure: one marker line per item (its legend entry is the label), arrows as patches.
+    """
+    fig, ax = axes_of(ax, (6.0, 4.8))
+    settings: dict[str, Any] = {}
+    for i, (label, item) in enumerate(labelled(items, "report or trajectory")):
+        if not isinstance(item, Report | Trajectory):
+            item = _read(item)
+        reports = item.reports if isinstance(item, Trajectory) else [item]
+        x = np.array([_value(r, "alignment", label) for r in reports])
+        y = np.array([_value(r, f"uniformity.{uniformity}", label) for r in reports])
+        settings = settings or reports[0].settings
+        path = isinstance(item, Trajectory) and len(reports) > 1
+        ax.plot(x, y, marker="o", markersize=5, linestyle="none" if (arrows or not path) else "-",
+                color=color(i), label=label)
+        if path:
+            if arrows:
+                for start, end in zip(zip(x[:-1], y[:-1], strict=True), zip(x[1:], y[1:], strict=True), strict=True):
+                    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color(i),
+                                                 shrinkA=3, shrinkB=3, linewidth=1.2))
+            for j in (0, len(reports) - 1):
+                ax.annotate(f"{item.unit} {item.steps[j]}", (x[j], y[j]), textcoords="offset points",
+                            xytext=(5, 5), fontsize="small", color=color(i))
+    ax.set_xlabel(f"alignment (α={settings.get('alpha', 2):g}) — lower: pairs closer")
+    ax.set_ylabel(f"uniformity [{uniformity}] (t={settings.get('t', 2):g}) — lower: more uniform")
+    ax.set_title("uniformity–alignment plane (Wang & Isola 2020)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _read(path: Any) -> Report | Trajectory:
+    """A report or a trajectory JSON, told apart by its schema."""
+    try:
+        return as_report(path)
+    except InputError as exc:
+        if "embspace.trajectory/" not in str(exc):
+            raise
+        return as_trajectory(path)
+
+
+def _value(report: Report, path: str, label: str) -> float:
+    value = report.flat().get(path)
+    if not isinstance(value, int | float):
+        available = [p for p in report.flat() if p.startswith("uniformity.")] or ["none"]
+        raise InputError(label, f"the report has no {path!r} (needs two paired modalities measured with "
+                                f"alignment and uniformity; uniformity keys: {', '.join(available)})")
+    return float(value)

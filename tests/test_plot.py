@@ -1,0 +1,242 @@
+"""Figures: what is drawn (lines, points, patches, their data) against the reports it was drawn from."""
+
+from __future__ import annotations
+
+import os
+import re
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, Rectangle, StepPatch
+
+import embspace
+import embspace.plot as plot
+from embspace.errors import InputError
+from embspace.plot._histograms import normalised
+from tests import reference as ref
+
+METRICS = "gap,alignment,cone,rmg,uniformity,spectrum,retrieval,histograms"
+
+
+def run(shift: float, name: str) -> embspace.Trajectory:
+    x, y = ref.paired_data("cone", 80, 8, seed=0)
+    dumps = {step: {"image": x, "text": ref.unit(y + shift * step * x)} for step in (0, 2, 10)}
+    return embspace.measure_trajectory(dumps, metrics=METRICS, name=name, histogram_bins=40)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, embspace.Trajectory]:
+    return {"A": run(0.3, "A"), "B": run(0.1, "B")}
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def visible_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+# ---- curves ----------------------------------------------------------------------------------------------------
+def test_curves_one_panel_per_metric_with_the_trajectory_values(runs):
+    a = runs["A"]
+    fig = plot.curves(a, ["gap", "uniformity"])
+    assert isinstance(fig, Figure)
+    gap_ax, uni_ax = visible_axes(fig)
+    (line,) = gap_ax.get_lines()
+    assert line.get_xdata().tolist() == [0, 2, 10]
+    np.testing.assert_allclose(line.get_ydata(), a.values("gap"))
+    assert gap_ax.get_xlabel() == "step" and "gap" in gap_ax.get_ylabel() and gap_ax.get_title() == "gap"
+    assert len(uni_ax.get_lines()) == 5 and legend_texts(uni_ax) == ["image", "text", "mean", "joint", "cross"]
+    assert uni_ax.get_ylabel() == "uniformity (t=2)"
+    mean = next(ln for ln in uni_ax.get_lines() if ln.get_label() == "mean")
+    np.testing.assert_allclose(mean.get_ydata(), a.values("uniformity.mean"))
+
+
+def test_curves_overlay_several_runs_with_a_legend(runs):
+    fig = plot.curves(runs, "uniformity.joint")
+    (ax,) = visible_axes(fig)
+    assert legend_texts(ax) == ["A", "B"]
+    a_line, b_line = ax.get_lines()
+    np.testing.assert_allclose(b_line.get_ydata(), runs["B"].values("uniformity.joint"))
+    assert a_line.get_color() != b_line.get_color()
+    fig = plot.curves(list(runs.values()), ["cone"])
+    assert legend_texts(visible_axes(fig)[0]) == ["A · image", "A · text", "B · image", "B · text"]
+
+
+def test_curves_into_a_given_axes_and_bad_metric(runs):
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot.curves(runs["A"], ["gap", "recall@1"], ax=ax) is fig
+    assert [ln.get_label() for ln in ax.get_lines()] == ["gap", "recall@1.image->text", "recall@1.text->image"]
+    assert ax.get_title() == "gap, recall@1"
+    with pytest.raises(InputError, match="no such metric"):
+        plot.curves(runs["A"], "gapp")
+
+
+# ---- uniformity–alignment plane --------------------------------------------------------------------------------
+def test_plane_points_are_alignment_and_uniformity_with_arrows_along_steps(runs):
+    a = runs["A"]
+    fig = plot.plane(a)
+    (ax,) = fig.axes
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_xdata(), a.values("alignment"))
+    np.testing.assert_allclose(line.get_ydata(), a.values("uniformity.mean"))
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(arrows) == len(a) - 1
+    assert [t.get_text() for t in ax.texts] == ["step 0", "step 10"]
+    assert ax.get_xlabel().startswith("alignment (α=2)") and "uniformity [mean] (t=2)" in ax.get_ylabel()
+
+
+def test_plane_one_point_per_report_and_chosen_uniformity(runs):
+    reports = {"start": runs["A"].reports[0], "end": runs["A"].reports[-1]}
+    fig = plot.plane(reports, uniformity="joint")
+    ax = fig.axes[0]
+    assert legend_texts(ax) == ["start", "end"] and not ax.patches
+    assert [ln.get_ydata()[0] for ln in ax.get_lines()] == [r["uniformity.joint"] for r in reports.values()]
+    x, _ = ref.paired_data("random", 20, 4, seed=0)
+    with pytest.raises(InputError, match="alignment"):
+        plot.plane(embspace.measure(image=x, metrics="uniformity"))
+
+
+# ---- spectrum --------------------------------------------------------------------------------------------------
+def test_spectrum_is_log_log_with_rankme_and_effective_rank_marked(runs):
+    report = runs["A"].reports[-1]
+    fig = plot.spectrum(report)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    lines = ax.get_lines()
+    assert len(lines) == 2 * 3  # per modality: the spectrum, RankMe, effective rank
+    sigma = np.asarray(report.spectra["image"]["singular_values"])
+    np.testing.assert_allclose(lines[0].get_ydata(), sigma[sigma > 0])
+    assert lines[0].get_xdata()[0] == 1
+    assert list(lines[1].get_xdata()) == [report["rankme.image"]] * 2
+    assert list(lines[2].get_xdata()) == [report["effective_rank.image"]] * 2
+    assert f"image RankMe = {report['rankme.image']:.1f}" in legend_texts(ax)
+    assert "singular value" in ax.get_ylabel() and ax.get_xlabel() == "index k"
+
+
+def test_spectrum_normalised_and_centred():
+    x, y = ref.paired_data("cone", 50, 6, seed=1)
+    report = embspace.measure(image=x, text=y, metrics="spectrum")
+    ax = plot.spectrum(report, centered=True, normalize=True).axes[0]
+    first = ax.get_lines()[0].get_ydata()
+    assert first[0] == pytest.approx(1.0) and ax.get_ylabel() == "σ_k / σ_1 (centred)"
+    assert len(ax.get_lines()) == 2 * 2  # no RankMe (uncentred by definition), the centred effective rank
+
+
+# ---- histograms ------------------------------------------------------------------------------------------------
+def test_histograms_are_the_reports_counts(runs):
+    report = runs["A"].reports[0]
+    fig = plot.histograms(report, density=False, coarsen=1)
+    ax = fig.axes[0]
+    stairs = [p for p in ax.patches if isinstance(p, StepPatch)]
+    assert len(stairs) == 4  # matched, unmatched, within image, within text
+    h = report.histograms
+    expected = [h["matched"], h["unmatched"], h["within"]["image"], h["within"]["text"]]
+    for patch, counts in zip(stairs, expected, strict=True):
+        data = patch.get_data()
+        np.testing.assert_array_equal(data.values, counts)
+        np.testing.assert_allclose(data.edges, h["edges"])
+    assert legend_texts(ax)[0].startswith("matched pairs (i = j")
+    assert ax.get_xlabel().startswith("cosine similarity") and ax.get_ylabel() == "pairs per bin"
+
+
+def test_histogram_density_and_coarsening(runs):
+    report = runs["A"].reports[-1]
+    ax = plot.histograms(report, kinds=["matched"], coarsen=4).axes[0]
+    (patch,) = ax.patches
+    data = patch.get_data()
+    merged = np.asarray(report.histograms["matched"]).reshape(-1, 4).sum(1)
+    np.testing.assert_allclose(data.values, normalised(merged, data.edges))
+    assert np.sum(data.values * np.diff(data.edges)) == pytest.approx(1.0) and ax.get_ylabel() == "density"
+    auto = plot.histograms(report).axes[0].patches[0].get_data()
+    assert len(auto.edges) - 1 <= 40 and 40 % (len(auto.edges) - 1) == 0
+    with pytest.raises(InputError, match="must divide"):
+        plot.histograms(report, coarsen=3)
+    with pytest.raises(InputError, match="no histograms"):
+        plot.histograms(embspace.measure(image=ref.unit(np.eye(4)), metrics="cone"))
+
+
+# ---- 2-D map ---------------------------------------------------------------------------------------------------
+def test_map_pca_points_pairs_and_gap_arrow():
+    from sklearn.decomposition import PCA
+
+    x, y = ref.paired_data("cone", 120, 8, seed=2)
+    fig = plot.embedding_map({"image": x, "text": y}, pairs=15)
+    ax = fig.axes[0]
+    clouds = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [c.get_label() for c in clouds] == ["image (120)", "text (120)"]
+    expected = PCA(2).fit_transform(np.concatenate([ref.unit(x), ref.unit(y)]))
+    for cloud, part in zip(clouds, np.split(expected, 2), strict=True):
+        np.testing.assert_allclose(np.abs(cloud.get_offsets()), np.abs(part), atol=1e-9)
+    (pairs,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(pairs.get_segments()) == 15
+    (arrow,) = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    start, end = arrow._posA_posB
+    np.testing.assert_allclose(start, clouds[0].get_offsets().mean(0))
+    np.testing.assert_allclose(end, clouds[1].get_offsets().mean(0))
+    assert ax.get_xlabel().startswith("PC 1 (") and "gap direction" in " ".join(legend_texts(ax))
+
+
+def test_map_subsamples_embeddings_and_refuses_bad_methods(tmp_path):
+    x, y = ref.paired_data("random", 300, 6, seed=3)
+    np.save(tmp_path / "stack.npy", np.stack([x, y]))
+    fig = plot.embedding_map(embspace.load(f"pairs={tmp_path / 'stack.npy'}"), max_points=50, pairs=0)
+    clouds = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert [len(c.get_offsets()) for c in clouds] == [50, 50]
+    assert not [c for c in fig.axes[0].collections if isinstance(c, LineCollection)]
+    with pytest.raises(InputError, match="unknown map method"):
+        plot.embedding_map({"image": x, "text": y}, method="tsne")
+
+
+def test_map_umap_is_optional():
+    x, y = ref.paired_data("random", 30, 4, seed=3)
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"embspace\[umap\]"):
+            plot.embedding_map({"image": x, "text": y}, method="umap")
+    else:
+        fig = plot.embedding_map({"image": x, "text": y}, method="umap")
+        assert fig.axes[0].get_xlabel() == "UMAP 1"
+
+
+# ---- before / after --------------------------------------------------------------------------------------------
+def test_before_after_bars_are_the_values_and_histograms_overlay(runs):
+    before, after = runs["A"].reports[0], runs["A"].reports[-1]
+    fig = plot.before_after(before, after, metrics=["gap", "alignment", "recall@1"])
+    bars_ax, hist_ax = fig.axes
+    bars = [p for p in bars_ax.patches if isinstance(p, Rectangle)]
+    paths = ["gap", "alignment", "recall@1.image->text", "recall@1.text->image"]
+    assert len(bars) == 2 * len(paths)
+    np.testing.assert_allclose([b.get_width() for b in bars[: len(paths)]], [before[p] for p in paths])
+    np.testing.assert_allclose([b.get_width() for b in bars[len(paths):]], [after[p] for p in paths])
+    assert [t.get_text() for t in bars_ax.get_yticklabels()] == paths
+    assert legend_texts(bars_ax) == ["before", "after"]
+    assert len([p for p in hist_ax.patches if isinstance(p, StepPatch)]) == 4
+    assert legend_texts(hist_ax)[0].startswith("before: matched")
+    assert fig.get_suptitle() == "before vs after"
+
+
+def test_before_after_from_json_paths_without_histograms(tmp_path):
+    x, y = ref.paired_data("cone", 40, 6, seed=4)
+    embspace.measure(image=x, text=y, metrics="gap,alignment").to_json(tmp_path / "a.json")
+    embspace.measure(image=x, text=ref.unit(x + y), metrics="gap,alignment").to_json(tmp_path / "b.json")
+    fig = plot.before_after(tmp_path / "a.json", str(tmp_path / "b.json"), labels=("frozen", "tuned"))
+    assert len(fig.axes) == 1 and legend_texts(fig.axes[0]) == ["frozen", "tuned"]
+
+
+# ---- every figure ----------------------------------------------------------------------------------------------
+def test_figures_render_in_jupyter_without_pyplot(runs):
+    png = plot.curves(runs["A"], "gap")._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    sources = Path(plot.__file__).parent.glob("*.py")
+    uses = re.compile(r"matplotlib\.pyplot|from matplotlib import pyplot|\bplt\.")
+    assert not [p.name for p in sources if uses.search(p.read_text())]
