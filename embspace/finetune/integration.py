@@ -22,7 +22,8 @@ and :func:`open_clip_step` refuses them.
     outputs = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
     total = loss(outputs.image_embeds, outputs.text_embeds, model.logit_scale.exp())
 
-(:func:`hf_clip_loss` does exactly that). The losses normalise the features themselves, so normalised or raw
+(:func:`hf_clip_loss` does exactly that; :class:`HuggingFaceClip` wraps the model so that :func:`open_clip_step`
+trains it). The losses normalise the features themselves, so normalised or raw
 projections both work.
 """
 
@@ -72,6 +73,29 @@ def open_clip_step(
         if isinstance(scale, torch.Tensor):
             scale.clamp_(0, MAX_LOG_SCALE)
     return {**{k: float(v.detach()) for k, v in losses.items()}, "loss": float(total.detach())}
+
+
+class HuggingFaceClip(nn.Module):
+    """A Hugging Face ``CLIPModel`` seen through open_clip's interface, so :func:`open_clip_step` trains it.
+
+    ``forward(images, texts)`` takes pixel values (B, 3, H, W) and token ids (B, L) (and an optional attention
+    mask) and returns ``{"image_features", "text_features", "logit_scale"}`` with the projected embeddings and
+    1/τ = exp(``model.logit_scale``); ``logit_scale`` is the wrapped model's learned log-scale, which the step clamps.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        outputs = self.model(input_ids=texts, pixel_values=images, attention_mask=attention_mask)
+        return {"image_features": outputs.image_embeds, "text_features": outputs.text_embeds,
+                "logit_scale": self.model.logit_scale.exp()}
 
 
 def hf_clip_loss(loss: nn.Module, outputs: Any, model: nn.Module, output_dict: bool = False) -> Any:

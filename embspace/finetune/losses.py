@@ -25,7 +25,7 @@ Drop-in use in an open_clip training loop (``open_clip_train.train.train_one_epo
     loss = embspace.finetune.M2MixLoss(seed=0)   # instead of open_clip.ClipLoss()
 
 In a Hugging Face ``CLIPModel`` step, pass ``out.image_embeds, out.text_embeds, model.logit_scale.exp()``.
-See :mod:`embspace.finetune.integration` and ``examples/finetune_open_clip.py``.
+See :mod:`embspace.finetune.integration` and ``examples/finetune_clip_model.py``.
 
 Where the losses live (all importable from here and from :mod:`embspace.finetune`):
 

@@ -2,7 +2,8 @@
 
 The hand-written step mirrors ``open_clip_train.train.train_one_epoch`` (``losses = loss(**model_out,
 output_dict=True)``; ``total_loss = sum(losses.values())``; clamp of the log-scale). The open_clip tests run where
-``open_clip`` imports (it needs a torchvision built for the installed torch) and are skipped elsewhere.
+``open_clip`` imports (it needs a torchvision built for the installed torch) and are skipped elsewhere; the same
+whole-model step runs on a tiny randomly initialised Hugging Face ``CLIPModel`` where ``transformers`` is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from embspace.finetune.integration import hf_clip_loss, open_clip_step
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_OPEN_CLIP = importlib.util.find_spec("open_clip") is not None
+HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 
 
 class TinyClip(nn.Module):
@@ -94,7 +96,7 @@ def test_siglip_outputs_are_refused_and_hugging_face_outputs_are_accepted():
 
 @pytest.mark.skipif(not HAS_OPEN_CLIP, reason="open_clip is not importable here")
 def test_a_tiny_open_clip_model_trains_with_m2mix():
-    example = runpy.run_path(str(ROOT / "examples" / "finetune_open_clip.py"))
+    example = runpy.run_path(str(ROOT / "examples" / "finetune_clip_model.py"))
     model = example["tiny_clip"](seed=0)
     images, texts, _ = example["synthetic_pairs"](64, seed=0)
     loss = make_loss("m2mix", seed=0)
@@ -107,6 +109,37 @@ def test_a_tiny_open_clip_model_trains_with_m2mix():
 
 @pytest.mark.skipif(not HAS_OPEN_CLIP, reason="open_clip is not importable here")
 def test_the_open_clip_example_runs(capsys):
-    example = runpy.run_path(str(ROOT / "examples" / "finetune_open_clip.py"))
+    example = runpy.run_path(str(ROOT / "examples" / "finetune_clip_model.py"))
     example["main"](["--steps", "3", "--batch-size", "16"])
+    assert "beyond noise" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason="transformers is not installed")
+def test_a_tiny_hugging_face_clip_trains_with_m2mix_and_its_scale_is_clamped():
+    example = runpy.run_path(str(ROOT / "examples" / "finetune_clip_model.py"))
+    model = example["tiny_hf_clip"](seed=0)
+    images, texts, _ = example["synthetic_pairs"](64, seed=0)
+    out = model(images, texts)
+    assert out["image_features"].shape == out["text_features"].shape == (64, 32)
+    assert out["logit_scale"].item() == pytest.approx(1 / 0.07, rel=1e-4)  # CLIP's initial temperature
+    hf_out = model.model(input_ids=texts, pixel_values=images)
+    loss = make_loss("m2mix", seed=0)
+    assert hf_clip_loss(loss, hf_out, model.model).item() == pytest.approx(
+        make_loss("m2mix", seed=0)(**out).item(), rel=1e-6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    first = open_clip_step(model, make_loss("m2mix", seed=0), images, texts, optimizer)
+    for _ in range(15):
+        last = open_clip_step(model, make_loss("m2mix", seed=0), images, texts, optimizer)
+    assert set(first) == {"contrastive_loss", "m2mix_loss", "loss"}
+    assert last["loss"] < first["loss"]
+    with torch.no_grad():
+        model.model.logit_scale.fill_(10.0)
+    open_clip_step(model, loss, images, texts, optimizer)
+    assert model.model.logit_scale.item() <= math.log(100) + 1e-6
+
+
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason="transformers is not installed")
+def test_the_example_runs_with_hugging_face(capsys):
+    example = runpy.run_path(str(ROOT / "examples" / "finetune_clip_model.py"))
+    example["main"](["--backend", "hf", "--steps", "3", "--batch-size", "16"])
     assert "beyond noise" in capsys.readouterr().out
