@@ -37,6 +37,12 @@ system-wide.
 Run::
 
     python -m embspace.data.build_sample --out embspace/data/sample.npz [--per-source 500] [--seed 0] [--workdir DIR]
+
+A larger build of the same sources (outside the repository; ``--up-to`` takes all ~1,091 usable emoji when fewer
+than ``--per-source`` exist)::
+
+    python -m embspace.data.build_sample --out /tmp/embspace-large.npz --per-source 1500 --up-to \
+        --workdir /tmp/embspace-work
 """
 
 from __future__ import annotations
@@ -489,6 +495,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sample.npz"), help="output .npz")
     parser.add_argument("--per-source", type=int, default=500, help="rows drawn from each of emoji and openclipart")
+    parser.add_argument("--up-to", action="store_true",
+                        help="take every usable row of a source that has fewer than --per-source (else: an error)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, split and training")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="Debian packages go here (./work-sample)")
     parser.add_argument("--steps", type=int, nargs="+", default=list(DEFAULT_STEPS), help="snapshot steps")
@@ -506,7 +514,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rng = np.random.default_rng(args.seed)
     emoji, clipart = emoji_items(root), openclipart_items(root)
     print(f"usable pairs: {len(emoji)} emoji, {len(clipart)} openclipart")
-    items = sample_items(emoji, args.per_source, rng) + sample_items(clipart, args.per_source, rng)
+    n_emoji, n_clipart = (min(args.per_source, len(emoji)), min(args.per_source, len(clipart))) if args.up_to \
+        else (args.per_source, args.per_source)
+    items = sample_items(emoji, n_emoji, rng) + sample_items(clipart, n_clipart, rng)
     split = split_labels([item.origin for item in items], rng)
     config = TrainConfig(steps=steps, init_temperature=args.init_temperature, seed=args.seed)
     arrays = build_arrays(items, split, config)
