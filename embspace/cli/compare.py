@@ -71,8 +71,11 @@ def print_comparison(comparison) -> None:
     columns = [("metric", "left"), ("before", "right"), ("after", "right"), ("change", "right")]
     if tested:
         columns += [(f"{significance.confidence:.0%} CI", "right"), ("beyond noise", "left")]
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=column != "metric")
+    longest = max((len(change.path) for change in comparison.changes), default=6)
+    for column, justify in columns:  # metric names are never cut; on a narrow terminal an interval wraps in two
+        wraps = tested and column in (columns[4][0], columns[5][0])
+        table.add_column(column, justify=justify, no_wrap=not wraps,
+                         min_width=longest if column == "metric" else 10 if wraps else None)
     for change in comparison.changes:
         cells = ["—" if v is None else f"{v:.4f}" for v in (change.before, change.after)]
         delta = "—" if change.delta is None else f"{change.delta:+.4f}"
