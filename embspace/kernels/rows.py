@@ -16,6 +16,7 @@ import torch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
+from embspace.kernels.budget import OOM_ERRORS
 
 PRECISIONS = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
               "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -35,8 +36,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str) -> torch.dtype:
     """The dtype the tiles are computed in; float64 accumulation is used regardless."""
     if precision not in PRECISIONS:
-        raise InputError("--precision", f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        raise InputError("--precision", f"unknown precision {precision!r}; choose auto or one of "
+                                        f"{', '.join(PRECISIONS)}")
     return PRECISIONS[precision]
+
+
+def precision_name(precision: str, device: torch.device) -> str:
+    """``"auto"`` → ``"fp16"`` on CUDA (half tiles, fp32 accumulation) and ``"fp32"`` elsewhere (CPU half matrix
+    products are slow); any other name is checked and returned as given."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    resolve_precision(precision)
+    return precision
 
 
 @contextlib.contextmanager
@@ -74,13 +85,16 @@ class Rows:
     dim: int
     device: torch.device
     dtype: torch.dtype
+    max_rows: int = 65_536  # the most rows :meth:`blocks` yields at once (set from the memory budget)
 
     def block(self, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
 
     def blocks(self, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-        for start in range(0, self.n, rows):
-            yield start, self.block(start, min(start + rows, self.n))
+        """``(start, rows[start:start+step])`` over the matrix, step = min(rows, max_rows)."""
+        step = max(1, min(rows, self.max_rows))
+        for start in range(0, self.n, step):
+            yield start, self.block(start, min(start + step, self.n))
 
 
 @dataclass
@@ -133,14 +147,23 @@ def prepare_rows(
     memory_budget: int | None = None,
     chunk_rows: int = 65_536,
 ) -> Rows:
-    """Normalise rows chunk by chunk; keep them on the device when they fit in a quarter of the budget."""
+    """Normalise rows chunk by chunk; keep them on the device when they fit in a quarter of the budget.
+
+    Otherwise (or when allocating them runs out of memory) the rows are streamed from their source; either way
+    :meth:`Rows.blocks` yields at most ``chunk_rows`` rows at a time.
+    """
     emb = as_embeddings(data)
     budget = memory_budget if memory_budget is not None else available_memory(device)
     size = emb.n * emb.dim * torch.finfo(dtype).bits // 8
+    streamed = StreamedRows(emb.source, emb.n, emb.dim, device, dtype, max_rows=chunk_rows, embeddings=emb,
+                            require_normalized=require_normalized)
     if size > budget // 4:
-        return StreamedRows(emb.source, emb.n, emb.dim, device, dtype, emb, require_normalized)
-    out = torch.empty((emb.n, emb.dim), dtype=dtype, device=device)  # (N, D) unit rows
+        return streamed
+    try:
+        out = torch.empty((emb.n, emb.dim), dtype=dtype, device=device)  # (N, D) unit rows
+    except OOM_ERRORS:
+        return streamed
     for start, raw in emb.chunks(chunk_rows):
         unit = normalize_block(raw.to(device), emb.source, start, require_normalized, dtype)
         out[start : start + len(raw)] = unit.to(dtype)
-    return ResidentRows(emb.source, emb.n, emb.dim, device, dtype, out)
+    return ResidentRows(emb.source, emb.n, emb.dim, device, dtype, max_rows=chunk_rows, data=out)

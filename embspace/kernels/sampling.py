@@ -7,6 +7,11 @@ estimate is log μ̂ (consistent; its Jensen bias, −se²/(2μ²), is far insid
 Bernoulli outcomes over queries: sampled queries are ranked exactly against ALL candidates, and the Wilson score
 interval is reported.
 
+Pairs are drawn block by block so that streamed inputs are read a few times, not once per pair: the pair space is
+cut into cells (a block of left rows × a block of right rows), the number of pairs in every cell is drawn from the
+multinomial with probabilities proportional to the cell's valid pairs, and each cell's pairs are drawn uniformly
+inside it (pairs of an item with itself rejected and redrawn). The result is exactly m i.i.d. uniform draws.
+
 Every estimate comes back as an :class:`Estimate` (value, interval, sample size, method), which the report writes
 into its ``uncertainty`` block.
 """
@@ -14,20 +19,21 @@ into its ``uncertainty`` block.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from embspace.kernels.rows import Rows
+from embspace.kernels.rows import ResidentRows, Rows
 
 Z_95 = 1.959963984540054
+PAIR_BATCH = 65_536
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A sampled value with its confidence interval."""
+    """A sampled value with its confidence interval (``std_error``: the delta-method standard error of value)."""
 
     value: float
     low: float
@@ -35,11 +41,17 @@ class Estimate:
     samples: int
     method: str = "sampled"
     confidence: float = 0.95
+    std_error: float = math.nan
 
     def to_dict(self) -> dict[str, float | int | str]:
         out = asdict(self)
         out["ci"] = [out.pop("low"), out.pop("high")]
         return out
+
+    def uncertainty(self) -> dict[str, object]:
+        """The report's ``uncertainty`` entry: method, samples, ci, confidence."""
+        return {"method": self.method, "samples": self.samples, "ci": [self.low, self.high],
+                "confidence": self.confidence}
 
 
 def sample_pairs(n: int, m: int, generator: np.random.Generator, *, distinct: bool = True) -> tuple[np.ndarray,
@@ -54,7 +66,11 @@ def sample_pairs(n: int, m: int, generator: np.random.Generator, *, distinct: bo
 
 
 def gather(rows: Rows, index: np.ndarray, chunk: int = 65_536) -> torch.Tensor:
-    """Rows ``index`` (any order, repeats allowed) as one (len(index), D) float64 tensor, read block by block."""
+    """Rows ``index`` (any order, repeats allowed) as one (len(index), D) float64 tensor, read block by block.
+
+    Only the blocks that hold requested rows are read, each at most ``min(chunk, rows.max_rows)`` rows long.
+    """
+    chunk = max(1, min(chunk, rows.max_rows))
     order = np.argsort(index, kind="stable")
     sorted_index = index[order]
     out = torch.empty((len(index), rows.dim), dtype=torch.float64, device=rows.device)  # (m, D)
@@ -63,45 +79,171 @@ def gather(rows: Rows, index: np.ndarray, chunk: int = 65_536) -> torch.Tensor:
         start = int(sorted_index[lo])
         stop = min(start + chunk, rows.n)
         hi = int(np.searchsorted(sorted_index, stop, side="left"))
-        block = rows.block(start, stop).double()
+        block = rows.block(start, stop)
         local = torch.from_numpy(sorted_index[lo:hi] - start).to(rows.device)
-        out[torch.from_numpy(order[lo:hi]).to(rows.device)] = block[local]
+        out[torch.from_numpy(order[lo:hi]).to(rows.device)] = block[local].double()
         lo = hi
     return out
 
 
+# ---- pair spaces -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """Rows ``[start, stop)`` of ``rows``; ``key`` is the index of row ``start`` in the pair space (two segments
+    whose key ranges overlap hold the same items, and an item is never paired with itself)."""
+
+    rows: Rows
+    start: int
+    stop: int
+    key: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def same_rows(self, other: Segment) -> bool:
+        return self.rows is other.rows and (self.start, self.stop) == (other.start, other.stop)
+
+
+def segments(parts: Sequence[tuple[Rows, int]], size: int) -> list[Segment]:
+    """Cut each (rows, key offset) into segments of at most ``size`` rows."""
+    out = []
+    for rows, offset in parts:
+        for start in range(0, rows.n, max(size, 1)):
+            stop = min(start + size, rows.n)
+            out.append(Segment(rows, start, stop, offset + start))
+    return out
+
+
+def segment_rows(rows: Rows) -> tuple[int, int]:
+    """Rows per left and right segment: whole resident matrices; for streamed ones a large left block (read once
+    per pass) and small right blocks (read once per left block)."""
+    if isinstance(rows, ResidentRows):
+        return rows.n, rows.n
+    return 8 * rows.max_rows, rows.max_rows
+
+
+def _overlap(a: Segment, b: Segment) -> int:
+    return max(0, min(a.key + len(a), b.key + len(b)) - max(a.key, b.key))
+
+
+def sampled_similarities(left: Sequence[Segment], right: Sequence[Segment], pairs: int,
+                         generator: np.random.Generator, *, batch: int = PAIR_BATCH) -> Iterator[torch.Tensor]:
+    """Cosines x̂_i·ŷ_j of ``pairs`` pairs drawn uniformly with replacement from left × right (i ≠ j by key),
+    yielded in float64 batches of at most ``batch``."""
+    sizes = np.array([[len(a) * len(b) - _overlap(a, b) for b in right] for a in left], dtype=np.float64)
+    counts = generator.multinomial(pairs, (sizes / sizes.sum()).ravel()).reshape(sizes.shape)
+    for ai, a in enumerate(left):
+        if not counts[ai].any():
+            continue
+        block_a = a.rows.block(a.start, a.stop)  # (|A|, D)
+        for bi, b in enumerate(right):
+            remaining = int(counts[ai, bi])
+            block_b = block_a if b.same_rows(a) else (b.rows.block(b.start, b.stop) if remaining else None)
+            while remaining > 0:
+                size = min(batch, remaining)
+                i, j = _draw_in_cell(a, b, size, generator)
+                yield _dots(block_a, block_b, i, j)
+                remaining -= size
+
+
+def _draw_in_cell(a: Segment, b: Segment, size: int, generator: np.random.Generator) -> tuple[np.ndarray,
+                                                                                              np.ndarray]:
+    """``size`` uniform pairs of the cell a × b whose keys differ (rejection of i = j, redrawn)."""
+    i = generator.integers(0, len(a), size=size)
+    j = generator.integers(0, len(b), size=size)
+    if _overlap(a, b):
+        same = np.flatnonzero(a.key + i == b.key + j)
+        while len(same):
+            i[same] = generator.integers(0, len(a), size=len(same))
+            j[same] = generator.integers(0, len(b), size=len(same))
+            same = same[a.key + i[same] == b.key + j[same]]
+    return i, j
+
+
+def _dots(block_a: torch.Tensor, block_b: torch.Tensor, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+    """Row-wise dot products a_i·b_j, in float32 (float64 for float64 rows), returned in float64."""
+    wide = torch.float64 if torch.float64 in (block_a.dtype, block_b.dtype) else torch.float32
+    a = block_a[torch.from_numpy(i).to(block_a.device)].to(wide)  # (m, D)
+    b = block_b[torch.from_numpy(j).to(block_b.device)].to(wide)  # (m, D)
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1).double()  # (m,)
+
+
+# ---- estimators --------------------------------------------------------------------------------------------
+
+
+class MeanOfExp:
+    """Running mean and variance of exp(e) over batches of exponents e, merged exactly (Chan et al.) and kept on a
+    log-shift so that large t cannot underflow."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shift = -math.inf
+        self.mean = 0.0  # of exp(e − shift)
+        self.m2 = 0.0  # Σ (exp(e − shift) − mean)²
+
+    def update(self, exponent: torch.Tensor) -> None:
+        if len(exponent) == 0:
+            return
+        top = float(exponent.max())
+        if top > self.shift:
+            scale = math.exp(self.shift - top) if self.count else 0.0
+            self.mean, self.m2, self.shift = self.mean * scale, self.m2 * scale * scale, top
+        w = torch.exp(exponent - self.shift)  # (m,) float64
+        n, mean = len(w), float(w.mean())
+        m2 = float((w - mean).pow(2).sum())
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    def log_estimate(self, z: float = Z_95) -> Estimate:
+        """log of the mean with the normal interval of the mean mapped through the log."""
+        m = self.count
+        se = math.sqrt(self.m2 / (m - 1) / m) if m > 1 else math.inf
+        low = self.mean - z * se
+        value = math.log(self.mean) + self.shift
+        return Estimate(value, math.log(low) + self.shift if low > 0 else -math.inf,
+                        math.log(self.mean + z * se) + self.shift, m, std_error=se / self.mean)
+
+
 def log_mean_estimate(values: torch.Tensor, confidence_z: float = Z_95) -> Estimate:
     """log of the sample mean of positive ``values`` with a normal interval mapped through the log."""
-    m = len(values)
-    mean = float(values.mean())
-    se = float(values.std(unbiased=True)) / math.sqrt(m) if m > 1 else math.inf
-    low = mean - confidence_z * se
-    return Estimate(math.log(mean), math.log(low) if low > 0 else -math.inf, math.log(mean + confidence_z * se), m)
+    acc = MeanOfExp()
+    acc.update(torch.log(values.double()))
+    return acc.log_estimate(confidence_z)
+
+
+def pair_space(x: Rows, y: Rows | None, joint: bool, sizes: tuple[int, int] | None = None) -> tuple[list[Segment],
+                                                                                                   list[Segment]]:
+    """Left and right segments of: X with itself (``y`` None), X against Y (i ≠ j), or the union X ∪ Y."""
+    left_rows, right_rows = sizes or segment_rows(x)
+    if y is None:
+        parts_left = parts_right = [(x, 0)]
+    elif not joint:
+        parts_left, parts_right = [(x, 0)], [(y, 0)]
+    else:  # the union: key k < n is x_k, k ≥ n is y_{k−n}
+        parts_left = parts_right = [(x, 0), (y, x.n)]
+    return segments(parts_left, left_rows), segments(parts_right, right_rows)
 
 
 def sampled_uniformity(x: Rows, y: Rows | None = None, *, t: float = 2.0, pairs: int = 1_000_000, seed: int = 0,
-                       joint: bool = False) -> Estimate:
-    """U(X) (``y`` None), cross U(X, Y) (pairs i ≠ j) or joint U(X ∪ Y) (``joint=True``) from sampled pairs."""
+                       joint: bool = False, batch: int = PAIR_BATCH,
+                       consumers: Sequence[Callable[[torch.Tensor], None]] = ()) -> Estimate:
+    """U(X) (``y`` None), cross U(X, Y) (pairs i ≠ j) or joint U(X ∪ Y) (``joint=True``) from sampled pairs.
+
+    ``consumers`` also receive every batch of sampled cosines (a similarity histogram of the same pairs, say).
+    """
     generator = np.random.default_rng(seed)
-    if y is None:
-        i, j = sample_pairs(x.n, pairs, generator)
-        a, b = gather(x, i), gather(x, j)
-    elif not joint:
-        i, j = sample_pairs(x.n, pairs, generator)
-        a, b = gather(x, i), gather(y, j)
-    else:  # the union: index k < n is x_k, k ≥ n is y_{k−n}
-        i, j = sample_pairs(x.n + y.n, pairs, generator)
-        a, b = _gather_union(x, y, i), _gather_union(x, y, j)
-    weights = torch.exp(2 * t * ((a * b).sum(1) - 1))  # (m,) exp(−t‖a − b‖²) for unit rows
-    return log_mean_estimate(weights)
-
-
-def _gather_union(x: Rows, y: Rows, index: np.ndarray) -> torch.Tensor:
-    out = torch.empty((len(index), x.dim), dtype=torch.float64, device=x.device)
-    in_x = index < x.n
-    out[torch.from_numpy(in_x).to(x.device)] = gather(x, index[in_x])
-    out[torch.from_numpy(~in_x).to(x.device)] = gather(y, index[~in_x] - x.n)
-    return out
+    left, right = pair_space(x, y, joint)
+    acc = MeanOfExp()
+    for sims in sampled_similarities(left, right, pairs, generator, batch=batch):
+        acc.update(sims.mul(2 * t).sub_(2 * t))  # exponent of exp(−t‖a − b‖²) for unit rows
+        for consume in consumers:
+            consume(sims)
+    return acc.log_estimate()
 
 
 def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, float]:
@@ -116,23 +258,33 @@ def wilson_interval(hits: int, trials: int, z: float = Z_95) -> tuple[float, flo
 
 def sampled_recall(x: Rows, y: Rows, ks: Sequence[int], *, queries: int = 10_000, seed: int = 0,
                    tile: int = 65_536) -> dict[int, Estimate]:
-    """recall@k of x → y on sampled queries, each ranked exactly against all of y (Wilson intervals)."""
+    """recall@k of x → y on sampled queries, each ranked exactly against all of y (Wilson intervals).
+
+    Queries are taken ``tile`` at a time against blocks of ``tile`` candidates: a (tile × tile) score matrix at most.
+    """
     generator = np.random.default_rng(seed)
     chosen = np.sort(generator.choice(x.n, size=min(queries, x.n), replace=False))
-    q = gather(x, chosen).to(torch.float32 if x.dtype != torch.float64 else torch.float64)  # (q, D)
-    partners = gather(y, chosen).to(q.dtype)
-    matched = (q * partners).sum(1)  # (q,)
-    better = torch.zeros(len(chosen), dtype=torch.int64, device=q.device)
-    own = torch.from_numpy(chosen).to(q.device)
-    for c0, cols in y.blocks(tile):
-        sim = q @ cols.to(q.dtype).T  # (q, C)
-        beats = sim > matched[:, None]
-        inside = (own >= c0) & (own < c0 + len(cols))
-        beats[inside.nonzero().flatten(), (own[inside] - c0)] = False  # the partner never beats itself
-        better += beats.sum(1)
+    better = np.empty(len(chosen), dtype=np.int64)
+    for lo in range(0, len(chosen), tile):
+        better[lo : lo + tile] = _ranks_of(x, y, chosen[lo : lo + tile], tile)
     out = {}
     for k in ks:
         hits = int((better < k).sum())
         low, high = wilson_interval(hits, len(chosen))
         out[k] = Estimate(hits / len(chosen), low, high, len(chosen))
     return out
+
+
+def _ranks_of(x: Rows, y: Rows, chosen: np.ndarray, tile: int) -> np.ndarray:
+    """#{j ≠ i : x̂_i·ŷ_j > x̂_i·ŷ_i} for each query i in ``chosen`` (sorted), against every row of y."""
+    wide = torch.float64 if x.dtype == torch.float64 else torch.float32
+    q = gather(x, chosen).to(wide)  # (q, D)
+    matched = (q * gather(y, chosen).to(wide)).sum(1)  # (q,)
+    better = torch.zeros(len(chosen), dtype=torch.int64, device=q.device)
+    own = torch.from_numpy(chosen).to(q.device)
+    for c0, cols in y.blocks(tile):
+        beats = q @ cols.to(wide).T > matched[:, None]  # (q, C)
+        inside = (own >= c0) & (own < c0 + len(cols))
+        beats[inside.nonzero().flatten(), (own[inside] - c0)] = False  # the partner never beats itself
+        better += beats.sum(1)
+    return better.cpu().numpy()
