@@ -14,6 +14,10 @@ Reductions (each keeps only sufficient statistics, accumulated in float64 where 
 - :class:`TopK` — the k most similar columns of every row (and rows of every column): k-occurrence, hubness.
 - :class:`Histogram` — int64 counts of the similarities in fixed bins over [−1, 1]: true pairs (i = j) and the
   other cross pairs (i ≠ j) of a cross problem, or the pairs i < j of a symmetric one.
+
+This torch path runs everywhere and is the reference. On a CUDA device :func:`stream_pairs` hands the same
+reductions to fused Triton kernels (:mod:`embspace.kernels.triton`, chosen in :mod:`embspace.kernels.fused`),
+which fill the same fields by the same merge rules.
 """
 
 from __future__ import annotations
@@ -241,8 +245,19 @@ def stream_pairs(
     *,
     tile: int = DEFAULT_TILE,
     progress: Callable[[int], None] | None = None,
+    backend: str | None = None,
 ) -> None:
-    """Feed every tile of X̂·Ŷᵀ (or of X̂·X̂ᵀ on and above the diagonal when ``y`` is None) to the reductions."""
+    """Feed every tile of X̂·Ŷᵀ (or of X̂·X̂ᵀ on and above the diagonal when ``y`` is None) to the reductions.
+
+    ``backend``: ``"auto"`` (fused Triton kernels on CUDA for the reductions that have them, torch otherwise),
+    ``"torch"`` or ``"triton"``; None reads ``$EMBSPACE_BACKEND`` (default ``"auto"``). See
+    :mod:`embspace.kernels.fused`. Either path leaves the same statistics in the same reduction objects.
+    """
+    from embspace.kernels import fused
+
+    if fused.choose_backend(x, y, reductions, backend) == "triton":
+        fused.stream_fused(x, y, reductions, tile=tile, progress=progress)
+        return
     symmetric = y is None
     y = x if symmetric else y
     fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None

@@ -1,0 +1,187 @@
+"""Which backend runs the pairwise engine, and the fused (Triton) path of ``pairwise.stream_pairs``.
+
+``backend`` is ``"auto"``, ``"torch"`` or ``"triton"``; when a call names none, the environment variable
+``EMBSPACE_BACKEND`` decides, and without it ``"auto"``:
+
+- ``"auto"``: the fused kernels of :mod:`embspace.kernels.triton` when the rows are on a CUDA device, Triton can be
+  imported and every reduction of the call has a fused kernel; the torch path otherwise.
+- ``"torch"``: always the torch path (the reference; runs everywhere).
+- ``"triton"``: the fused kernels, or an :class:`~embspace.errors.InputError` that says why they cannot run. On the
+  CPU this needs Triton's interpreter (``TRITON_INTERPRET=1`` before the kernels are imported): slow, for tests.
+
+The fused path computes the same statistics and merges them into the same reduction objects, by the same rules
+(``ExpSum._add``, ``+=`` of counts, ``_keep_best`` of top-k candidates), so nothing downstream changes. Rows held
+on the device (``ResidentRows``) go to the kernels whole; rows streamed from their source go block by block
+(``tile`` rows at a time), each pair of blocks being one kernel launch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+
+from embspace.errors import InputError
+from embspace.kernels.pairwise import ExpSum, Histogram, RankCount, Reduction, TopK, _keep_best, count_tiles
+from embspace.kernels.rows import ResidentRows, Rows
+
+BACKENDS = ("auto", "torch", "triton")
+BACKEND_ENV = "EMBSPACE_BACKEND"
+FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def requested_backend(backend: str | None) -> tuple[str, str]:
+    """The backend asked for and where the request came from (for error messages)."""
+    if backend is None:
+        name, where = os.environ.get(BACKEND_ENV, "auto").strip() or "auto", BACKEND_ENV
+    else:
+        name, where = backend, "backend"
+    if name not in BACKENDS:
+        raise InputError(where, f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return name, where
+
+
+def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], backend: str | None = None) -> str:
+    """``"triton"`` or ``"torch"``: the path :func:`stream_pairs` takes for these rows and reductions."""
+    name, where = requested_backend(backend)
+    if name == "torch" or (name == "auto" and x.device.type != "cuda"):
+        return "torch"
+    reason = why_not_fused(x, y, reductions)
+    if reason is None:
+        return "triton"
+    if name == "triton":
+        raise InputError(f"{where}=triton", reason)
+    return "torch"
+
+
+def why_not_fused(x: Rows, y: Rows | None, reductions: Sequence[Reduction]) -> str | None:
+    """None when the fused kernels can run this call; else the reason, in one line."""
+    try:
+        from embspace.kernels import triton as kernels
+    except ImportError as error:
+        return f"Triton cannot be imported ({error})"
+    if x.device.type == "cuda" and kernels.INTERPRET:
+        return "TRITON_INTERPRET=1 is set: the kernels would run in the (slow) interpreter"
+    if x.device.type != "cuda" and not kernels.INTERPRET:
+        return f"rows are on {x.device}: the fused kernels need CUDA (or TRITON_INTERPRET=1 set before import)"
+    for rows in (x,) if y is None else (x, y):
+        if rows.dtype not in FUSED_DTYPES:
+            return f"{rows.source}: {rows.dtype} tiles have no fused kernel (fp16, bf16 and fp32 do)"
+    if y is not None and y.device != x.device:
+        return f"rows on {x.device} and {y.device}"
+    symmetric = y is None
+    for reduction in reductions:
+        kind = type(reduction)
+        if kind in (ExpSum, Histogram) and reduction.symmetric != symmetric:
+            problem = "symmetric" if symmetric else "cross"
+            return f"{kind.__name__}(symmetric={reduction.symmetric}) on a {problem} problem"
+        if kind in (RankCount, TopK) and symmetric:
+            return f"{kind.__name__} is fused for cross problems (X against Y) only"
+        if kind is RankCount and x.n != y.n:
+            return f"RankCount needs paired rows, got {x.n} and {y.n}"
+        if kind is TopK and max(reduction.k_rows, reduction.k_cols) > kernels.MAX_TOPK:
+            return f"TopK with k > {kernels.MAX_TOPK} has no fused kernel"
+        if kind not in (ExpSum, Histogram, RankCount, TopK):
+            return f"{kind.__name__} has no fused kernel"
+    return None
+
+
+def _blocks(rows: Rows, tile: int) -> list[tuple[int, int]]:
+    """Resident rows are one block; streamed rows come ``tile`` rows at a time."""
+    if isinstance(rows, ResidentRows):
+        return [(0, rows.n)]
+    return [(start, min(start + tile, rows.n)) for start in range(0, rows.n, tile)]
+
+
+def stream_fused(
+    x: Rows,
+    y: Rows | None,
+    reductions: Sequence[Reduction],
+    *,
+    tile: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """:func:`~embspace.kernels.pairwise.stream_pairs` through the fused kernels (same pairs, same reductions)."""
+    symmetric = y is None
+    other = x if symmetric else y
+    col_blocks = _blocks(other, tile)
+    for r0, r1 in _blocks(x, tile):
+        a = x.block(r0, r1)  # (R, D)
+        for c0, c1 in col_blocks:
+            if symmetric and c0 < r0:
+                continue
+            on_diagonal = symmetric and c0 == r0
+            b = a if on_diagonal else other.block(c0, c1)  # (C, D)
+            _pair_pass(a, b, reductions, diagonal=c0 - r0, triangle=on_diagonal)
+            if not symmetric:
+                _row_pass(a, b, reductions, r0, c0)
+            if progress is not None:
+                progress(count_tiles(r1 - r0, None if on_diagonal else c1 - c0, tile))
+
+
+def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], *, diagonal: int,
+               triangle: bool) -> None:
+    """ExpSum and Histogram reductions, one launch per (exp-sum, histogram) couple."""
+    from embspace.kernels import triton as kernels
+
+    sums = [r for r in reductions if type(r) is ExpSum]
+    hists = [r for r in reductions if type(r) is Histogram]
+    for acc, hist in itertools.zip_longest(sums, hists):
+        result = kernels.pair_reduce(a, b, diagonal=diagonal, triangle=triangle,
+                                     t=None if acc is None else acc.t,
+                                     exclude_equal=acc is not None and acc.exclude_diagonal,
+                                     bins=None if hist is None else hist.bins)
+        if acc is not None:
+            acc._add(result.exp_shift, result.exp_total)
+        if hist is not None:
+            counts = result.counts.to(hist._bounds.device)
+            if hist.symmetric:
+                hist.within += counts
+            else:
+                hist.unmatched += counts
+                hist.matched += result.matched.to(hist._bounds.device)
+
+
+def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], r0: int, c0: int) -> None:
+    """RankCount and TopK reductions of a cross problem.
+
+    A TopK needs the rows' top-k (A·Bᵀ) and the columns' (the same kernel on B·Aᵀ); a RankCount rides along,
+    its column counts taken from the second launch. A RankCount without a TopK takes one launch, its column
+    counts added with atomics.
+    """
+    from embspace.kernels import triton as kernels
+
+    ranks = [r for r in reductions if type(r) is RankCount]
+    tops = [r for r in reductions if type(r) is TopK]
+    r1, c1 = r0 + a.shape[0], c0 + b.shape[0]
+    for number, top in enumerate(tops):
+        rank = ranks[0] if number == 0 and ranks else None
+        forward = kernels.row_reduce(a, b, diagonal=c0 - r0, k=top.k_rows,
+                                     matched_rows=None if rank is None else rank.matched[r0:r1])
+        backward = kernels.row_reduce(b, a, diagonal=r0 - c0, k=top.k_cols,
+                                      matched_rows=None if rank is None else rank.matched[c0:c1])
+        _merge_top(top.row_values, top.row_index, forward, slice(r0, r1), c0, dim=1)
+        _merge_top(top.col_values, top.col_index, backward, slice(c0, c1), r0, dim=0)
+        if rank is not None:
+            rank.rows[r0:r1] += forward.rank_rows.to(rank.rows.device)
+            rank.cols[c0:c1] += backward.rank_rows.to(rank.cols.device)
+    for rank in ranks[1:] if tops else ranks:
+        result = kernels.row_reduce(a, b, diagonal=c0 - r0, matched_rows=rank.matched[r0:r1],
+                                    matched_cols=rank.matched[c0:c1])
+        rank.rows[r0:r1] += result.rank_rows.to(rank.rows.device)
+        rank.cols[c0:c1] += result.rank_cols.to(rank.cols.device)
+
+
+def _merge_top(values: torch.Tensor, index: torch.Tensor, found, part: slice, offset: int, dim: int) -> None:
+    """Merge a launch's (n, k) candidates into a TopK's running best along ``dim`` (1: rows, 0: columns)."""
+    cand_values, cand_index = found.top_values, found.top_index  # (n, k)
+    cand_index = torch.where(cand_index >= 0, cand_index + offset, -1)
+    if dim == 0:
+        cand_values, cand_index = cand_values.T, cand_index.T  # (k, n)
+        values[:, part], index[:, part] = _keep_best(values[:, part], index[:, part], cand_values.to(values.device),
+                                                     cand_index.to(index.device), dim=0)
+    else:
+        values[part], index[part] = _keep_best(values[part], index[part], cand_values.to(values.device),
+                                               cand_index.to(index.device), dim=1)
