@@ -114,7 +114,7 @@ class Report:
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
         """The JSON text; written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_jsonable) + "\n"
+        text = json.dumps(_json_safe(self.to_dict()), indent=indent, allow_nan=False) + "\n"
         if path is not None:
             atomic_write_text(path, text)
         return text
@@ -127,6 +127,10 @@ class Report:
         for key in ("inputs", "settings", "metrics"):
             if not isinstance(data.get(key), dict):
                 raise InputError(where, f"report has no {key!r} object")
+        for path, value in _metric_values(data["metrics"], where):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value)):
+                raise InputError(where, f"metric {path!r} is {value!r}, not a finite number (or null)")
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)
 
@@ -136,17 +140,8 @@ class Report:
         text, where = str(source), "<json>"
         if not text.lstrip().startswith("{"):
             where = text
-            try:
-                text = Path(source).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise InputError(where, "no such file") from None
-            except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-                raise InputError(where, f"cannot read: {exc.__class__.__name__}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        return cls.from_dict(data, where)
+            text = read_json_text(Path(source))
+        return cls.from_dict(parse_json(text, where), where)
 
     # ---- views --------------------------------------------------------------------------------------------
     def to_frame(self):  # -> pandas.DataFrame
@@ -207,8 +202,58 @@ class Report:
                 f"<tbody>{''.join(cells)}</tbody></table></div>")
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars / arrays and tensors into plain JSON values."""
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy scalars / arrays and tensors as lists and numbers, and NaN / ±Inf as ``null`` — a
+    metric that is undefined for the input (the α-ReQ slope of a rank-1 matrix, say), since JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: _json_safe(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(inner) for inner in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str | int | bool) or value is None:
+        return value
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _json_safe(value.tolist())
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _metric_values(metrics: dict[str, Any], where: str) -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every metric; values nested deeper than one level are refused."""
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if isinstance(inner, dict | list):
+                    raise InputError(where, f"metric '{name}.{key}' is nested too deep (a number or null expected)")
+                yield f"{name}.{key}", inner
+        else:
+            yield name, value
+
+
+def read_json_text(path: Path) -> str:
+    """The UTF-8 text of a JSON file, refusing what is not a readable regular file in one line."""
+    where = str(path)
+    if not path.exists():
+        raise InputError(where, "no such file")
+    if path.is_dir():
+        raise InputError(where, "is a directory, expected a JSON file")
+    if not path.is_file():
+        raise InputError(where, "is not a regular file (a fifo, socket or device); give a JSON file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise InputError(where, "permission denied (the file is not readable)") from None
+    except UnicodeDecodeError:
+        raise InputError(where, "not a JSON file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise InputError(where, f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
+
+
+def parse_json(text: str, where: str) -> Any:
+    """``json.loads`` with every failure (syntax, nesting too deep for the parser) as one line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(where, "invalid JSON: nested too deeply") from None

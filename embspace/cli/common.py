@@ -1,21 +1,81 @@
-"""What every subcommand shares: the typer app, the consoles and the one-line failure."""
+"""What every subcommand shares: the typer app, the consoles and the one-line failure.
+
+Every failure the user can cause or meet ends in one line on stderr (``error: …``) and a non-zero exit code, never
+a traceback: :func:`fail` for the problems a command finds itself, and the app's group class for what escapes a
+command — bad input (:class:`~embspace.errors.InputError`, exit 2) and running out of host or GPU memory (exit 2:
+the input is too large for the memory at hand).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from embspace.errors import InputError, printable
+
+INPUT_EXIT = 2
+"""Exit code of bad input, including input too large for the memory available."""
+
+
+def memory_message(exc: BaseException, command: str | None) -> str:
+    """One line for an out-of-memory error, host (``MemoryError``) or GPU (``torch.OutOfMemoryError``)."""
+    where = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "host"
+    doing = f"embspace {command}" if command else "embspace"
+    return (f"out of {where} memory in {doing}: the input is too large for the memory available "
+            f"({type(exc).__name__}); free memory, or give fewer rows or a smaller batch / tile")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+class _Group(TyperGroup):
+    """Turns what escapes a subcommand — bad input, out of memory — into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            _print_error(str(exc))
+            raise typer.Exit(INPUT_EXIT) from None
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _print_error(memory_message(exc, ctx.invoked_subcommand))
+            raise typer.Exit(INPUT_EXIT) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Measure and compare the geometry of embedding spaces (CLIP and its kin).")
-out = Console()
-err = Console(stderr=True)
+# Piped or redirected output is not cut to 80 columns (tables never pad to the width); a terminal keeps its own.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _print_error(message: str) -> None:
+    line = Text("error:", style="bold red")
+    line.append(" " + printable(str(message)))
+    err.print(line, highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: MESSAGE`` (plain text: brackets are not markup, control characters are escaped) on one
+    line of stderr and exit with code 2."""
+    _print_error(message)
+    raise typer.Exit(INPUT_EXIT)
 
 
 def check_writable(path: Path | None) -> None:
@@ -26,5 +86,3 @@ def check_writable(path: Path | None) -> None:
         fail(f"{path}: is a directory; --json needs a file path")
     if not path.parent.exists():
         fail(f"{path}: folder {path.parent} does not exist")
-
-

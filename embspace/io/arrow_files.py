@@ -125,6 +125,8 @@ def _stored(path: Path, name: str, kind: pa.DataType, counts: list[int], load: G
     """Wrap a column split into groups of ``counts`` rows as :class:`Stored` of shape (N, D)."""
     source = source_of(path, name)
     dtype = _value_dtype(source, kind)
+    if sum(counts) == 0:  # D is unknown without rows: say what is wrong
+        raise InputError(source, "has 0 rows; need at least 2")
     with translated(source):
         dim = _first_length(counts, load, kind, source)
     groups = _Groups(counts, load, dim, source)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.io.common import listing, translated
+from embspace.io.common import check_file, listing, translated
 from embspace.io.numpy_files import open_npy
 from embspace.io.stored import as_matrix, concatenate
 
@@ -53,7 +53,13 @@ def _shards(directory: Path, stem: str, suffix: str) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _open_shard(path: Path):  # -> Stored
+    check_file(path)  # a directory, fifo or device named like a shard is refused before it is opened
+    return open_npy(path)
+
+
 def _metadata_rows(path: Path) -> int:
+    check_file(path)
     with translated(str(path)):
         return pq.ParquetFile(path).metadata.num_rows
 
@@ -72,7 +78,7 @@ def open_folder(folder: Path, sides: Sequence[str] = SIDES) -> dict[str, Embeddi
                                                            f"({side}_emb_{missing[0]}.npy; shards present: "
                                                            f"{listing([str(k) for k in found])})")
     metadata = _shards(folder / "metadata", "metadata", ".parquet")
-    stored = {side: [open_npy(found[k]) for k in numbers] for side, found in shards.items()}
+    stored = {side: [_open_shard(found[k]) for k in numbers] for side, found in shards.items()}
     for position, k in enumerate(numbers):
         counts = {found[k]: stored[side][position].shape[0] for side, found in shards.items()}
         if k in metadata:

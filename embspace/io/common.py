@@ -28,12 +28,14 @@ def is_readable(path: Path) -> bool:
 
 
 def check_file(path: Path) -> None:
-    """Refuse a missing path, a directory or an unreadable file, naming it."""
+    """Refuse a missing path, a directory, a fifo or device, an unreadable or empty file, naming it."""
     if not path.exists():
         raise InputError(str(path), "no such file")
     if path.is_dir():
         raise InputError(str(path), "is a directory, expected a file "
                                     "(a clip-retrieval folder holds img_emb/ and text_emb/)")
+    if not path.is_file():
+        raise InputError(str(path), "is not a regular file (a fifo, socket or device); give a file")
     if not is_readable(path):
         raise InputError(str(path), "permission denied (the file is not readable)")
     if path.stat().st_size == 0:

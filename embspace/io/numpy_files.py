@@ -3,6 +3,7 @@ decompressed once) — always with ``allow_pickle=False``: object arrays are ref
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import zipfile
@@ -22,16 +23,28 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
 def read_npy_header(handle: IO[bytes], source: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """Parse a ``.npy`` header at the handle's position: (shape, fortran_order, dtype). Never unpickles."""
+    """Parse a ``.npy`` header at the handle's position: (shape, fortran_order, dtype).
+
+    The header is a Python literal parsed by numpy's ``safe_eval`` (``ast.literal_eval``): an expression in it is
+    refused, never evaluated, and nothing is unpickled. Versions 1.0, 2.0 and 3.0 (UTF-8 names) are read.
+    """
     with translated(source, "not a valid .npy array"):
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
+        elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only in allowing UTF-8 field names
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
-            shape, fortran, dtype = np.lib.format._read_array_header(handle, version)
-    return tuple(int(s) for s in shape), bool(fortran), dtype
+            raise InputError(source, f"not a valid .npy array: unsupported format version {version[0]}.{version[1]}")
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise InputError(source, f"not a valid .npy array: negative size in shape {shape}")
+    return shape, bool(fortran), dtype
+
+
+def data_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes of an array of ``shape`` and ``dtype`` (exact Python integers: a lying header cannot overflow it)."""
+    return math.prod(shape) * dtype.itemsize
 
 
 def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
@@ -41,9 +54,9 @@ def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
         shape, fortran, dtype = read_npy_header(handle, source)
         torch_dtype_of_numpy(source, dtype)
         data_offset = handle.tell()
-    if int(np.prod(shape)) == 0:
+    if math.prod(shape) == 0:
         return np.empty(shape, dtype=dtype)
-    needed = int(np.prod(shape)) * dtype.itemsize
+    needed = data_bytes(shape, dtype)
     available = path.stat().st_size - data_offset
     if available < needed:
         raise InputError(source, f"truncated: shape {shape} of {dtype} needs {needed} bytes of data, "
@@ -112,11 +125,27 @@ def open_npz(path: Path, key: str | None = None, *, ndim: int | None = None) -> 
     if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
         array = _memmap(path, _member_data_offset(path, info, source), source)
         return _stored_from_array(source, lambda: array, shape, dtype)
+    header_bytes = _header_size(path, info, source)
+    if data_bytes(shape, dtype) > info.file_size - header_bytes:  # a lying header: refuse before allocating
+        raise InputError(source, f"truncated: shape {shape} of {dtype} needs {data_bytes(shape, dtype)} bytes of "
+                                 f"data, the member holds {max(info.file_size - header_bytes, 0)}")
     return _stored_from_array(source, _decompress_once(path, info, source), shape, dtype)
 
 
+def _header_size(path: Path, info: zipfile.ZipInfo, source: str) -> int:
+    """Bytes of the ``.npy`` header at the start of a compressed member."""
+    with translated(source, "not a valid .npz archive"), zipfile.ZipFile(path, "r") as archive, \
+            archive.open(info) as member:
+        read_npy_header(member, source)
+        return member.tell()
+
+
 def _decompress_once(path: Path, info: zipfile.ZipInfo, source: str) -> Callable[[], np.ndarray]:
-    """A function that decompresses a member on its first call and keeps the array."""
+    """A function that decompresses a member on its first call and keeps the array.
+
+    The data is read as it arrives, never into a buffer sized from the header, so a member whose header claims
+    more than the archive holds is refused as truncated instead of allocating what the header says.
+    """
     lock = threading.Lock()
     cache: list[np.ndarray] = []
 
@@ -124,7 +153,15 @@ def _decompress_once(path: Path, info: zipfile.ZipInfo, source: str) -> Callable
         with lock:
             if not cache:
                 with translated(source), zipfile.ZipFile(path, "r") as archive, archive.open(info) as member:
-                    cache.append(np.lib.format.read_array(member, allow_pickle=False))
+                    shape, fortran, dtype = read_npy_header(member, source)
+                    needed = data_bytes(shape, dtype)
+                    raw = member.read(needed)
+                    if len(raw) < needed:
+                        raise InputError(source, f"truncated: shape {shape} of {dtype} needs {needed} bytes of "
+                                                 f"data, only {len(raw)} present")
+                    member.read(1)  # reach the end of the member, where zipfile checks its CRC
+                    flat = np.frombuffer(raw, dtype=dtype, count=math.prod(shape))
+                    cache.append(flat.reshape(shape, order="F" if fortran else "C"))
             return cache[0]
 
     return array

