@@ -1,0 +1,74 @@
+"""The shard plan and the ring schedule: which rank multiplies which row blocks, each pair of items exactly once.
+
+Rows are split into K contiguous shards of ⌊N/K⌋ or ⌈N/K⌉ rows (the first N mod K ranks take one more). Rank r
+owns shard r; in a ring pass the shards travel rank r → r + 1, so at step s rank r holds shard (r − s) mod K:
+
+- a *cross* problem (X against Y) needs every ordered shard pair (a, b): K steps, the Y shards travel K − 1 times;
+- a *symmetric* problem (X against itself) needs each unordered pair once: step 0 is the upper triangle of the own
+  shard, steps 1 … ⌈K/2⌉ − 1 the pairs (r, r − s), and for even K the step K/2, where ranks r and r + K/2 hold each
+  other's shard, is split between them by tile parity: of the tiles (i, j) of X_r·X_{r+K/2}ᵀ the lower rank takes
+  i + j even, the other rank the tiles with i + j odd (its i is the tile index in its own shard). The X shards
+  travel ⌊K/2⌋ times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+def shard_bounds(n: int, world: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) of the K shards, balanced: sizes differ by at most one row."""
+    base, extra = divmod(n, world)
+    bounds, start = [], 0
+    for rank in range(world):
+        stop = start + base + (1 if rank < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def ring_steps(world: int, symmetric: bool) -> int:
+    """How many shards each rank visits in one pass, its own included."""
+    return world // 2 + 1 if symmetric else world
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Step ``step`` of a ring pass on one rank: the shard it holds and which of its tiles it computes.
+
+    ``parity`` is None for every tile, else only tiles (i, j) with (i + j) % 2 == parity; ``own`` marks step 0,
+    where the visiting shard is the rank's own (the diagonal block: upper triangle for symmetric problems).
+    """
+
+    step: int
+    shard: int
+    parity: int | None
+
+    @property
+    def own(self) -> bool:
+        return self.step == 0
+
+
+def visits(rank: int, world: int, symmetric: bool) -> list[Visit]:
+    """The ring schedule of one rank."""
+    out = []
+    for step in range(ring_steps(world, symmetric)):
+        shard = (rank - step) % world
+        shared = symmetric and step > 0 and world % 2 == 0 and step == world // 2
+        out.append(Visit(step, shard, (0 if rank < shard else 1) if shared else None))
+    return out
+
+
+def block_tiles(n_rows: int, n_cols: int, tile: int, parity: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+    """Tiles (r0, r1, c0, c1) of an n_rows × n_cols block of two different shards, filtered by parity."""
+    for i, r0 in enumerate(range(0, n_rows, tile)):
+        for j, c0 in enumerate(range(0, n_cols, tile)):
+            if parity is None or (i + j) % 2 == parity:
+                yield r0, min(r0 + tile, n_rows), c0, min(c0 + tile, n_cols)
+
+
+def transfer_bytes(n: int, dim: int, world: int, bytes_per_value: int, symmetric: bool) -> int:
+    """Bytes one rank receives in one ring pass over the N×D rows: ⌈N/K⌉·D·bytes per step after the first."""
+    largest = -(-n // world)
+    return (ring_steps(world, symmetric) - 1) * largest * dim * bytes_per_value
