@@ -67,7 +67,7 @@ class Config:
 
 
 PAIR_CONFIG = Config()  # 128×128 fp32 tile, 2 programs per SM (96 KiB of shared memory each at 3 stages)
-ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
+ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=3)
 INTERPRET_CONFIG = Config(block_m=16, block_n=16, block_k=16, group=2, num_warps=1, num_stages=1)
 INTERPRET_PROGRAMS = 3  # a few persistent programs, so that each one loops over several tiles
 
@@ -109,6 +109,15 @@ def _tile_position(p, n_row_blocks, n_col_blocks, TRIANGLE: tl.constexpr, GROUP:
         row_block = q // width
         col_block = first + q % width
     return row_block, col_block
+
+
+@triton.jit
+def _needs_mask(row_block, col_block, n_a, n_b, diagonal, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Whether a tile reaches past the last row or column, or holds pairs with global i = j."""
+    r0 = row_block * BLOCK_M
+    c0 = col_block * BLOCK_N + diagonal  # first global column
+    edge = (r0 + BLOCK_M > n_a) | (col_block * BLOCK_N + BLOCK_N > n_b)
+    return edge | ((r0 < c0 + BLOCK_N) & (c0 < r0 + BLOCK_M))
 
 
 @triton.jit
@@ -198,9 +207,10 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
                 total = tl.where(tile_max > -float("inf"),
                                  total * old_scale.to(tl.float64) + (tile_sum * tile_scale).to(tl.float64), total)
                 shift = new_shift
-            else:
-                tile_sum = tl.sum(tl.sum(tl.where(keep, tl.exp2(z), 0.0), axis=1), axis=0)
-                total += tile_sum.to(tl.float64)
+            elif _needs_mask(row_block, col_block, n_a, n_b, diagonal, BLOCK_M, BLOCK_N):
+                total += tl.sum(tl.sum(tl.where(keep, tl.exp2(z), 0.0), axis=1), axis=0).to(tl.float64)
+            else:  # most tiles: inside the matrix and off the diagonal, nothing to mask
+                total += tl.sum(tl.sum(tl.exp2(z), axis=1), axis=0).to(tl.float64)
         if DO_HIST:
             k = tl.reshape(_histogram_bins(s, edges_ptr, valid, BINS), (BLOCK_M * BLOCK_N,))
             if TRIANGLE:
