@@ -142,9 +142,18 @@ def open_parquet(path: Path, key: str | None = None) -> Stored:
     name, kind = _pick_column(path, schema, key)
 
     def load(index: int) -> pa.ChunkedArray:
-        return handle.read_row_group(index, columns=[name]).column(0)
+        column = handle.read_row_group(index, columns=[name]).column(0)
+        column.validate(full=True)
+        return column
 
     return _stored(path, name, kind, counts, load)
+
+
+def _validated(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch after Arrow's full validation: IPC reading does not check offsets and lengths, and a corrupt
+    batch used unchecked can abort the process inside Arrow's C++ code instead of raising."""
+    batch.validate(full=True)
+    return batch
 
 
 def open_arrow(path: Path, key: str | None = None) -> Stored:
@@ -165,7 +174,7 @@ def open_arrow(path: Path, key: str | None = None) -> Stored:
             reader = None
             stream = pa.ipc.open_stream(source_map)
             schema = stream.schema
-            batches = list(stream)
+            batches = [_validated(batch) for batch in stream]
     name, kind = _pick_column(path, schema, key)
     if reader is None:
         column_at = schema.get_field_index(name)
@@ -178,9 +187,9 @@ def open_arrow(path: Path, key: str | None = None) -> Stored:
     with translated(source_of(path, name)):
         options = pa.ipc.IpcReadOptions(included_fields=[schema.get_field_index(name)])
         reader = pa.ipc.open_file(source_map, options=options)
-        counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+        counts = [_validated(reader.get_batch(i)).num_rows for i in range(reader.num_record_batches)]
 
     def load_batch(index: int) -> pa.Array:
-        return reader.get_batch(index).column(0)
+        return _validated(reader.get_batch(index)).column(0)
 
     return _stored(path, name, kind, counts, load_batch)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import lzma
 import os
 import pickle
 import re
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -53,9 +57,12 @@ def one_line(message: object) -> str:
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
+    # what the parsers of damaged files raise: numpy's header parser (SyntaxError, TokenError on a garbled
+    # header), zlib / lzma in zip members, struct in torch's legacy format, ...
     errors: list[type[BaseException]] = [OSError, ValueError, EOFError, RuntimeError, TypeError, KeyError,
                                          IndexError, OverflowError, pickle.UnpicklingError,
-                                         zipfile.BadZipFile, UnicodeDecodeError]
+                                         zipfile.BadZipFile, UnicodeDecodeError, SyntaxError, tokenize.TokenError,
+                                         zlib.error, lzma.LZMAError, struct.error]
     with contextlib.suppress(ImportError):
         import pyarrow as pa
 
