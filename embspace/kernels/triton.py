@@ -68,7 +68,7 @@ class Config:
 
 PAIR_CONFIG = Config()  # 128×128 fp32 tile, 2 programs per SM (96 KiB of shared memory each at 3 stages)
 ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=3)
-INTERPRET_CONFIG = Config(block_m=16, block_n=16, block_k=16, group=2, num_warps=1, num_stages=1)
+INTERPRET_CONFIG = Config(block_m=32, block_n=32, block_k=32, group=2, num_warps=1, num_stages=1)
 INTERPRET_PROGRAMS = 3  # a few persistent programs, so that each one loops over several tiles
 
 
@@ -123,8 +123,12 @@ def _needs_mask(row_block, col_block, n_a, n_b, diagonal, BLOCK_M: tl.constexpr,
 @triton.jit
 def _tile_product(a_ptr, b_ptr, rows, cols, n_a, n_b, dim, stride_a, stride_b,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  PRECISION: tl.constexpr, EVEN_K: tl.constexpr):
-    """S = A[rows] · B[cols]ᵀ, (BLOCK_M, BLOCK_N) float32, accumulated over D in BLOCK_K slices."""
+                  PRECISION: tl.constexpr, EVEN_K: tl.constexpr, WIDEN: tl.constexpr):
+    """S = A[rows] · B[cols]ᵀ, (BLOCK_M, BLOCK_N) float32, accumulated over D in BLOCK_K slices.
+
+    WIDEN (interpreter only): bfloat16 operands are widened to float32 first (its dot multiplies bfloat16's raw bits);
+    products of bfloat16 values are exact in float32, so this is what the tensor cores compute.
+    """
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     ks = tl.arange(0, BLOCK_K)
     a_rows = a_ptr + rows.to(tl.int64)[:, None] * stride_a  # (BLOCK_M, 1) row starts
@@ -138,6 +142,8 @@ def _tile_product(a_ptr, b_ptr, rows, cols, n_a, n_b, dim, stride_a, stride_b,
         else:
             a = tl.load(a_rows + k[None, :], mask=row_in & (k[None, :] < dim), other=0.0)
             b = tl.load(b_rows + k[None, :], mask=col_in & (k[None, :] < dim), other=0.0)
+        if WIDEN:
+            a, b = a.to(tl.float32), b.to(tl.float32)
         acc = tl.dot(a, tl.trans(b), acc, input_precision=PRECISION)
     return acc
 
@@ -164,7 +170,7 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
                  TRIANGLE: tl.constexpr, EXCLUDE_EQUAL: tl.constexpr, DO_EXP: tl.constexpr, SHIFT: tl.constexpr,
                  DO_HIST: tl.constexpr, BINS: tl.constexpr, BINS_POW2: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: tl.constexpr,
-                 PRECISION: tl.constexpr, EVEN_K: tl.constexpr):
+                 PRECISION: tl.constexpr, EVEN_K: tl.constexpr, WIDEN: tl.constexpr):
     """Persistent program: its share of the tiles of A·Bᵀ folded into an exp-sum and histograms.
 
     Global row i = local row, global column j = local column + ``diagonal``; pairs with i = j are the true pairs
@@ -187,7 +193,7 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
         rows = row_block * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) int64
         cols = col_block * BLOCK_N + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
         s = _tile_product(a_ptr, b_ptr, rows, cols, n_a, n_b, dim, stride_a, stride_b,
-                          BLOCK_M, BLOCK_N, BLOCK_K, PRECISION, EVEN_K)  # (BLOCK_M, BLOCK_N) float32
+                          BLOCK_M, BLOCK_N, BLOCK_K, PRECISION, EVEN_K, WIDEN)  # (BLOCK_M, BLOCK_N) float32
         valid = (rows[:, None] < n_a) & (cols[None, :] < n_b)
         same = rows[:, None] == cols[None, :] + diagonal  # global i = j
         if TRIANGLE:
@@ -234,7 +240,7 @@ def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
                 matched_rows_ptr, matched_cols_ptr, rank_rows_ptr, rank_cols_ptr, top_values_ptr, top_index_ptr,
                 K: tl.constexpr, K_POW2: tl.constexpr, DO_TOPK: tl.constexpr, DO_RANK: tl.constexpr,
                 COLUMN_RANKS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                PRECISION: tl.constexpr, EVEN_K: tl.constexpr):
+                PRECISION: tl.constexpr, EVEN_K: tl.constexpr, WIDEN: tl.constexpr):
     """One block of rows of A against every column of B: top-k and rank counts held in registers.
 
     Global row i = local row, global column j = local column + ``diagonal``; the true partner of row i is j = i.
@@ -253,7 +259,7 @@ def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
         cols = c0 + local  # (BLOCK_N,)
         col_in = cols < n_b
         s = _tile_product(a_ptr, b_ptr, rows, cols, n_a, n_b, dim, stride_a, stride_b,
-                          BLOCK_M, BLOCK_N, BLOCK_K, PRECISION, EVEN_K)  # (BLOCK_M, BLOCK_N) float32
+                          BLOCK_M, BLOCK_N, BLOCK_K, PRECISION, EVEN_K, WIDEN)  # (BLOCK_M, BLOCK_N) float32
         valid = row_in[:, None] & col_in[None, :]
         if DO_RANK:
             others = valid & (rows[:, None] != cols[None, :] + diagonal)
@@ -398,7 +404,7 @@ def pair_reduce(
         TRIANGLE=triangle, EXCLUDE_EQUAL=exclude_equal, DO_EXP=t is not None, SHIFT=shift,
         DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP=config.group,
-        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0,
+        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
         num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
     result = PairResult()
     if t is not None:
@@ -464,7 +470,7 @@ def row_reduce(
         K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
         COLUMN_RANKS=matched_cols is not None,
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0,
+        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
         num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
     if k > 0:
         result.top_values, result.top_index = values, index.long()

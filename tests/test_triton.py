@@ -1,0 +1,379 @@
+"""The fused Triton kernels' logic, on the CPU under Triton's interpreter, against float64 references.
+
+The interpreter runs each program of a kernel in numpy (tl.dot is a float32-accumulating matmul), so these tests
+check the tile scheduling, masks, offsets and reductions exactly, on small uneven inputs (sizes and D that are not
+multiples of the 16×16×16 interpreter tiles). They do not measure the GPU's rounding: ``test_gpu.py`` does that.
+``TRITON_INTERPRET=1`` must be set before Triton itself is first imported: ``triton.jit`` picks the interpreter
+when a function is decorated, and ``triton.language``'s own helpers (``tl.cdiv``…) are decorated when it is
+imported, and the first launch checks it again. This module sets it at collection, before anything imports
+Triton (no other test module does), and leaves it set; only explicit ``backend="triton"`` calls reach the kernels.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed", allow_module_level=True)
+
+import embspace
+from embspace.errors import InputError
+from embspace.kernels import fused
+from embspace.kernels.pairwise import (
+    ExpSum,
+    Histogram,
+    RankCount,
+    TopK,
+    matched_similarities,
+    stream_pairs,
+)
+from embspace.kernels.rows import prepare_rows
+from tests import reference as ref
+
+
+def _import_kernels():
+    if not torch.cuda.is_available() and "triton" not in sys.modules:
+        os.environ["TRITON_INTERPRET"] = "1"
+    from embspace.kernels import triton as module
+
+    return module
+
+
+kernels = _import_kernels()
+if kernels.INTERPRET:
+    DEVICE = torch.device("cpu")
+elif torch.cuda.is_available():
+    DEVICE = torch.device("cuda")  # the compiled kernels; test_gpu.py holds the GPU-scale checks
+else:  # Triton was imported earlier without the interpreter, and there is no CUDA: nothing here can run
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set, and there is no CUDA",
+                allow_module_level=True)
+
+T = 2.0
+SMALL = kernels.Config(block_m=16, block_n=16, block_k=16, group=2, num_warps=4, num_stages=2)
+WIDE = kernels.Config(block_m=16, block_n=32, block_k=32, group=3, num_warps=4, num_stages=2)
+
+
+def unit32(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(ref.unit(a)).float().to(DEVICE)
+
+
+def hard_pairs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weakly paired modalities: most partners are not their row's nearest neighbour (non-trivial ranks)."""
+    rng = np.random.default_rng(seed)
+    x = ref.unit(rng.normal(size=(n, d)))
+    return x, ref.unit(x + 2.5 * rng.normal(size=(n, d)) / np.sqrt(d))
+
+
+def log_sum_exp(values: np.ndarray) -> float:
+    top = values.max()
+    return float(top + np.log(np.exp(values - top).sum()))
+
+
+# --- kernels against float64 brute force ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "n", "d", "config"), [("cone", 77, 37, SMALL), ("random", 130, 24, None),
+                                                         ("clustered", 50, 40, SMALL)])
+def test_uniformity_triangle_equals_float64(kind, n, d, config):
+    x = ref.paired_data(kind, n, d, seed=n)[0]
+    result = kernels.pair_reduce(unit32(x), unit32(x), triangle=True, t=T, config=config)
+    u = result.exp_shift + np.log(result.exp_total) - np.log(n * (n - 1) / 2)
+    assert abs(u - ref.uniformity(x, T)) < 1e-6  # float32 tiles, float64 sums
+
+
+def test_cross_uniformity_with_and_without_true_pairs():
+    x, y = ref.paired_data("cone", 70, 33, seed=5)
+    a, b = unit32(x), unit32(y)
+    off = kernels.pair_reduce(a, b, t=T, exclude_equal=True, config=WIDE)
+    every = kernels.pair_reduce(a, b, t=T, config=WIDE)
+    u_cross = off.exp_shift + np.log(off.exp_total) - np.log(70 * 69)
+    assert abs(u_cross - ref.uniformity_cross(x, y, T)) < 1e-6
+    exponents = 2 * T * (ref.unit(x) @ ref.unit(y).T - 1)
+    assert abs(every.exp_shift + np.log(every.exp_total) - log_sum_exp(exponents.ravel())) < 1e-6
+
+
+def test_large_t_uses_the_running_shift():
+    """4t > 80: float32 exp would underflow to 0 for every pair; the shifted sum stays exact."""
+    x = ref.paired_data("random", 45, 20, seed=2)[0]
+    t = 200.0
+    result = kernels.pair_reduce(unit32(x), unit32(x), triangle=True, t=t, config=SMALL)
+    sim = ref.unit(x) @ ref.unit(x).T
+    expected = log_sum_exp(2 * t * (sim[np.triu_indices(45, 1)] - 1))
+    assert np.isfinite(expected) and expected < -104  # exp of it is below float32's smallest denormal
+    assert abs(result.exp_shift + np.log(result.exp_total) - expected) < 1e-4  # 400·(float32 rounding of s)
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-6), ("tf32", 1e-6), ("fp16", 3e-4), ("bf16", 3e-3)])
+def test_precisions_cast_the_operands(precision, tolerance):
+    """Inputs are rounded to the chosen storage type; the interpreter multiplies in float32 (no tf32 rounding)."""
+    x = ref.paired_data("cone", 60, 48, seed=9)[0]
+    a = unit32(x)
+    result = kernels.pair_reduce(a, a, triangle=True, t=T, precision=precision, config=SMALL)
+    error = abs(result.exp_shift + np.log(result.exp_total) - np.log(60 * 59 / 2) - ref.uniformity(x, T))
+    assert error < tolerance
+    assert a.dtype == torch.float32  # the caller's rows are left alone
+
+
+def test_histograms_equal_numpy():
+    x, y = ref.paired_data("cone", 67, 21, seed=4)
+    bins = 20
+    within = kernels.pair_reduce(unit32(x), unit32(x), triangle=True, bins=bins, config=SMALL)
+    cross = kernels.pair_reduce(unit32(x), unit32(y), bins=bins, config=WIDE)
+    ux, uy = ref.unit(x), ref.unit(y)
+    hist = lambda v: np.histogram(np.clip(v, -1, 1), bins=bins, range=(-1, 1))[0]  # noqa: E731
+    sim = ux @ uy.T
+    np.testing.assert_array_equal(within.counts.cpu().numpy(), hist((ux @ ux.T)[np.triu_indices(67, 1)]))
+    np.testing.assert_array_equal(cross.matched.cpu().numpy(), hist(np.diag(sim)))
+    np.testing.assert_array_equal(cross.counts.cpu().numpy(), hist(sim[~np.eye(67, dtype=bool)]))
+    assert within.matched is None and int(within.counts.sum()) == 67 * 66 // 2
+
+
+def test_similarities_on_bin_edges_fall_in_numpys_bins():
+    """Products exactly −1, −0.5, 0, 0.5 and 1 (edges of 4 bins over [−1, 1]) and values one float32 step away."""
+    h = np.float32(np.sqrt(0.75))
+    step = np.nextafter(np.float32(0.5), np.float32(1)) - np.float32(0.5)
+    a = np.array([[1, 0], [0, 1], [-1, 0], [0.5, h], [0.5 + step, 0]], dtype=np.float32)
+    b = np.array([[1, 0], [0.5, h], [0, -1], [-1, 0], [-0.5, 0], [1, 0]], dtype=np.float32)
+    result = kernels.pair_reduce(torch.from_numpy(a).to(DEVICE), torch.from_numpy(b).to(DEVICE), bins=4,
+                                 config=SMALL)
+    sim = a.astype(np.float64) @ b.astype(np.float64).T  # (5, 6): every product of these is exact in float32
+    assert {-1.0, -0.5, 0.0, 0.5, 1.0} <= set(sim.ravel().tolist())
+    off = ~np.eye(5, 6, dtype=bool)
+    np.testing.assert_array_equal(result.counts.cpu().numpy(), np.histogram(sim[off], bins=4, range=(-1, 1))[0])
+    np.testing.assert_array_equal(result.matched.cpu().numpy(),
+                                  np.histogram(sim[~off], bins=4, range=(-1, 1))[0])
+
+
+@pytest.mark.parametrize(("n", "m", "d", "k", "config"), [(53, 53, 29, 5, SMALL), (40, 71, 18, 3, WIDE)])
+def test_top_k_equals_float64_sort(n, m, d, k, config):
+    rng = np.random.default_rng(n + m)
+    x, y = ref.unit(rng.normal(size=(n, d))), ref.unit(rng.normal(size=(m, d)))
+    result = kernels.row_reduce(unit32(x), unit32(y), k=k, config=config)
+    sim = x @ y.T
+    order = np.argsort(-sim, axis=1)[:, :k]  # (n, k)
+    values = result.top_values.cpu().double().numpy()
+    found = np.sort(result.top_index.cpu().numpy(), axis=1)
+    np.testing.assert_array_equal(found, np.sort(order, axis=1))
+    np.testing.assert_allclose(np.sort(values, axis=1)[:, ::-1], np.take_along_axis(sim, order, 1), atol=1e-6)
+
+
+def test_top_k_wider_than_the_columns_leaves_empty_slots():
+    x = ref.unit(np.random.default_rng(1).normal(size=(20, 17)))
+    result = kernels.row_reduce(unit32(x), unit32(x[:3]), k=5, config=SMALL)
+    index = result.top_index.cpu().numpy()
+    assert np.all(np.sort(index, axis=1)[:, :2] == -1)
+    assert np.all(np.sort(index, axis=1)[:, 2:] == [0, 1, 2])
+    assert np.all(np.isneginf(result.top_values.cpu().numpy()[index == -1]))
+
+
+def test_rank_counts_rows_and_columns_equal_brute_force():
+    x, y = hard_pairs(90, 26, seed=3)
+    sim = x @ y.T
+    d = np.diag(sim).copy()
+    a, b = unit32(x), unit32(y)
+    matched = (a * b).sum(1)
+    result = kernels.row_reduce(a, b, matched_rows=matched, matched_cols=matched, config=SMALL)
+    off = ~np.eye(90, dtype=bool)
+    expected_rows = ((sim > d[:, None]) & off).sum(1)
+    expected_cols = ((sim > d[None, :]) & off).sum(0)
+    assert expected_rows.max() > 5 and expected_cols.max() > 5  # a non-trivial case
+    np.testing.assert_array_equal(result.rank_rows.cpu().numpy(), expected_rows)
+    np.testing.assert_array_equal(result.rank_cols.cpu().numpy(), expected_cols)
+
+
+def test_offsets_place_the_true_pairs():
+    """A column block that starts 16 rows later: pairs i = j sit on the shifted diagonal."""
+    x, y = hard_pairs(48, 20, seed=8)
+    a, b = unit32(x), unit32(y)
+    d = (a * b).sum(1)
+    result = kernels.row_reduce(a[16:], b[:40], diagonal=-16, matched_rows=d[16:],
+                                matched_cols=d[:40], config=SMALL)
+    sim = x @ y.T
+    rows, cols = np.arange(16, 48), np.arange(0, 40)
+    block = sim[16:, :40]
+    others = rows[:, None] != cols[None, :]
+    np.testing.assert_array_equal(result.rank_rows.cpu().numpy(), ((block > np.diag(sim)[16:, None]) & others).sum(1))
+    np.testing.assert_array_equal(result.rank_cols.cpu().numpy(), ((block > np.diag(sim)[None, :40]) & others).sum(0))
+
+
+def test_bad_arguments_are_refused():
+    a = unit32(np.eye(4))
+    with pytest.raises(ValueError, match="same D"):
+        kernels.pair_reduce(a, a[:, :3], t=T)
+    with pytest.raises(ValueError, match="unknown precision"):
+        kernels.pair_reduce(a, a, t=T, precision="fp8")
+    with pytest.raises(ValueError, match="neighbours per row"):
+        kernels.row_reduce(a, a, k=kernels.MAX_TOPK + 1)
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        kernels.pair_reduce(a.double(), a.double(), t=T)
+
+
+# --- the engine: stream_pairs through the fused kernels merges into the same reductions --------------------------
+
+
+@pytest.mark.parametrize("memory", [None, 0])  # resident rows: one launch; streamed rows: one launch per block pair
+def test_stream_pairs_fused_equals_torch_path(memory):
+    x, y = hard_pairs(75, 19, seed=11)
+    rows = {name: prepare_rows(v, DEVICE, torch.float32, memory_budget=memory) for name, v in (("x", x), ("y", y))}
+    out = {}
+    for backend in ("torch", "triton"):
+        u, h = ExpSum(T, symmetric=True, exclude_diagonal=True), Histogram(10, symmetric=True, device=DEVICE)
+        stream_pairs(rows["x"], None, [u, h], tile=32, backend=backend)
+        c, hc = ExpSum(T, symmetric=False, exclude_diagonal=True), Histogram(10, symmetric=False, device=DEVICE)
+        stream_pairs(rows["x"], rows["y"], [c, hc], tile=32, backend=backend)
+        ranks = RankCount(matched_similarities(rows["x"], rows["y"], tile=32))
+        top = TopK(75, 75, 4, DEVICE)
+        stream_pairs(rows["x"], rows["y"], [ranks, top], tile=32, backend=backend)
+        lone = RankCount(matched_similarities(rows["x"], rows["y"], tile=32))
+        stream_pairs(rows["x"], rows["y"], [lone], tile=32, backend=backend)
+        out[backend] = (u, h, c, hc, ranks, top, lone)
+    (u, h, c, hc, ranks, top, lone), (fu, fh, fc, fhc, franks, ftop, flone) = out["torch"], out["triton"]
+    assert abs(fu.log_sum() - np.log(75 * 74 / 2) - ref.uniformity(x, T)) < 1e-6
+    assert abs(fu.log_sum() - u.log_sum()) < 1e-6 and abs(fc.log_sum() - c.log_sum()) < 1e-6
+    assert fh.counts() == h.counts() and fhc.counts() == hc.counts()
+    for mine, theirs in ((franks, ranks), (flone, lone)):
+        assert torch.equal(mine.rows, theirs.rows) and torch.equal(mine.cols, theirs.cols)
+    assert ranks.rows.max() > 3
+    sim = ref.unit(x) @ ref.unit(y).T
+    for k in (1, 3):
+        assert float((franks.rows < k).double().mean()) == ref.recall(x, y, k)
+        assert float((franks.cols < k).double().mean()) == ref.recall(y, x, k)
+    for field in ("row_values", "col_values"):
+        assert getattr(ftop, field).dtype == torch.float64
+        torch.testing.assert_close(getattr(ftop, field), getattr(top, field), atol=1e-6, rtol=0)
+    assert torch.equal(ftop.row_index.sort(1).values, torch.from_numpy(np.sort(np.argsort(-sim, 1)[:, :4], 1)))
+    assert torch.equal(ftop.col_index.sort(0).values, torch.from_numpy(np.sort(np.argsort(-sim, 0)[:4], 0)))
+
+
+def test_progress_counts_the_same_tiles():
+    x = ref.paired_data("random", 70, 16, seed=1)[0]
+    counts = {}
+    for backend in ("torch", "triton"):
+        for memory in (None, 0):
+            seen = []
+            rows = prepare_rows(x, DEVICE, torch.float32, memory_budget=memory)
+            stream_pairs(rows, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], tile=32,
+                         progress=seen.append, backend=backend)
+            counts[backend, memory] = sum(seen)
+    assert set(counts.values()) == {6}  # 3 row blocks of 32: 3·4/2 tiles
+
+
+def test_measure_with_the_triton_backend_equals_torch(monkeypatch):
+    x, y = hard_pairs(60, 24, seed=7)
+    metrics = "uniformity,retrieval,hubness,histograms"
+    reports = {}
+    for backend in ("torch", "triton"):
+        monkeypatch.setenv(fused.BACKEND_ENV, backend)
+        reports[backend] = embspace.measure(image=x, text=y, metrics=metrics, device=str(DEVICE), tile=32)
+    torch_values, fused_values = reports["torch"].metrics, reports["triton"].metrics
+    for key in ("image", "text", "mean", "joint", "cross"):
+        assert abs(fused_values["uniformity"][key] - torch_values["uniformity"][key]) < 1e-6
+    assert {k: v for k, v in fused_values.items() if k != "uniformity"} == \
+           {k: v for k, v in torch_values.items() if k != "uniformity"}
+    assert reports["triton"].histograms == reports["torch"].histograms
+    assert abs(fused_values["uniformity"]["image"] - ref.uniformity(x, T)) < 1e-6
+
+
+# --- backend choice ----------------------------------------------------------------------------------------------
+
+
+def test_unknown_backend_is_one_clear_error(monkeypatch):
+    rows = prepare_rows(np.eye(3), DEVICE, torch.float32)
+    with pytest.raises(InputError, match="backend: unknown backend 'cuda'"):
+        stream_pairs(rows, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], backend="cuda")
+    monkeypatch.setenv(fused.BACKEND_ENV, "fast")
+    with pytest.raises(InputError, match="EMBSPACE_BACKEND: unknown backend 'fast'"):
+        stream_pairs(rows, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)])
+
+
+def test_forced_triton_says_why_it_cannot_run():
+    x, y = hard_pairs(10, 4, seed=0)
+    rows64 = prepare_rows(x, DEVICE, torch.float64)
+    with pytest.raises(InputError, match=r"backend=triton: .*float64 tiles have no fused kernel"):
+        stream_pairs(rows64, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], backend="triton")
+    rows = prepare_rows(x, DEVICE, torch.float32)
+    with pytest.raises(InputError, match="TopK is fused for cross problems"):
+        stream_pairs(rows, None, [TopK(10, 10, 2, DEVICE)], backend="triton")
+    with pytest.raises(InputError, match=r"ExpSum\(symmetric=True\) on a cross problem"):
+        stream_pairs(rows, prepare_rows(y, DEVICE, torch.float32), [ExpSum(T, symmetric=True, exclude_diagonal=True)],
+                     backend="triton")
+
+
+def test_auto_keeps_cpu_rows_on_the_torch_path(monkeypatch):
+    """``auto`` never sends CPU rows to the interpreter; ``torch`` never calls the fused path at all."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused path was taken")
+
+    monkeypatch.setattr(fused, "stream_fused", refuse)
+    rows = prepare_rows(ref.paired_data("random", 20, 8, seed=0)[0], torch.device("cpu"), torch.float32)
+    acc = ExpSum(T, symmetric=True, exclude_diagonal=True)
+    stream_pairs(rows, None, [acc], tile=8)
+    stream_pairs(rows, None, [acc], tile=8, backend="torch")
+    monkeypatch.setenv(fused.BACKEND_ENV, "torch")
+    stream_pairs(rows, None, [acc], tile=8)
+    assert fused.choose_backend(rows, None, [acc], "auto") == "torch"
+
+
+# --- the compiled kernels: built for Hopper without a GPU --------------------------------------------------------
+
+COMPILE_CHECK = textwrap.dedent("""
+    import os, sys
+    os.environ.pop("TRITON_INTERPRET", None)
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from embspace.kernels import triton as kernels
+    assert not kernels.INTERPRET
+    os.environ["TRITON_INTERPRET"] = "1"  # too late: the kernels were decorated for the compiler at import
+    assert type(kernels._pair_kernel).__name__ == "JITFunction", type(kernels._pair_kernel)
+
+    def build(fn, typed, scalars, constants, config):
+        signature = {**typed, **{name: "i32" for name in scalars}, **{name: "constexpr" for name in constants}}
+        signature = {name: signature[name] for name in fn.arg_names}
+        aligned = [name for name in signature if signature[name].startswith("*") or name in ("dim", "stride_a",
+                   "stride_b")]
+        attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in aligned}
+        source = ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs)
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={
+            "num_warps": config.num_warps, "num_stages": config.num_stages, "enable_fp_fusion": True})
+        return compiled.asm["ptx"], compiled.metadata.shared
+
+    scalars = ["n_a", "n_b", "dim", "stride_a", "stride_b", "diagonal"]
+    pair, row = kernels.PAIR_CONFIG, kernels.ROW_CONFIG
+    for dtype, precision, triangle, hist in [("fp16", "ieee", True, False), ("bf16", "ieee", False, True),
+                                             ("fp32", "tf32", True, False)]:
+        typed = {"a_ptr": "*" + dtype, "b_ptr": "*" + dtype, "exp_out": "*fp64", "hist_out": "*i64",
+                    "matched_out": "*i64", "edges_ptr": "*fp64", "scale": "fp32", "n_tiles": "i64"}
+        constants = dict(TRIANGLE=triangle, EXCLUDE_EQUAL=not triangle, DO_EXP=not hist, SHIFT=False,
+                         DO_HIST=hist, BINS=200, BINS_POW2=256, BLOCK_M=pair.block_m, BLOCK_N=pair.block_n,
+                         BLOCK_K=pair.block_k, GROUP=pair.group, PRECISION=precision, EVEN_K=True,
+                         WIDEN=False)
+        ptx, shared = build(kernels._pair_kernel, typed, scalars, constants, pair)
+        assert "wgmma.mma_async" in ptx and "cp.async" in ptx, (dtype, "no tensor-core pipeline")
+        assert 2 * shared <= 228 * 1024 or hist or dtype == "fp32", (dtype, shared)  # two programs per SM
+    typed = {"a_ptr": "*fp16", "b_ptr": "*fp16", "matched_rows_ptr": "*fp32", "matched_cols_ptr": "*fp32",
+                "rank_rows_ptr": "*i32", "rank_cols_ptr": "*i32", "top_values_ptr": "*fp32", "top_index_ptr": "*i32"}
+    constants = dict(K=10, K_POW2=16, DO_TOPK=True, DO_RANK=True, COLUMN_RANKS=False, BLOCK_M=row.block_m,
+                     BLOCK_N=row.block_n, BLOCK_K=row.block_k, PRECISION="ieee", EVEN_K=True, WIDEN=False)
+    ptx, shared = build(kernels._row_kernel, typed, scalars, constants, row)
+    assert "wgmma.mma_async" in ptx
+    print("compiled")
+""")
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_hopper_without_a_gpu():
+    """Every kernel lowers to sm_90 code with wgmma and a cp.async pipeline (Triton's own ptxas, no driver)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    done = subprocess.run([sys.executable, "-c", COMPILE_CHECK], capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=600)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
