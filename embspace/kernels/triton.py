@@ -184,8 +184,7 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
     shift = tl.zeros((1,), dtype=tl.float32)  # log₂ scale of total (stays 0 unless SHIFT)
     if SHIFT:
         shift = shift - float("inf")
-    counts = tl.zeros((BINS_POW2,), dtype=tl.int64)  # (BINS_POW2,) pairs i ≠ j (or i < j)
-    matched = tl.zeros((BINS_POW2,), dtype=tl.int64)  # (BINS_POW2,) pairs i = j of a cross problem
+    bins = tl.arange(0, BINS_POW2)
     n_mine = tl.cdiv(n_tiles - pid, programs)
     for step in range(0, n_mine):
         p = tl.cast(pid, tl.int64) + tl.cast(step, tl.int64) * programs
@@ -217,22 +216,22 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
                 total += tl.sum(tl.sum(tl.where(keep, tl.exp2(z), 0.0), axis=1), axis=0).to(tl.float64)
             else:  # most tiles: inside the matrix and off the diagonal, nothing to mask
                 total += tl.sum(tl.sum(tl.exp2(z), axis=1), axis=0).to(tl.float64)
-        if DO_HIST:
+        if DO_HIST:  # each program adds its tiles' counts to its own row of the output (atomics: no contention)
             k = tl.reshape(_histogram_bins(s, edges_ptr, valid, BINS), (BLOCK_M * BLOCK_N,))
             if TRIANGLE:
-                counts += tl.histogram(k, BINS_POW2, mask=tl.reshape(valid, (BLOCK_M * BLOCK_N,))).to(tl.int64)
+                tile_counts = tl.histogram(k, BINS_POW2, mask=tl.reshape(valid, (BLOCK_M * BLOCK_N,)))
+                tl.atomic_add(hist_out + pid * BINS_POW2 + bins, tile_counts.to(tl.int64), mask=tile_counts > 0)
             else:
-                counts += tl.histogram(k, BINS_POW2, mask=tl.reshape(valid & ~same, (BLOCK_M * BLOCK_N,))).to(tl.int64)
-                matched += tl.histogram(k, BINS_POW2, mask=tl.reshape(valid & same, (BLOCK_M * BLOCK_N,))).to(tl.int64)
+                tile_counts = tl.histogram(k, BINS_POW2, mask=tl.reshape(valid & ~same, (BLOCK_M * BLOCK_N,)))
+                tl.atomic_add(hist_out + pid * BINS_POW2 + bins, tile_counts.to(tl.int64), mask=tile_counts > 0)
+                if _needs_mask(row_block, col_block, n_a, n_b, diagonal, BLOCK_M, BLOCK_N):
+                    tile_counts = tl.histogram(k, BINS_POW2, mask=tl.reshape(valid & same, (BLOCK_M * BLOCK_N,)))
+                    tl.atomic_add(matched_out + pid * BINS_POW2 + bins, tile_counts.to(tl.int64),
+                                  mask=tile_counts > 0)
     if DO_EXP:
         one = tl.arange(0, 1)
         tl.store(exp_out + 2 * pid + one, shift.to(tl.float64))
         tl.store(exp_out + 2 * pid + 1 + one, total)
-    if DO_HIST:
-        bins = tl.arange(0, BINS_POW2)
-        tl.store(hist_out + pid * BINS_POW2 + bins, counts)
-        if not TRIANGLE:
-            tl.store(matched_out + pid * BINS_POW2 + bins, matched)
 
 
 @triton.jit
