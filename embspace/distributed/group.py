@@ -8,6 +8,7 @@ that no rank waits forever and none writes a report.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,6 +196,7 @@ def join(device: str | torch.device = "auto") -> Group | None:
         except (RuntimeError, ValueError, dist.DistError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(f"cannot join the process group of {world} ranks: {first}") from None
+        atexit.register(shutdown)  # a group left to interpreter teardown can abort the process (gloo threads)
     backend = str(dist.get_backend())
     comm = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
     return Group(dist.get_rank(), dist.get_world_size(), backend, comm, timeout, owned)

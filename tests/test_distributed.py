@@ -1,0 +1,289 @@
+"""Sharded measurement across processes (gloo on the CPU; NCCL variants marked gpu) against one process.
+
+The schedule tests are pure: every pair of items is covered exactly once, for many N, K and tiles. The process
+tests start 2 and 3 ranks (torchrun, or plain processes with torchrun's environment, as srun starts them) and
+compare every number with the single-process report of the same data. Tolerances: with fp64 tiles 1e-10
+(float64 sums in a different order); with the default fp32 tiles the sums of exponentials are summed per tile in
+float32 and tiles differ between one process and K shards, so uniformity agrees to 1e-6 (measured: ~1e-7);
+counts (histograms, recall, k-occurrence) and the separability probe agree exactly; everything else to 1e-9.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import embspace
+from embspace.distributed import exact_estimate, shard_bounds
+from embspace.distributed.plan import block_tiles, ring_steps, visits
+from embspace.distributed.shards import PickedRows
+from embspace.errors import InputError
+from embspace.metrics.separability import gather_rows
+from embspace.report import flatten
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 120  # seconds a whole multi-process run may take before the test fails
+
+
+# --- the plan, without processes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [2, 3, 7, 100, 101, 1000])
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 7])
+def test_shards_are_balanced_contiguous_and_cover_every_row(n, world):
+    bounds = shard_bounds(n, world)
+    assert len(bounds) == world
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    sizes = [stop - start for start, stop in bounds]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
+
+
+def covered(n: int, world: int, tile: int, symmetric: bool) -> np.ndarray:
+    """How often each pair (i, j) is computed by the ring schedule (pairs i < j only for symmetric problems)."""
+    bounds = shard_bounds(n, world)
+    count = np.zeros((n, n), dtype=np.int64)
+    for rank in range(world):
+        r0, r1 = bounds[rank]
+        for visit in visits(rank, world, symmetric):
+            c0, c1 = bounds[visit.shard]
+            if visit.own:  # stream_pairs on the own shard: its upper triangle (symmetric) or the whole block
+                block = np.triu(np.ones((r1 - r0, r1 - r0), dtype=np.int64), 1) if symmetric else 1
+                count[r0:r1, r0:r1] += block
+                continue
+            for a, b, c, d in block_tiles(r1 - r0, c1 - c0, tile, visit.parity):
+                count[r0 + a : r0 + b, c0 + c : c0 + d] += 1
+    return count
+
+
+@pytest.mark.parametrize("n,tile", [(2, 1), (13, 2), (40, 3), (41, 5), (64, 64)])
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 6])
+def test_ring_schedule_computes_every_pair_exactly_once(n, tile, world):
+    sym = covered(n, world, tile, symmetric=True)
+    unordered = sym + sym.T  # a pair computed as (j, i) counts for {i, j}
+    off = ~np.eye(n, dtype=bool)
+    assert (unordered[off] == 1).all() and (np.diag(sym) == 0).all()
+    assert (covered(n, world, tile, symmetric=False) == 1).all()
+    assert len(visits(0, world, True)) == ring_steps(world, True) == world // 2 + 1
+    assert len(visits(0, world, False)) == world
+
+
+def test_picked_rows_serve_the_separability_gather():
+    data = torch.arange(40, dtype=torch.float64).reshape(20, 2)
+    index = np.array([1, 2, 3, 7, 12, 13, 19])
+    picked = PickedRows("x", 20, 2, torch.device("cpu"), torch.float64, max_rows=2, index=index, data=data[index])
+    np.testing.assert_array_equal(gather_rows(picked, index[[0, 2, 3, 6]]), data[index[[0, 2, 3, 6]]].numpy())
+    with pytest.raises(IndexError):
+        picked.block(3, 5)
+
+
+def test_sampled_estimates_are_refused_across_ranks():
+    assert exact_estimate("auto") == exact_estimate("exact") == "exact"
+    with pytest.raises(InputError, match="--estimate"):
+        exact_estimate("sampled")
+
+
+# --- processes --------------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "EMBSPACE_DIST_TIMEOUT": "30", **extra}
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def torchrun(world: int, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world), "--master-addr",
+               "127.0.0.1", "--master-port", str(free_port()), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env or environment(),
+                          timeout=RUN_TIMEOUT)
+
+
+def ranks(world: int, *args: str, cwd: Path, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    """``world`` plain processes with torchrun's environment (as ``srun`` starts them with a rendezvous)."""
+    port, procs = str(free_port()), []
+    for rank in range(world):
+        rank_env = {**(env or environment()), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
+                    "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
+        procs.append(subprocess.Popen([sys.executable, *args], cwd=cwd, env=rank_env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    out = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
+        out.append((proc.returncode, err))
+    return out
+
+
+def assert_same_report(sharded: dict, single: dict, world: int, uniformity_tol: float, tol: float,
+                       hubness_tol: float | None = None) -> None:
+    assert sharded["settings"]["distributed"]["world_size"] == world
+    assert sharded["settings"]["distributed"]["schedule"] == "ring"
+    assert sum(sharded["settings"]["distributed"]["shard_rows"]) == next(iter(single["inputs"].values()))["n"]
+    assert sharded["inputs"] == single["inputs"]
+    got, want = flatten(sharded["metrics"]), flatten(single["metrics"])
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if key.startswith(("recall@", "linear_separability")):
+            assert got[key] == value, key  # counts and the same probe on the same rows: exact
+        elif key.startswith("uniformity"):
+            assert got[key] == pytest.approx(value, abs=uniformity_tol), key
+        elif key.startswith("hubness"):
+            assert got[key] == pytest.approx(value, rel=tol, abs=hubness_tol or tol), key
+        else:
+            assert got[key] == pytest.approx(value, rel=tol, abs=tol), key
+    assert sharded["histograms"] == single["histograms"]
+    for name, spectra in single["spectra"].items():
+        for kind, values in spectra.items():
+            np.testing.assert_allclose(sharded["spectra"][name][kind], values, rtol=tol, atol=tol)
+    if "gap_direction" in single["vectors"]:
+        np.testing.assert_allclose(sharded["vectors"]["gap_direction"], single["vectors"]["gap_direction"], atol=tol)
+
+
+@pytest.mark.parametrize("world", [3])
+def test_cli_sample_across_ranks_equals_one_process(world, tmp_path):
+    result = torchrun(world, "-m", "embspace.cli", "measure", "--sample", "--json", "report.json", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("uniformity") == 1  # only rank 0 prints
+    single = embspace.measure(embspace.load_sample(), precision="fp32").to_dict()
+    sharded = json.loads((tmp_path / "report.json").read_text())
+    # The sample repeats 5 texts and 1 image: which of two equal neighbours takes the k-th slot is arbitrary
+    # (torch.topk's order, in one process as in K), so hubness there agrees only up to those ties.
+    assert_same_report(sharded, single, world, uniformity_tol=1e-6, tol=1e-9, hubness_tol=1e-3)
+    assert sharded["settings"]["distributed"]["shard_rows"] == [334, 333, 333]
+
+
+API_SCRIPT = """
+import json, sys
+import numpy as np
+import embspace
+from embspace.distributed import is_main
+
+x, y = np.load("x.npy"), np.load("y.npy")
+options = {"tile": 8, "precision": "fp64", "drop_invalid": True, "hubness_k": 5}
+paired = embspace.measure(image=x, text=y, **options)
+single = embspace.measure(image=x, **options)
+if is_main():
+    json.dump({"paired": paired.to_dict(), "single": single.to_dict()}, open("reports.json", "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory) -> Path:
+    """103 pairs (not divisible by 2 or 3), two rows with NaN to drop, and a script that measures them."""
+    root = tmp_path_factory.mktemp("uneven")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(103, 12)) + 0.8
+    y = x + rng.normal(scale=0.9, size=x.shape) - 0.5
+    x[40, 3], y[90, 0] = np.nan, np.inf
+    np.save(root / "x.npy", x.astype(np.float32))
+    np.save(root / "y.npy", y.astype(np.float32))
+    (root / "measure.py").write_text(textwrap.dedent(API_SCRIPT))
+    return root
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_api_uneven_shards_equal_one_process(world, uneven, tmp_path):
+    for name in ("x.npy", "y.npy", "measure.py"):
+        (tmp_path / name).write_bytes((uneven / name).read_bytes())
+    for code, err in finish(ranks(world, "measure.py", cwd=tmp_path)):
+        assert code == 0, err[-3000:]
+    reports = json.loads((tmp_path / "reports.json").read_text())
+    x, y = np.load(uneven / "x.npy"), np.load(uneven / "y.npy")
+    options = {"tile": 8, "precision": "fp64", "drop_invalid": True, "hubness_k": 5}
+    paired = embspace.measure(image=x, text=y, **options).to_dict()
+    assert paired["inputs"]["image"]["n"] == 101 and paired["inputs"]["image"]["dropped"] == 2
+    assert_same_report(reports["paired"], paired, world, uniformity_tol=1e-10, tol=1e-10)
+    assert_same_report(reports["single"], embspace.measure(image=x, **options).to_dict(), world, 1e-10, 1e-10)
+
+
+DYING_SCRIPT = """
+import os, sys
+import embspace.distributed.ring as ring
+from embspace.cli import main
+
+real = ring.stream_block
+
+def stream_block(*args, **kwargs):
+    if os.environ["RANK"] == "1":
+        os._exit(1)  # this rank dies in the middle of a ring pass
+    return real(*args, **kwargs)
+
+ring.stream_block = stream_block
+sys.argv = ["embspace", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_dead_rank_ends_the_run_without_a_report(tmp_path):
+    (tmp_path / "dying.py").write_text(textwrap.dedent(DYING_SCRIPT))
+    env = environment(EMBSPACE_DIST_TIMEOUT="20")
+    start = time.monotonic()
+    results = finish(ranks(2, "dying.py", "measure", "--sample", "--metrics", "uniformity", "--json", "report.json",
+                           "-q", cwd=tmp_path, env=env))
+    assert time.monotonic() - start < 20 + 15
+    (code0, err0), (code1, _) = results
+    assert code1 == 1 and code0 not in (0, 2), err0
+    assert "lost contact with the other ranks" in err0 and "Traceback" not in err0
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_a_shard_that_cannot_be_read_ends_every_rank_with_one_message(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(0)
+    rows = [list(map(float, r)) for r in rng.normal(size=(60, 4))]
+    rows[47] = None  # rank 1 of 2 holds rows 30–59; only it reads this row group
+    pq.write_table(pa.table({"img": pa.array(rows, type=pa.list_(pa.float32()))}), tmp_path / "emb.parquet",
+                   row_group_size=10)
+    results = finish(ranks(2, "-m", "embspace.cli", "measure", "image=emb.parquet:img", "--json", "report.json",
+                           cwd=tmp_path))
+    assert [code for code, _ in results] == [2, 2]
+    assert results[0][1].strip().splitlines() == [f"error: {tmp_path / 'emb.parquet'}:img: row 47 is null; every "
+                                                  "row needs 4 values"] or "row 47 is null" in results[0][1]
+    assert results[1][1].strip() == ""  # the other rank stays quiet
+    assert "Traceback" not in results[0][1]
+    assert not (tmp_path / "report.json").exists()
+
+
+# --- GPUs -------------------------------------------------------------------------------------------------------
+
+def cuda_devices() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(cuda_devices() < 1, reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", ["nccl", "gloo"])
+def test_gpu_ranks_equal_one_process(backend, uneven, tmp_path):
+    """Two ranks on CUDA: NCCL needs one GPU per rank; gloo (CPU messages, CUDA compute) may share one GPU."""
+    if backend == "nccl" and cuda_devices() < 2:
+        pytest.skip("NCCL refuses two ranks on one GPU; needs 2 CUDA devices")
+    for name in ("x.npy", "y.npy", "measure.py"):
+        (tmp_path / name).write_bytes((uneven / name).read_bytes())
+    result = torchrun(2, "measure.py", cwd=tmp_path, env=environment(EMBSPACE_DIST_BACKEND=backend))
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads((tmp_path / "reports.json").read_text())
+    assert reports["paired"]["settings"]["device"] == "cuda"
+    assert reports["paired"]["settings"]["distributed"]["backend"] == backend
+    x, y = np.load(uneven / "x.npy"), np.load(uneven / "y.npy")
+    options = {"tile": 8, "precision": "fp64", "drop_invalid": True, "hubness_k": 5, "device": "cpu"}
+    assert_same_report(reports["paired"], embspace.measure(image=x, text=y, **options).to_dict(), 2, 1e-10, 1e-10)
