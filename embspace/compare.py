@@ -22,14 +22,15 @@ import torch
 from embspace.errors import InputError
 from embspace.report import Report, format_value
 
-SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed")
+SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed", "drop_invalid",
+                               "histogram_bins")
 
 RESAMPLES = 1000
 SUBSAMPLE = 2000
 RECALL_KS = (1, 5, 10)
 BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
 
-__all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap"]
+__all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap", "provenance_warnings"]
 
 
 @dataclass
@@ -156,10 +157,7 @@ def compare(
     old, new = before.flat(), after.flat()
     paths = list(old) + [p for p in new if p not in old]
     changes = [Change(p, _number(old.get(p)), _number(new.get(p))) for p in paths]
-    warnings = [f"setting {key!r} differs: {before.settings.get(key)!r} before, {after.settings.get(key)!r} after"
-                for key in SETTINGS_THAT_CHANGE_VALUES if before.settings.get(key) != after.settings.get(key)]
-    if before.modalities != after.modalities:
-        warnings.append(f"modalities differ: {before.modalities} before, {after.modalities} after")
+    warnings = provenance_warnings(before, after)
     comparison = Comparison(before, after, changes, warnings)
     if (data_before is None) != (data_after is None):
         raise InputError("compare", "the significance test needs the embeddings both before and after")
@@ -176,6 +174,73 @@ def compare(
             warnings.append(f"RETRIEVAL LOSS beyond noise: {path} changed by {entry.change:+.4f} "
                             f"({comparison.significance.confidence:.0%} CI {entry.ci_text()})")
     return comparison
+
+
+def provenance_warnings(before: Report, after: Report) -> list[str]:
+    """Why two reports' numbers may differ for reasons other than the embeddings' geometry.
+
+    Settings that change values (t, α, precision, seeds, the estimation method, …); the device (the same tiles on
+    another device may differ in the last digits); the embspace / torch / numpy versions; the modalities; and each
+    input's content hash (different data, expected before/after fine-tuning but otherwise a sign that the reports
+    measure different dumps). When the inputs, settings, device and versions all agree, the numbers must agree
+    too: any difference then is reported as not reproduced.
+    """
+    warnings = [f"setting {key!r} differs: {before.settings.get(key)!r} before, {after.settings.get(key)!r} after"
+                for key in SETTINGS_THAT_CHANGE_VALUES if before.settings.get(key) != after.settings.get(key)]
+    method = [_estimate(report.settings) for report in (before, after)]
+    if method[0] != method[1]:
+        warnings.append(f"estimation differs: {method[0]} before, {method[1]} after")
+    if before.settings.get("device") != after.settings.get("device"):
+        warnings.append(f"device differs: {before.settings.get('device')} before, {after.settings.get('device')} "
+                        "after (the same computation may differ in the last digits)")
+    versions = {"embspace": (before.embspace_version, after.embspace_version)}
+    for package in ("torch", "numpy"):
+        versions[package] = (before.environment.get(package), after.environment.get(package))
+    for package, (old, new) in versions.items():
+        if old and new and old != new:
+            warnings.append(f"{package} version differs: {old} before, {new} after")
+    if before.modalities != after.modalities:
+        warnings.append(f"modalities differ: {before.modalities} before, {after.modalities} after")
+        return warnings
+    same_data = True
+    for name in before.modalities:
+        old, new = before.inputs[name].get("content_hash"), after.inputs[name].get("content_hash")
+        if old and new and old != new:
+            same_data = False
+            warnings.append(f"input {name!r} is different data: content hash {_short(old)} before, "
+                            f"{_short(new)} after")
+        elif not (old and new):
+            same_data = False
+    if same_data and not warnings:
+        old_values, new_values = before.flat(), after.flat()
+        differing = [path for path in old_values if path in new_values and not _same(old_values[path],
+                                                                                      new_values[path])]
+        if differing:
+            warnings.append(f"not reproduced: the same inputs and settings gave different values "
+                            f"({', '.join(differing[:3])}{', …' if len(differing) > 3 else ''})")
+    return warnings
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal values; two NaN (or a NaN and the null it is written as) count as equal."""
+    def undefined(v: object) -> bool:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+
+    return (undefined(a) and undefined(b)) or a == b
+
+
+def _estimate(settings: dict[str, Any]) -> str:
+    """``exact``, or ``sampled (pairs=…, queries=…)``, from a report's settings (exact when not recorded)."""
+    estimate = settings.get("estimate")
+    if not isinstance(estimate, dict) or estimate.get("method", "exact") == "exact":
+        return "exact"
+    sizes = ", ".join(f"{key}={estimate[key]}" for key in ("pairs", "queries") if key in estimate)
+    return f"{estimate.get('method')} ({sizes})" if sizes else str(estimate.get("method"))
+
+
+def _short(digest: str) -> str:
+    algorithm, _, hexdigest = digest.partition(":")
+    return f"{algorithm}:{hexdigest[:12]}…" if hexdigest else digest[:24]
 
 
 def _data_mismatches(significance: Significance, old: dict[str, Any], new: dict[str, Any],

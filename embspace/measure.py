@@ -283,14 +283,17 @@ class _Run:
 
     def report(self) -> Report:
         from embspace import __version__
+        from embspace.io.digest import content_hash
+        from embspace.report import environment
 
-        inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped}
-                  for n, e in self.embeddings.items()}
+        with self.timed("content_hash"):  # provenance: which rows were measured (embspace.io.digest)
+            inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped,
+                          "content_hash": content_hash(e)} for n, e in self.embeddings.items()}
         conventions = {name: convention(name) for name in self.metrics if convention(name)}
         if self.histograms:
             conventions["histograms"] = HISTOGRAM_CONVENTION
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,
                       conventions=conventions, timings=self.timings, vectors=self.vectors, spectra=self.spectra,
-                      histograms=self.histograms,
+                      histograms=self.histograms, environment=environment(str(self.settings["device"])),
                       embspace_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -13,7 +13,15 @@ The JSON form is the contract scripts and plots rely on (schema ``embspace.repor
      "vectors": {"gap_direction": […]},
      "spectra": {"image": {"singular_values": […], "singular_values_centered": […]}},
      "histograms": {"edges": [-1.0, -0.99, …, 1.0], "matched": [counts…], "unmatched": [counts…],
-                    "within": {"image": [counts…], "text": [counts…]}}}
+                    "within": {"image": [counts…], "text": [counts…]}},
+     "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6", "platform": "Linux-…",
+                     "machine": "x86_64", "threads": 2, "device_name": "cpu"}}
+
+Provenance: each input carries ``content_hash``, ``"blake2b-256:<hex>"`` of its dtype, shape and row bytes as
+stored (:mod:`embspace.io.digest`: the same rows give the same hash from any file format or array), and
+``environment`` records the versions and the machine that produced the numbers; with ``settings`` (device,
+precision, seeds, …) that is what :func:`embspace.compare` checks before it trusts a difference. Metrics that are
+undefined for the input (the α-ReQ slope of a rank-1 matrix, say) are written as ``null``: JSON has no NaN.
 
 ``histograms`` (absent from reports written before it existed) holds int counts of cosine similarities per bin:
 matched pairs (i = j), unmatched cross pairs (i ≠ j) and within-modality pairs (i < j) per modality.
@@ -74,6 +82,7 @@ class Report:
     vectors: dict[str, list[float]] = field(default_factory=dict)
     spectra: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     histograms: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
     embspace_version: str = ""
     created: str = ""
     schema: str = SCHEMA
@@ -110,6 +119,7 @@ class Report:
             "inputs": self.inputs, "settings": self.settings, "metrics": self.metrics,
             "uncertainty": self.uncertainty, "conventions": self.conventions, "timings": self.timings,
             "vectors": self.vectors, "spectra": self.spectra, "histograms": self.histograms,
+            "environment": self.environment,
         }
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, indent: int = 2) -> str:
@@ -200,6 +210,23 @@ class Report:
                 "<table><thead><tr><th style='text-align:left'>metric</th><th></th>"
                 "<th style='text-align:right'>value</th><th style='text-align:left'>method</th></tr></thead>"
                 f"<tbody>{''.join(cells)}</tbody></table></div>")
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """The versions and machine behind a report: Python, torch, numpy, platform, CPU threads and the device's name
+    (``torch.cuda.get_device_name`` for CUDA, else the processor)."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device_name = platform.processor() or platform.machine() or "cpu"
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "machine": platform.machine(), "threads": torch.get_num_threads(),
+            "device_name": device_name}
 
 
 def _json_safe(value: Any) -> Any:

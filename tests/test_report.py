@@ -24,6 +24,7 @@ def test_json_follows_the_contract(report):
     assert data["schema"] == SCHEMA
     assert data["embspace_version"] == embspace.__version__
     assert set(data) >= {"inputs", "settings", "metrics", "uncertainty", "timings", "created"}
+    assert data["inputs"]["image"].pop("content_hash").startswith("blake2b-256:")  # tests/test_reproducibility.py
     assert data["inputs"]["image"] == {"source": "<image: ndarray>", "n": 150, "dim": 12, "dtype": "float64",
                                        "dropped": 0}
     assert data["inputs"]["text"]["dtype"] == "float32"

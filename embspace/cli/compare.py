@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from embspace.cli.common import app, check_writable, err, fail, out
-from embspace.errors import InputError
+from embspace.errors import InputError, printable
 
 
 @app.command()
@@ -64,7 +64,7 @@ def print_comparison(comparison) -> None:
     for warning in comparison.warnings:
         if warning.startswith("RETRIEVAL LOSS"):
             continue
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(printable(warning))}", highlight=False, soft_wrap=True)
     significance = comparison.significance
     tested = significance.metrics if significance is not None else {}
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
