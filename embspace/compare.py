@@ -180,10 +180,11 @@ def provenance_warnings(before: Report, after: Report) -> list[str]:
     """Why two reports' numbers may differ for reasons other than the embeddings' geometry.
 
     Settings that change values (t, α, precision, seeds, the estimation method, …); the device (the same tiles on
-    another device may differ in the last digits); the embspace / torch / numpy versions; the modalities; and each
-    input's content hash (different data, expected before/after fine-tuning but otherwise a sign that the reports
-    measure different dumps). When the inputs, settings, device and versions all agree, the numbers must agree
-    too: any difference then is reported as not reproduced.
+    another device may differ in the last digits); the embspace / torch / numpy versions; the modalities; and an
+    input file that holds other data than it did (same source, different content hash). Different data from
+    different sources is what a before/after comparison is for and gives no warning. When the content hashes,
+    settings, device and versions all agree, the numbers must agree too: any difference is reported as not
+    reproduced.
     """
     warnings = [f"setting {key!r} differs: {before.settings.get(key)!r} before, {after.settings.get(key)!r} after"
                 for key in SETTINGS_THAT_CHANGE_VALUES if before.settings.get(key) != after.settings.get(key)]
@@ -205,12 +206,12 @@ def provenance_warnings(before: Report, after: Report) -> list[str]:
     same_data = True
     for name in before.modalities:
         old, new = before.inputs[name].get("content_hash"), after.inputs[name].get("content_hash")
-        if old and new and old != new:
+        if not (old and new) or old != new:
             same_data = False
-            warnings.append(f"input {name!r} is different data: content hash {_short(old)} before, "
-                            f"{_short(new)} after")
-        elif not (old and new):
-            same_data = False
+        source = before.inputs[name].get("source")
+        if old and new and old != new and _is_file(source) and source == after.inputs[name].get("source"):
+            warnings.append(f"input {name!r} ({source}) holds different data than when the before report was made: "
+                            f"content hash {_short(old)} before, {_short(new)} after")
     if same_data and not warnings:
         old_values, new_values = before.flat(), after.flat()
         differing = [path for path in old_values if path in new_values and not _same(old_values[path],
@@ -236,6 +237,11 @@ def _estimate(settings: dict[str, Any]) -> str:
         return "exact"
     sizes = ", ".join(f"{key}={estimate[key]}" for key in ("pairs", "queries") if key in estimate)
     return f"{estimate.get('method')} ({sizes})" if sizes else str(estimate.get("method"))
+
+
+def _is_file(source: object) -> bool:
+    """A source that names a file or folder (``coco.npz:img``), not an in-memory array (``<image: ndarray>``)."""
+    return isinstance(source, str) and bool(source) and not source.startswith("<")
 
 
 def _short(digest: str) -> str:

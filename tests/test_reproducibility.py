@@ -136,9 +136,7 @@ def test_same_inputs_and_settings_give_no_warning(pair, base) -> None:
 def test_compare_warns_on_other_data_settings_device_and_versions(pair, base) -> None:
     x, y = pair
     other = embspace.measure(image=x[::-1].copy(), text=y, metrics="gap,uniformity,retrieval")
-    warnings = embspace.compare(base, other).warnings
-    assert len(warnings) == 1 and "input 'image' is different data" in warnings[0]
-    assert base.inputs["image"]["content_hash"][:24] in warnings[0]
+    assert embspace.compare(base, other).warnings == []  # other data from elsewhere: a before/after comparison
     hotter = embspace.measure(image=x, text=y, metrics="gap,uniformity,retrieval", t=3.0)
     assert any("setting 't' differs: 2.0 before, 3.0 after" in w for w in embspace.compare(base, hotter).warnings)
     moved = dataclasses.replace(base, settings={**base.settings, "device": "cuda"},
@@ -146,6 +144,20 @@ def test_compare_warns_on_other_data_settings_device_and_versions(pair, base) ->
     warnings = embspace.compare(base, moved).warnings
     assert any("device differs: cpu before, cuda after" in w for w in warnings)
     assert any(f"torch version differs: {torch.__version__} before, 2.11.0 after" in w for w in warnings)
+
+
+def test_compare_warns_when_a_file_changed_between_reports(pair, tmp_path: Path) -> None:
+    x, y = pair
+    np.save(tmp_path / "img.npy", x)
+    np.save(tmp_path / "txt.npy", y)
+    specs = (f"image={tmp_path / 'img.npy'}", f"text={tmp_path / 'txt.npy'}")
+    before = embspace.measure(embspace.load(*specs), metrics="gap")
+    np.save(tmp_path / "img.npy", x[::-1].copy())  # same name, other rows
+    after = embspace.measure(embspace.load(*specs), metrics="gap")
+    warnings = embspace.compare(before, after).warnings
+    assert len(warnings) == 1, warnings
+    assert f"input 'image' ({tmp_path / 'img.npy'}) holds different data" in warnings[0]
+    assert before.inputs["image"]["content_hash"][:24] in warnings[0]
 
 
 def test_compare_flags_numbers_that_were_not_reproduced(base, tmp_path: Path) -> None:
