@@ -30,8 +30,10 @@ def exact_estimate(estimate: str) -> str:
     """A sharded run computes every pair exactly: ``auto`` and ``exact`` give ``exact``; ``sampled`` is refused."""
     if estimate in ("auto", "exact"):
         return "exact"
-    raise InputError("--estimate", f"{estimate!r} is not available across ranks: a sharded run is exact "
-                                   "(use --estimate exact, or one process for sampled estimates)")
+    if estimate == "sampled":
+        raise InputError("--estimate", "sampled estimates run in one process; a sharded run is exact (use --estimate "
+                                       "exact under torchrun)")
+    raise InputError("--estimate", f"unknown estimator {estimate!r}; choose one of auto, exact, sampled")
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,7 @@ BACKEND_ENV = "EMBSPACE_DIST_BACKEND"  # force "gloo" or "nccl" (default: nccl f
 DEFAULT_TIMEOUT_S = 300.0
 
 T = TypeVar("T")
+_FAILED: list[int] = []  # set once a collective failed in this process
 
 
 class DistributedError(RuntimeError):
@@ -73,6 +74,7 @@ class Group:
         except (RuntimeError, dist.DistError) as exc:
             if isinstance(exc, DistributedError) or _is_out_of_memory(exc):
                 raise
+            _FAILED.append(self.rank)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(f"rank {self.rank}: lost contact with the other ranks while {what} "
                                    f"(a rank died or timed out after {self.timeout:g} s): {first}") from None
@@ -210,6 +212,6 @@ def is_main() -> bool:
 
 
 def shutdown() -> None:
-    """Destroy the process group if one is initialised (after a run, so that NCCL exits cleanly)."""
-    if dist.is_available() and dist.is_initialized():
+    """Destroy the process group if one is initialised, unless a rank was lost (tearing down could then wait)."""
+    if dist.is_available() and dist.is_initialized() and not _FAILED:
         dist.destroy_process_group()

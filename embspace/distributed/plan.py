@@ -67,8 +67,3 @@ def block_tiles(n_rows: int, n_cols: int, tile: int, parity: int | None = None) 
             if parity is None or (i + j) % 2 == parity:
                 yield r0, min(r0 + tile, n_rows), c0, min(c0 + tile, n_cols)
 
-
-def transfer_bytes(n: int, dim: int, world: int, bytes_per_value: int, symmetric: bool) -> int:
-    """Bytes one rank receives in one ring pass over the N×D rows: ⌈N/K⌉·D·bytes per step after the first."""
-    largest = -(-n // world)
-    return (ring_steps(world, symmetric) - 1) * largest * dim * bytes_per_value

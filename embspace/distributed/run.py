@@ -32,6 +32,7 @@ from embspace.kernels.pairwise import (
     _keep_best,
     matched_similarities,
     stream_pairs,
+    tile_product,
 )
 from embspace.kernels.rows import ResidentRows, Rows
 from embspace.measure import _Run
@@ -166,7 +167,8 @@ class ShardedRun(_Run):
         tile, device = self.plan.tile, x.device
         width = min(k, self.n)  # (the single-process TopK keeps min(k, N))
         sizes, starts = self.sizes, [start for start, _ in shard_bounds(self.n, self.group.world)]
-        own_matched = matched_similarities(x, y, tile=tile) if x.n else torch.empty(0, device=device)
+        own_matched = (matched_similarities(x, y, tile=tile) if x.n  # (n_r,), an empty shard in the same dtype
+                       else tile_product(x.block(0, 0), y.block(0, 0)).diagonal())
         row_rank = torch.zeros(x.n, dtype=torch.int64, device=device)
         row_values = torch.full((x.n, width), -math.inf, dtype=torch.float64, device=device)
         row_index = torch.full((x.n, width), -1, dtype=torch.int64, device=device)
