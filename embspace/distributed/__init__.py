@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from embspace.distributed.group import DistributedError, Group, is_main, join, shutdown
+from embspace.distributed.group import DistributedError, Group, is_main, join, launched_ranks, shutdown
 from embspace.distributed.plan import shard_bounds
 from embspace.distributed.shards import resident_shard, validate_shards
 from embspace.errors import InputError
@@ -45,5 +45,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'embspace.distributed' has no attribute {name!r}")
 
 
-__all__ = ["DistributedError", "Group", "ShardedRun", "exact_estimate", "is_main", "join", "resident_shard",
-           "shard_bounds", "shutdown", "validate_shards"]
+__all__ = ["DistributedError", "Group", "ShardedRun", "exact_estimate", "is_main", "join", "launched_ranks",
+           "resident_shard", "shard_bounds", "shutdown", "validate_shards"]

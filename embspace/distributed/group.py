@@ -181,7 +181,7 @@ def join(device: str | torch.device = "auto") -> Group | None:
     if not dist.is_available():
         return None
     owned = not dist.is_initialized()
-    world = dist.get_world_size() if not owned else int(os.environ.get("WORLD_SIZE", "1") or 1)
+    world = launched_ranks()
     if world <= 1:
         return None
     timeout = timeout_seconds()
@@ -202,6 +202,16 @@ def join(device: str | torch.device = "auto") -> Group | None:
     backend = str(dist.get_backend())
     comm = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
     return Group(dist.get_rank(), dist.get_world_size(), backend, comm, timeout, owned)
+
+
+def launched_ranks() -> int:
+    """The world size of the initialised process group, else torchrun's ``WORLD_SIZE``, else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
 
 
 def is_main() -> bool:
