@@ -71,17 +71,19 @@ class ExpSum(Reduction):
         """Fold one tile of exponents (modified in place) into the running sum.
 
         The tile is summed in its own precision (torch's cascaded sum: ~1e-7 relative in float32), tiles are
-        added in float64.
+        added in float64. Excluded pairs (i = j) are masked before the shift is taken: a self-pair's exponent is 0,
+        far above the others when 4t is large, and subtracting it after the sum would cancel everything else.
         """
+        if diagonal and self.exclude_diagonal:
+            exponent.fill_diagonal_(-math.inf)
         shift = 0.0 if 4 * self.t <= UNDERFLOW_SAFE_EXPONENT else float(exponent.max())
+        if shift == -math.inf:  # every pair of the tile is excluded
+            return
         if shift != 0.0:
             exponent.sub_(shift)
-        weights = exponent.exp_()
-        tile_sum = float(weights.sum())
-        if diagonal and self.exclude_diagonal:
-            tile_sum -= float(weights.diagonal().sum(dtype=torch.float64))
-            if self.symmetric:
-                tile_sum /= 2
+        tile_sum = float(exponent.exp_().sum())
+        if diagonal and self.symmetric:
+            tile_sum /= 2  # the diagonal tile holds each of its pairs twice
         self._add(shift, tile_sum)
 
     def _add(self, shift: float, value: float) -> None:
