@@ -8,7 +8,7 @@ to ~1e-12) and, for k-NN, a float64 sort. Tolerances, absolute, on the quantity 
 quantity          fp32 (ieee)  tf32        fp16        bf16
 ================  ==========  ==========  ==========  ==========
 uniformity U      1e-6        1e-2        1e-4        3e-4
-top-k values      1e-6        5e-3        2e-3        1e-2
+top-k values      1e-6        5e-3        3e-4        2e-3
 recall@k          1e-3        2e-2        5e-3        2e-2
 ================  ==========  ==========  ==========  ==========
 
@@ -55,15 +55,15 @@ CUDA = torch.device("cuda")
 T = 2.0
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 U_TOLERANCE = {"fp32": 1e-6, "tf32": 1e-2, "fp16": 1e-4, "bf16": 3e-4}
-TOPK_TOLERANCE = {"fp32": 1e-6, "tf32": 5e-3, "fp16": 2e-3, "bf16": 1e-2}
+TOPK_TOLERANCE = {"fp32": 1e-6, "tf32": 5e-3, "fp16": 3e-4, "bf16": 2e-3}
 RECALL_TOLERANCE = {"fp32": 1e-3, "tf32": 2e-2, "fp16": 5e-3, "bf16": 2e-2}
 
 
-def data(kind: str, n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def data(kind: str, n: int, d: int, seed: int, noise: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Two paired modalities (float64 unit rows): isotropic random or cone-shaped like CLIP embeddings."""
     rng = np.random.default_rng(seed)
     x = ref.cone_data(n, d, 1.5, seed) if kind == "cone" else ref.unit(rng.normal(size=(n, d)))
-    return x, ref.unit(x + 1.5 * rng.normal(size=(n, d)) / np.sqrt(d) + 0.3 * ref.unit(rng.normal(size=(1, d))))
+    return x, ref.unit(x + noise * rng.normal(size=(n, d)) / np.sqrt(d) + 0.3 * ref.unit(rng.normal(size=(1, d))))
 
 
 def rows(a: np.ndarray, precision: str):
@@ -127,7 +127,7 @@ def test_histograms_against_float64(kind, precision):
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
 def test_retrieval_against_float64(kind, precision):
     n, d, k = 4_099, 512, 10
-    x, y = data(kind, n, d, seed=5)
+    x, y = data(kind, n, d, seed=5, noise=6.0)  # partners often outranked: recall@k well inside (0, 1)
     rx, ry = rows(x, precision), rows(y, precision)
     with matmul_precision(precision):
         ranks = RankCount(matched_similarities(rx, ry))
@@ -148,7 +148,7 @@ def test_retrieval_against_float64(kind, precision):
         for mine, exact in ((ranks.rows, exact_rows), (ranks.cols, exact_cols)):
             recall, exact_recall = float((mine < kk).double().mean()), float((exact < kk).double().mean())
             assert abs(recall - exact_recall) < RECALL_TOLERANCE[precision]
-    assert 0.0 < float((exact_rows < 1).double().mean()) < 1.0  # a case where recall@1 is not trivial
+    assert any(0.0 < float((exact_rows < kk).double().mean()) < 1.0 for kk in (1, 5, 10))  # not a trivial case
 
 
 def test_hubness_and_recall_through_the_metric(monkeypatch):
