@@ -63,6 +63,11 @@ class ShardedRun(_Run):
         super().compute(rows, alpha_req_range)
         self.group.all_gather_objects(True, "finishing")  # every rank got here: the report is complete
 
+    def _content_hash(self, embeddings: Embeddings) -> str | None:
+        """The input's hash on rank 0 (a sequential hash: rank 0 reads every row once, after the last exchange);
+        the other ranks, which write nothing, leave it out (None)."""
+        return super()._content_hash(embeddings) if self.group.main else None
+
     # --- merges -------------------------------------------------------------------------------------------------
 
     def _sum(self, values: torch.Tensor, what: str) -> torch.Tensor:
