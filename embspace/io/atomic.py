@@ -5,14 +5,17 @@ while writing leaves nothing behind), are flushed to disk, linked in under a hid
 the target; the folder is then synced so that the rename itself survives a crash. Where ``O_TMPFILE`` is missing
 (other systems, some file systems) a named hidden temporary file (``.NAME.XXXX.tmp``) takes its place. Either way
 the target is, at every instant, absent, its old content or its new content — never a part. Only a kill in the
-instant between the link and the rename can leave a hidden ``.NAME.XXXX.tmp`` beside it. The file gets the usual
-permissions (0666 less the umask), not the 0600 of a temporary file.
+instant between the link and the rename (or, without ``O_TMPFILE``, during the write) can leave a hidden
+``.NAME.XXXXXXXX.tmp`` beside it; the next write of the same target removes it (two processes writing one file at
+the same moment are not supported). The file gets the usual permissions (0666 less the umask), not the 0600 of a
+temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -24,6 +27,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    _remove_leftovers(folder, target)
     if not _write_anonymous(folder, target, data):
         _write_named(folder, target, data)
     _sync_folder(folder)
@@ -32,6 +36,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """UTF-8 text through :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def leftovers(folder: Path, name: str) -> list[Path]:
+    """Hidden temporary files that a writer of ``folder/name`` killed mid-way left (``.NAME.XXXXXXXX.tmp``)."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.[A-Za-z0-9_]{{8}}\.tmp$")
+    with contextlib.suppress(OSError):
+        return [path for path in folder.iterdir() if pattern.match(path.name)]
+    return []
+
+
+def _remove_leftovers(folder: Path, target: Path) -> None:
+    """Delete what killed writers of ``target`` left, before writing it again."""
+    for path in leftovers(folder, target.name):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -53,7 +72,7 @@ def _write_anonymous(folder: Path, target: Path, data: bytes) -> bool:
     try:
         _write_all(fd, data)
         try:
-            os.link(f"/proc/self/fd/{fd}", hidden)  # give the anonymous file a (hidden) name
+            _link_anonymous(fd, hidden)
         except OSError:
             return False  # no /proc, or linking refused: fall back to a named temporary file
         os.replace(hidden, target)
@@ -64,6 +83,16 @@ def _write_anonymous(folder: Path, target: Path, data: bytes) -> bool:
         raise
     finally:
         os.close(fd)
+
+
+def _link_anonymous(fd: int, name: Path) -> None:
+    """Give the ``O_TMPFILE`` file ``fd`` a name: linkat through /proc/self/fd following the link (os.link without
+    a directory fd calls link(2), which would try to link the /proc symlink itself and fail across devices)."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)
 
 
 def _write_named(folder: Path, target: Path, data: bytes) -> None:
