@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import signal
 import subprocess
@@ -18,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import embspace
+import embspace.finetune as finetune_package
 import embspace.io.common
 from embspace.cli import app
 from embspace.errors import InputError
@@ -208,3 +211,101 @@ def test_as_a_real_process(corpus, name: str, tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and case.expected in lines[0], done.stderr
     assert not (tmp_path / "r.json").exists()
     check_untouched(root, before, tmp_path / "none")
+
+
+# ---- resource limits: running out of memory is one line and exit code 2, never a traceback ------------------------
+
+
+def _raiser(exc: BaseException):
+    def raise_it(*args, **kwargs):
+        raise exc
+
+    return raise_it
+
+
+MEMORY_ERRORS = {
+    "MemoryError": (MemoryError(), "out of host memory"),
+    "torch CPU allocator": (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                                         "allocate memory: you tried to allocate 40000000000 bytes."),
+                            "an allocation of 38,147 MiB failed"),
+    "CUDA out of memory": (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+                           "out of GPU memory"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MEMORY_ERRORS))
+@pytest.mark.parametrize("command", ["measure", "finetune", "compare"])
+def test_out_of_memory_anywhere_is_one_line(corpus, kind: str, command: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _, before = corpus
+    exc, expected = MEMORY_ERRORS[kind]
+    good = str(root / "good.npy")
+    if command == "measure":
+        monkeypatch.setattr(embspace, "measure", _raiser(exc))
+        args = ["measure", f"image={good}", "--json", str(tmp_path / "out" / "r.json")]
+    elif command == "finetune":
+        monkeypatch.setattr(finetune_package, "fit", _raiser(exc))
+        args = ["finetune", f"image={good}", f"text={good}", "--out", str(tmp_path / "out" / "run"), *FINETUNE_ARGS]
+    else:
+        monkeypatch.setattr(embspace, "compare", _raiser(exc))
+        report = str(root / "good_report.json")
+        args = ["compare", report, report, "--json", str(tmp_path / "out" / "c.json")]
+    (tmp_path / "out").mkdir()
+    line = one_error_line(CliRunner().invoke(app, args), expected)
+    assert f"in embspace {command}:" in line and "too large for the memory available" in line
+    check_untouched(root, before, tmp_path / "out")
+
+
+def test_memory_map_refused_is_out_of_memory_not_corrupt(corpus, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader whose memory map fails with ENOMEM says memory, not "corrupt or truncated"."""
+    import errno
+
+    import numpy as np
+
+    root, _, before = corpus
+    monkeypatch.setattr(np, "memmap", _raiser(OSError(errno.ENOMEM, "Cannot allocate memory")))
+    with pytest.raises(MemoryError, match=r"good\.npy"):
+        embspace.load(f"image={root / 'good.npy'}")
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(app, ["measure", f"image={root / 'good.npy'}", "--json", str(tmp_path / "out" / "r")])
+    one_error_line(result, "out of host memory in embspace measure")
+    check_untouched(root, before, tmp_path / "out")
+
+
+LIMITED = """
+import resource, sys
+from embspace.cli import main
+size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+limit = size + int(sys.argv[1])  # address space: what is mapped now plus a little
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+sys.argv = ["embspace", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux")
+def test_real_memory_pressure_in_a_process(tmp_path: Path) -> None:
+    """A 250 kB .npz that holds 256 MiB of float32 zeros, read with 150 MiB of address space to spare."""
+    import zipfile
+
+    import numpy as np
+
+    shape = (1 << 20, 64)  # 256 MiB: 16 chunks of 16 MiB
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(tmp_path / "big.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("x.npy", "w", force_zip64=True) as member:
+        member.write(header.getvalue())
+        chunk = bytes(16 << 20)
+        for _ in range(shape[0] * shape[1] * 4 // len(chunk)):
+            member.write(chunk)
+    digest = hashlib.sha256((tmp_path / "big.npz").read_bytes()).hexdigest()
+    done = subprocess.run([sys.executable, "-c", LIMITED, str(150 << 20), "measure", f"image={tmp_path / 'big.npz'}",
+                           "--metrics", "cone", "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: out of host memory in embspace measure"), done.stderr
+    assert not (tmp_path / "r.json").exists()
+    assert hashlib.sha256((tmp_path / "big.npz").read_bytes()).hexdigest() == digest

@@ -8,6 +8,7 @@ the input is too large for the memory at hand).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +20,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from embspace.errors import InputError, printable
+from embspace.io.common import is_out_of_memory, one_line
 
 INPUT_EXIT = 2
 """Exit code of bad input, including input too large for the memory available."""
@@ -27,19 +29,14 @@ INPUT_EXIT = 2
 def memory_message(exc: BaseException, command: str | None) -> str:
     """One line for an out-of-memory error, host (``MemoryError``) or GPU (``torch.OutOfMemoryError``)."""
     where = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "host"
+    tried = re.search(r"tried to allocate (\d+) bytes", str(exc))
+    if tried:  # torch's CPU allocator
+        detail = f"an allocation of {int(tried.group(1)) / 2**20:,.0f} MiB failed"
+    else:
+        detail = f"{type(exc).__name__}: {one_line(exc)}" if str(exc) else type(exc).__name__
     doing = f"embspace {command}" if command else "embspace"
     return (f"out of {where} memory in {doing}: the input is too large for the memory available "
-            f"({type(exc).__name__}); free memory, or give fewer rows or a smaller batch / tile")
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(exc, torch.OutOfMemoryError)
+            f"({detail}); free memory, or give fewer rows or a smaller batch / tile")
 
 
 class _Group(TyperGroup):
@@ -52,7 +49,7 @@ class _Group(TyperGroup):
             _print_error(str(exc))
             raise typer.Exit(INPUT_EXIT) from None
         except Exception as exc:
-            if not _is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
             _print_error(memory_message(exc, ctx.invoked_subcommand))
             raise typer.Exit(INPUT_EXIT) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import lzma
 import os
 import pickle
@@ -87,7 +88,19 @@ def translated(source: str, doing: str = "cannot read") -> Iterator[None]:
     except PermissionError:
         raise InputError(source, "permission denied (the file is not readable)") from None
     except LIBRARY_ERRORS as exc:
+        if is_out_of_memory(exc):  # not a damaged file: say so, as the MemoryError it is
+            raise MemoryError(f"{source}: {one_line(exc)}") from None
         raise InputError(source, f"{doing} (corrupt or truncated?): {one_line(exc)}") from None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` reports exhausted memory: ``MemoryError``, ``torch.OutOfMemoryError`` (GPU), torch's CPU
+    allocator failing (a ``RuntimeError``), or an ``OSError`` with ENOMEM (a memory map refused)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOMEM
+    return isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)
 
 
 def listing(keys: Sequence[str], limit: int = MAX_LISTED_KEYS) -> str:
