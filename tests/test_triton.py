@@ -349,19 +349,20 @@ COMPILE_CHECK = textwrap.dedent("""
     scalars = ["n_a", "n_b", "dim", "stride_a", "stride_b", "diagonal"]
     pair, row = kernels.PAIR_CONFIG, kernels.ROW_CONFIG
     for dtype, precision, triangle, hist in [("fp16", "ieee", True, False), ("bf16", "ieee", False, True),
-                                             ("fp32", "tf32", True, False)]:
+                                             ("fp32", "tf32", True, False)]:  # bf16: exp-sum + histograms, shifted
         typed = {"a_ptr": "*" + dtype, "b_ptr": "*" + dtype, "exp_out": "*fp64", "hist_out": "*i64",
                     "matched_out": "*i64", "edges_ptr": "*fp64", "scale": "fp32", "n_tiles": "i64"}
-        constants = dict(TRIANGLE=triangle, EXCLUDE_EQUAL=not triangle, DO_EXP=not hist, SHIFT=False,
+        constants = dict(TRIANGLE=triangle, EXCLUDE_EQUAL=not triangle, DO_EXP=True, SHIFT=hist,
                          DO_HIST=hist, BINS=200, BINS_POW2=256, BLOCK_M=pair.block_m, BLOCK_N=pair.block_n,
                          BLOCK_K=pair.block_k, GROUP=pair.group, PRECISION=precision, EVEN_K=True,
                          WIDEN=False)
         ptx, shared = build(kernels._pair_kernel, typed, scalars, constants, pair)
         assert "wgmma.mma_async" in ptx and "cp.async" in ptx, (dtype, "no tensor-core pipeline")
         assert 2 * shared <= 228 * 1024 or hist or dtype == "fp32", (dtype, shared)  # two programs per SM
+        assert hist or "atom" not in ptx  # exp-sums are written per program, never added with atomics
     typed = {"a_ptr": "*fp16", "b_ptr": "*fp16", "matched_rows_ptr": "*fp32", "matched_cols_ptr": "*fp32",
                 "rank_rows_ptr": "*i32", "rank_cols_ptr": "*i32", "top_values_ptr": "*fp32", "top_index_ptr": "*i32"}
-    constants = dict(K=10, K_POW2=16, DO_TOPK=True, DO_RANK=True, COLUMN_RANKS=False, BLOCK_M=row.block_m,
+    constants = dict(K=10, K_POW2=16, DO_TOPK=True, DO_RANK=True, COLUMN_RANKS=True, BLOCK_M=row.block_m,
                      BLOCK_N=row.block_n, BLOCK_K=row.block_k, PRECISION="ieee", EVEN_K=True, WIDEN=False)
     ptx, shared = build(kernels._row_kernel, typed, scalars, constants, row)
     assert "wgmma.mma_async" in ptx

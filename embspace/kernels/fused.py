@@ -66,6 +66,9 @@ def why_not_fused(x: Rows, y: Rows | None, reductions: Sequence[Reduction]) -> s
         return "TRITON_INTERPRET=1 is set: the kernels would run in the (slow) interpreter"
     if x.device.type != "cuda" and not kernels.INTERPRET:
         return f"rows are on {x.device}: the fused kernels need CUDA (or TRITON_INTERPRET=1 set before import)"
+    if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device) < (8, 0):
+        major, minor = torch.cuda.get_device_capability(x.device)
+        return f"compute capability {major}.{minor}: the fused kernels are built for 8.0 (Ampere) and newer"
     for rows in (x,) if y is None else (x, y):
         if rows.dtype not in FUSED_DTYPES:
             return f"{rows.source}: {rows.dtype} tiles have no fused kernel (fp16, bf16 and fp32 do)"
