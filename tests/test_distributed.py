@@ -26,7 +26,7 @@ import torch
 
 import embspace
 from embspace.distributed import exact_estimate, shard_bounds
-from embspace.distributed.plan import block_tiles, ring_steps, visits
+from embspace.distributed.plan import ring_steps, visits
 from embspace.distributed.shards import PickedRows
 from embspace.errors import InputError
 from embspace.metrics.separability import gather_rows
@@ -49,7 +49,7 @@ def test_shards_are_balanced_contiguous_and_cover_every_row(n, world):
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) == n
 
 
-def covered(n: int, world: int, tile: int, symmetric: bool) -> np.ndarray:
+def covered(n: int, world: int, symmetric: bool) -> np.ndarray:
     """How often each pair (i, j) is computed by the ring schedule (pairs i < j only for symmetric problems)."""
     bounds = shard_bounds(n, world)
     count = np.zeros((n, n), dtype=np.int64)
@@ -61,19 +61,39 @@ def covered(n: int, world: int, tile: int, symmetric: bool) -> np.ndarray:
                 block = np.triu(np.ones((r1 - r0, r1 - r0), dtype=np.int64), 1) if symmetric else 1
                 count[r0:r1, r0:r1] += block
                 continue
-            for a, b, c, d in block_tiles(r1 - r0, c1 - c0, tile, visit.parity):
-                count[r0 + a : r0 + b, c0 + c : c0 + d] += 1
+            a, b, c, d = visit.block(r1 - r0, c1 - c0)
+            count[r0 + a : r0 + b, c0 + c : c0 + d] += 1
     return count
 
 
-@pytest.mark.parametrize("n,tile", [(2, 1), (13, 2), (40, 3), (41, 5), (64, 64)])
-@pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 6])
-def test_ring_schedule_computes_every_pair_exactly_once(n, tile, world):
-    sym = covered(n, world, tile, symmetric=True)
+@pytest.mark.parametrize("n", [2, 5, 13, 40, 41, 64])
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 6, 8])
+def test_ring_schedule_computes_every_pair_exactly_once_and_evenly(n, world):
+    sym = covered(n, world, symmetric=True)
     unordered = sym + sym.T  # a pair computed as (j, i) counts for {i, j}
     off = ~np.eye(n, dtype=bool)
     assert (unordered[off] == 1).all() and (np.diag(sym) == 0).all()
-    assert (covered(n, world, tile, symmetric=False) == 1).all()
+    assert (covered(n, world, symmetric=False) == 1).all()
+    work = pairs_per_rank(n, world)
+    if n % (2 * world) == 0:  # equal shards of an even size: exactly the same number of pairs on every rank
+        assert len(set(work)) == 1
+    assert max(work) - min(work) <= n  # otherwise within a row or column of a shard per step
+
+
+def pairs_per_rank(n: int, world: int) -> list[int]:
+    """How many pairs each rank multiplies in a symmetric pass."""
+    bounds = shard_bounds(n, world)
+    work = []
+    for rank, (start, stop) in enumerate(bounds):
+        total = 0
+        for visit in visits(rank, world, True):
+            if visit.own:
+                total += (stop - start) * (stop - start - 1) // 2
+            else:
+                r0, r1, c0, c1 = visit.block(stop - start, bounds[visit.shard][1] - bounds[visit.shard][0])
+                total += (r1 - r0) * (c1 - c0)
+        work.append(total)
+    return work
     assert len(visits(0, world, True)) == ring_steps(world, True) == world // 2 + 1
     assert len(visits(0, world, False)) == world
 
@@ -221,17 +241,17 @@ def test_api_uneven_shards_equal_one_process(world, uneven, tmp_path):
 
 DYING_SCRIPT = """
 import os, sys
-import embspace.distributed.ring as ring
+import embspace.distributed.run as run
 from embspace.cli import main
 
-real = ring.stream_block
+real = run.stream_between
 
-def stream_block(*args, **kwargs):
+def stream_between(*args, **kwargs):
     if os.environ["RANK"] == "1":
         os._exit(1)  # this rank dies in the middle of a ring pass
     return real(*args, **kwargs)
 
-ring.stream_block = stream_block
+run.stream_between = stream_between
 sys.argv = ["embspace", *sys.argv[1:]]
 main()
 """

@@ -6,9 +6,9 @@ owns shard r; in a ring pass the shards travel rank r → r + 1, so at step s ra
 - a *cross* problem (X against Y) needs every ordered shard pair (a, b): K steps, the Y shards travel K − 1 times;
 - a *symmetric* problem (X against itself) needs each unordered pair once: step 0 is the upper triangle of the own
   shard, steps 1 … ⌈K/2⌉ − 1 the pairs (r, r − s), and for even K the step K/2, where ranks r and r + K/2 hold each
-  other's shard, is split between them by tile parity: of the tiles (i, j) of X_r·X_{r+K/2}ᵀ the lower rank takes
-  i + j even, the other rank the tiles with i + j odd (its i is the tile index in its own shard). The X shards
-  travel ⌊K/2⌋ times.
+  other's shard, is split between them along the rows of the lower rank's shard: the lower rank multiplies the first
+  ⌈n/2⌉ of its rows by the whole other shard, the upper rank its whole shard by the remaining rows of the lower one.
+  Every rank does the same work (to a row); the X shards travel ⌊K/2⌋ times.
 """
 
 from __future__ import annotations
@@ -35,19 +35,27 @@ def ring_steps(world: int, symmetric: bool) -> int:
 
 @dataclass(frozen=True)
 class Visit:
-    """Step ``step`` of a ring pass on one rank: the shard it holds and which of its tiles it computes.
+    """Step ``step`` of a ring pass on one rank: the shard it holds and which part of the block it multiplies.
 
-    ``parity`` is None for every tile, else only tiles (i, j) with (i + j) % 2 == parity; ``own`` marks step 0,
-    where the visiting shard is the rank's own (the diagonal block: upper triangle for symmetric problems).
+    ``split`` is None for the whole block, 0 on the lower and 1 on the upper rank of the split step (see the
+    module docstring); ``own`` marks step 0, where the visiting shard is the rank's own (the diagonal block).
     """
 
     step: int
     shard: int
-    parity: int | None
+    split: int | None
 
     @property
     def own(self) -> bool:
         return self.step == 0
+
+    def block(self, n_own: int, n_visiting: int) -> tuple[int, int, int, int]:
+        """Rows [r0, r1) of the own shard and [c0, c1) of the visiting shard that this step multiplies."""
+        if self.split == 0:
+            return 0, -(-n_own // 2), 0, n_visiting
+        if self.split == 1:
+            return 0, n_own, -(-n_visiting // 2), n_visiting
+        return 0, n_own, 0, n_visiting
 
 
 def visits(rank: int, world: int, symmetric: bool) -> list[Visit]:
@@ -60,10 +68,8 @@ def visits(rank: int, world: int, symmetric: bool) -> list[Visit]:
     return out
 
 
-def block_tiles(n_rows: int, n_cols: int, tile: int, parity: int | None = None) -> Iterator[tuple[int, int, int, int]]:
-    """Tiles (r0, r1, c0, c1) of an n_rows × n_cols block of two different shards, filtered by parity."""
-    for i, r0 in enumerate(range(0, n_rows, tile)):
-        for j, c0 in enumerate(range(0, n_cols, tile)):
-            if parity is None or (i + j) % 2 == parity:
-                yield r0, min(r0 + tile, n_rows), c0, min(c0 + tile, n_cols)
-
+def block_tiles(n_rows: int, n_cols: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
+    """Tiles (r0, r1, c0, c1) of an n_rows × n_cols block, row-major."""
+    for r0 in range(0, n_rows, tile):
+        for c0 in range(0, n_cols, tile):
+            yield r0, min(r0 + tile, n_rows), c0, min(c0 + tile, n_cols)

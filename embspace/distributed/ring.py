@@ -1,9 +1,12 @@
 """One ring pass of the pairwise engine: the own shard against itself, then the shards that travel past.
 
-Step 0 is the single-process engine (:func:`~embspace.kernels.pairwise.stream_pairs`) on the rank's own shard;
-the other steps feed the tiles of X_own·Y_visitingᵀ (two different shards, so no tile is diagonal) to the same
-reductions. While a step computes, the next shard is already on its way (as in ring attention); a small
-per-shard state (e.g. the column statistics of retrieval) can travel with it, sent once the step is done.
+Step 0 is the single-process engine (:func:`~embspace.kernels.pairwise.stream_pairs`) on the rank's own shard. The
+other steps multiply two different shards, where no pair is a true pair or a self-pair: reductions that ignore
+positions (sums of exponentials, histograms) get a cross-problem twin that counts every pair of the block, run by
+the same engine (fused kernels where it uses them), and fold it into the original by its merge rule; reductions that
+need positions (rank counts, top-k) are fed tile by tile by :func:`stream_block`. While a step computes, the next
+shard is already on its way (as in ring attention); a small per-shard state (the column statistics of retrieval)
+can travel with it, sent once the step is done.
 """
 
 from __future__ import annotations
@@ -14,23 +17,22 @@ import torch
 
 from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, block_tiles, visits
-from embspace.kernels.pairwise import Reduction, tile_product
+from embspace.kernels.pairwise import ExpSum, Histogram, Reduction, stream_pairs, tile_product
 from embspace.kernels.rows import ResidentRows, Rows
 
 StateShapes = Callable[[int], list[tuple[tuple[int, ...], torch.dtype]]]
 """Shapes and dtypes of the travelling state of a shard of n rows."""
 
 
-def stream_block(x: Rows, y: Rows, reductions: Sequence[Reduction], *, tile: int, parity: int | None = None,
-                 col_offset: int = 0) -> None:
+def stream_block(x: Rows, y: Rows, reductions: Sequence[Reduction], *, tile: int, col_offset: int = 0) -> None:
     """Feed every tile of X̂·Ŷᵀ (two different shards: ``diagonal`` is always False) to the reductions.
 
-    Tiles are chosen by :func:`~embspace.distributed.plan.block_tiles`; ``col_offset`` is added to the column
-    position the reductions see (for reductions laid out over the rows of both shards). The lone-ExpSum fused
-    path is used exactly as :func:`~embspace.kernels.pairwise.stream_pairs` uses it.
+    ``col_offset`` is added to the column position the reductions see (for reductions laid out over the rows of
+    both shards). The lone-ExpSum fused path is used exactly as :func:`~embspace.kernels.pairwise.stream_pairs`
+    uses it.
     """
     fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None
-    for r0, r1, c0, c1 in block_tiles(x.n, y.n, tile, parity):
+    for r0, r1, c0, c1 in block_tiles(x.n, y.n, tile):
         rows, cols = x.block(r0, r1), y.block(c0, c1)
         if fused is not None:
             fused.update_blocks(rows, cols, r0, col_offset + c0, diagonal=False)
@@ -38,6 +40,35 @@ def stream_block(x: Rows, y: Rows, reductions: Sequence[Reduction], *, tile: int
         sim = tile_product(rows, cols)  # (R, C)
         for reduction in reductions:
             reduction.update(sim, r0, col_offset + c0, diagonal=False)
+
+
+def stream_between(x: Rows, y: Rows, reductions: Sequence[ExpSum | Histogram], *, tile: int) -> None:
+    """Every pair of X̂·Ŷᵀ, two different shards, into position-free reductions (through their all-pairs twins)."""
+    twins = [_twin(reduction) for reduction in reductions]
+    stream_pairs(x, y, twins, tile=tile)
+    for reduction, twin in zip(reductions, twins, strict=True):
+        _fold(reduction, twin)
+
+
+def _twin(reduction: Reduction) -> ExpSum | Histogram:
+    """A cross-problem reduction that counts every pair of a block (true pairs included: a block of two different
+    shards has none)."""
+    if isinstance(reduction, ExpSum):
+        return ExpSum(reduction.t, symmetric=False, exclude_diagonal=False)
+    if isinstance(reduction, Histogram):
+        counts = reduction.within if reduction.symmetric else reduction.unmatched
+        return Histogram(reduction.bins, symmetric=False, device=counts.device)
+    raise TypeError(f"{type(reduction).__name__} needs positions; feed it with stream_block")
+
+
+def _fold(reduction: ExpSum | Histogram, twin: ExpSum | Histogram) -> None:
+    """Add a twin's pairs: sums of exponentials merge with their shifts, histogram counts add."""
+    if isinstance(reduction, ExpSum):
+        reduction._add(twin.shift, twin.total)
+    elif reduction.symmetric:
+        reduction.within += twin.matched + twin.unmatched
+    else:
+        reduction.unmatched += twin.matched + twin.unmatched
 
 
 def ring_pass(
@@ -76,3 +107,9 @@ def ring_pass(
         if wait_rows is not None:
             data = wait_rows()[0]
     return state
+
+
+def rows_of(rows: ResidentRows, start: int, stop: int) -> ResidentRows:
+    """Rows [start, stop) of a resident shard, without a copy."""
+    return ResidentRows(rows.source, stop - start, rows.dim, rows.device, rows.dtype, max_rows=rows.max_rows,
+                        data=rows.data[start:stop])

@@ -19,7 +19,7 @@ import torch
 
 from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, ring_steps, shard_bounds
-from embspace.distributed.ring import ring_pass, stream_block
+from embspace.distributed.ring import ring_pass, rows_of, stream_between, stream_block
 from embspace.distributed.shards import PickedRows
 from embspace.embeddings import Embeddings
 from embspace.kernels.budget import Plan
@@ -94,8 +94,9 @@ class ShardedRun(_Run):
         def visit(step: Visit, visiting: Rows, state: list[torch.Tensor]) -> None:
             if step.own:
                 stream_pairs(x, y, reductions, tile=tile)
-            else:
-                stream_block(x, visiting, reductions, tile=tile, parity=step.parity)
+                return
+            r0, r1, c0, c1 = step.block(x.n, visiting.n)
+            stream_between(rows_of(x, r0, r1), rows_of(visiting, c0, c1), reductions, tile=tile)
 
         ring_pass(self.group, x if y is None else y, self.sizes, y is None, visit, what=what)
 
