@@ -113,6 +113,18 @@ def test_sampled_estimates_are_refused_across_ranks():
         exact_estimate("sampled")
 
 
+def test_several_dumps_are_refused_under_torchrun(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["measure", "--sample", "--all-steps", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "run in one process" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 # --- processes --------------------------------------------------------------------------------------------------
 
 def free_port() -> int:

@@ -43,7 +43,11 @@ def validate_shards(group: Group, modalities: dict[str, Embeddings], *, paired: 
         found = {}
         for name, emb in items:
             start, stop = shard_bounds(emb.n, group.world)[group.rank]
-            bad = scan(row_range(emb, start, stop), chunk_rows)
+            try:
+                bad = scan(row_range(emb, start, stop), chunk_rows)
+            except OSError as exc:
+                raise InputError(f"{emb.source} rows {start}:{stop}", f"cannot be read on rank {group.rank}: {exc}"
+                                 ) from None
             found[name] = (bad.nonfinite + start, bad.zero + start)
         return found
 
