@@ -152,6 +152,18 @@ def test_similarities_on_bin_edges_fall_in_numpys_bins():
                                   np.histogram(sim[~off], bins=4, range=(-1, 1))[0])
 
 
+@pytest.mark.parametrize("bins", [1, 7, 200, 256])
+def test_float32_bounds_order_float32_values_as_the_float64_edges_do(bins):
+    edges = np.linspace(-1.0, 1.0, bins + 1)
+    bounds = kernels.float32_bounds(bins)
+    assert bounds.dtype == np.float32 and len(bounds) >= bins + 2 and np.all(np.isposinf(bounds[bins + 1:]))
+    near = edges.astype(np.float32)  # float32 values on, just below and just above every edge
+    values = np.concatenate([near, np.nextafter(near, np.float32(-2)), np.nextafter(near, np.float32(2))])
+    below_edge = values.astype(np.float64)[:, None] < edges[None, :]  # (V, bins + 1)
+    below_bound = values[:, None] < bounds[None, : bins + 1]
+    np.testing.assert_array_equal(below_bound, below_edge)
+
+
 @pytest.mark.parametrize(("n", "m", "d", "k", "config"), [(53, 53, 29, 5, SMALL), (40, 71, 18, 3, WIDE)])
 def test_top_k_equals_float64_sort(n, m, d, k, config):
     rng = np.random.default_rng(n + m)
@@ -351,10 +363,10 @@ COMPILE_CHECK = textwrap.dedent("""
     for dtype, precision, triangle, hist in [("fp16", "ieee", True, False), ("bf16", "ieee", False, True),
                                              ("fp32", "tf32", True, False)]:  # bf16: exp-sum + histograms, shifted
         typed = {"a_ptr": "*" + dtype, "b_ptr": "*" + dtype, "exp_out": "*fp64", "hist_out": "*i64",
-                    "matched_out": "*i64", "edges_ptr": "*fp64", "scale": "fp32", "n_tiles": "i64"}
+                    "matched_out": "*i64", "bounds_ptr": "*fp32", "scale": "fp32", "n_tiles": "i64"}
         constants = dict(TRIANGLE=triangle, EXCLUDE_EQUAL=not triangle, DO_EXP=True, SHIFT=hist,
-                         DO_HIST=hist, BINS=200, BINS_POW2=256, BLOCK_M=pair.block_m, BLOCK_N=pair.block_n,
-                         BLOCK_K=pair.block_k, GROUP=pair.group, PRECISION=precision, EVEN_K=True,
+                         DO_HIST=hist, BINS=200, BINS_POW2=256, BOUNDS_POW2=256, BLOCK_M=pair.block_m,
+                         BLOCK_N=pair.block_n, BLOCK_K=pair.block_k, GROUP=pair.group, PRECISION=precision, EVEN_K=True,
                          WIDEN=False)
         ptx, shared = build(kernels._pair_kernel, typed, scalars, constants, pair)
         assert "wgmma.mma_async" in ptx and "cp.async" in ptx, (dtype, "no tensor-core pipeline")

@@ -8,9 +8,10 @@ Two kernels cover every reduction of :mod:`embspace.kernels.pairwise`:
 
   * the uniformity sum Σ exp(2t(s − 1)) = Σ 2^(c(s − 1)), c = 2t·log₂e, summed per tile in float32 and over tiles
     in float64 (with a running log-shift when 4t > 80, where float32 would underflow);
-  * similarity histograms with ``numpy.histogram``'s bins over [−1, 1] (values within 1e-3 of a bin width from an
-    edge are settled against the float64 edges, exactly as :class:`~embspace.kernels.pairwise.Histogram` does),
-    counted with ``tl.histogram`` into int64 per-program counts; true pairs (global i = j) are counted apart.
+  * similarity histograms with ``numpy.histogram``'s bins over [−1, 1], the same bins as
+    :class:`~embspace.kernels.pairwise.Histogram` gives (each float32 value is compared with the float32 bounds of
+    the float64 edges: :func:`float32_bounds`), counted per tile with ``tl.histogram`` and added to the program's
+    own row of int64 counts; true pairs (global i = j) are counted apart.
 
   Each program writes its partial results to a small buffer (programs × 2 floats, programs × bins counts); the
   host adds them in float64 / int64.
@@ -149,26 +150,25 @@ def _tile_product(a_ptr, b_ptr, rows, cols, n_a, n_b, dim, stride_a, stride_b,
 
 
 @triton.jit
-def _histogram_bins(s, edges_ptr, near_ok, BINS: tl.constexpr):
-    """numpy.histogram's bin of every similarity over [−1, 1] (int32), as pairwise.Histogram._count computes it."""
+def _histogram_bins(s, bounds, BINS: tl.constexpr):
+    """numpy.histogram's bin (int32) of every float32 similarity over [−1, 1], as pairwise.Histogram._count gives it.
+
+    ``bounds`` (in registers) holds, for each of numpy's float64 edges, the smallest float32 not below it (+inf past
+    the last edge), so that for a float32 value c, ``c < edge`` ⇔ ``c < bound`` exactly. The bin first guessed
+    from ⌊(c + 1)·bins/2⌋ (off by at most one near an edge) is settled by the two bounds around it.
+    """
     c = tl.minimum(tl.maximum(s, -1.0), 1.0)
-    position = (c + 1.0) * (BINS * 0.5)
-    floor = tl.floor(position)
-    near = (tl.abs(position - floor - 0.5) > 0.499) & near_ok  # within 1e-3 of a bin width from an edge
-    k = tl.minimum(tl.maximum(floor.to(tl.int32), 0), BINS - 1)
-    wide = c.to(tl.float64)
-    low = tl.load(edges_ptr + k, mask=near, other=-float("inf"))
-    k = k - (wide < low).to(tl.int32)
-    high = tl.load(edges_ptr + k + 1, mask=near, other=float("inf"))
-    k = k + (wide >= high).to(tl.int32)
+    k = tl.minimum(tl.maximum(tl.floor((c + 1.0) * (BINS * 0.5)).to(tl.int32), 0), BINS - 1)
+    k = k - (c < tl.gather(bounds, k, 0)).to(tl.int32)
+    k = k + (c >= tl.gather(bounds, k + 1, 0)).to(tl.int32)
     return tl.minimum(tl.maximum(k, 0), BINS - 1)
 
 
 @triton.jit
 def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_tiles,
-                 exp_out, hist_out, matched_out, edges_ptr, scale,
+                 exp_out, hist_out, matched_out, bounds_ptr, scale,
                  TRIANGLE: tl.constexpr, EXCLUDE_EQUAL: tl.constexpr, DO_EXP: tl.constexpr, SHIFT: tl.constexpr,
-                 DO_HIST: tl.constexpr, BINS: tl.constexpr, BINS_POW2: tl.constexpr,
+                 DO_HIST: tl.constexpr, BINS: tl.constexpr, BINS_POW2: tl.constexpr, BOUNDS_POW2: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: tl.constexpr,
                  PRECISION: tl.constexpr, EVEN_K: tl.constexpr, WIDEN: tl.constexpr):
     """Persistent program: its share of the tiles of A·Bᵀ folded into an exp-sum and histograms.
@@ -185,6 +185,8 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
     if SHIFT:
         shift = shift - float("inf")
     bins = tl.arange(0, BINS_POW2)
+    if DO_HIST:
+        bounds = tl.load(bounds_ptr + tl.arange(0, BOUNDS_POW2))  # (BOUNDS_POW2,) float32 bin edges
     n_mine = tl.cdiv(n_tiles - pid, programs)
     for step in range(0, n_mine):
         p = tl.cast(pid, tl.int64) + tl.cast(step, tl.int64) * programs
@@ -217,7 +219,7 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
             else:  # most tiles: inside the matrix and off the diagonal, nothing to mask
                 total += tl.sum(tl.sum(tl.exp2(z), axis=1), axis=0).to(tl.float64)
         if DO_HIST:  # each program adds its tiles' counts to its own row of the output (atomics: no contention)
-            k = tl.reshape(_histogram_bins(s, edges_ptr, valid, BINS), (BLOCK_M * BLOCK_N,))
+            k = _histogram_bins(tl.reshape(s, (BLOCK_M * BLOCK_N,)), bounds, BINS)
             if TRIANGLE:
                 tile_counts = tl.histogram(k, BINS_POW2, mask=tl.reshape(valid, (BLOCK_M * BLOCK_N,)))
                 tl.atomic_add(hist_out + pid * BINS_POW2 + bins, tile_counts.to(tl.int64), mask=tile_counts > 0)
@@ -395,13 +397,13 @@ def pair_reduce(
     exp_out = torch.zeros((programs, 2), dtype=torch.float64, device=a.device)  # (P, [shift, total])
     hist_out = torch.zeros((programs, bins_pow2), dtype=torch.int64, device=a.device)  # (P, bins_pow2)
     matched_out = torch.zeros_like(hist_out)
-    edges = np.append(np.linspace(-1.0, 1.0, (bins or 1) + 1), np.inf)  # (bins + 2,) as Histogram._bounds
+    bounds = float32_bounds(bins or 1)
     shift = t is not None and 4 * t > UNDERFLOW_SAFE_EXPONENT
     _pair_kernel[(programs,)](
         a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal, tiles,
-        exp_out, hist_out, matched_out, torch.from_numpy(edges).to(a.device), 2 * (t or 0.0) * LOG2E,
+        exp_out, hist_out, matched_out, torch.from_numpy(bounds).to(a.device), 2 * (t or 0.0) * LOG2E,
         TRIANGLE=triangle, EXCLUDE_EQUAL=exclude_equal, DO_EXP=t is not None, SHIFT=shift,
-        DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2,
+        DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2, BOUNDS_POW2=len(bounds),
         BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP=config.group,
         PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
         num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
@@ -413,6 +415,21 @@ def pair_reduce(
         if not triangle:
             result.matched = matched_out.sum(0)[:bins]
     return result
+
+
+def float32_bounds(bins: int) -> np.ndarray:
+    """For numpy.histogram's edges over [−1, 1], the smallest float32 ≥ each edge, +inf after the last.
+
+    A float32 similarity lies below an edge exactly when it lies below that bound, so the kernel bins float32
+    values as numpy bins them against the float64 edges, without float64 arithmetic. Length: a power of two.
+    """
+    edges = np.linspace(-1.0, 1.0, bins + 1)  # numpy.histogram's edges, float64
+    bounds = edges.astype(np.float32)
+    below = bounds.astype(np.float64) < edges
+    bounds[below] = np.nextafter(bounds[below], np.float32(np.inf))
+    table = np.full(triton.next_power_of_2(bins + 2), np.inf, dtype=np.float32)  # (≥ bins + 2,)
+    table[: bins + 1] = bounds
+    return table
 
 
 def _merge_exp(partials: torch.Tensor) -> tuple[float, float]:
