@@ -20,12 +20,16 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
 from embspace.errors import InputError
 from embspace.kernels.pairwise import ExpSum, Histogram, RankCount, Reduction, TopK, _keep_best, count_tiles
 from embspace.kernels.rows import ResidentRows, Rows
+
+if TYPE_CHECKING:
+    from embspace.kernels.triton import RowResult
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "EMBSPACE_BACKEND"
@@ -177,7 +181,8 @@ def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction],
         rank.cols[c0:c1] += result.rank_cols.to(rank.cols.device)
 
 
-def _merge_top(values: torch.Tensor, index: torch.Tensor, found, part: slice, offset: int, dim: int) -> None:
+def _merge_top(values: torch.Tensor, index: torch.Tensor, found: RowResult, part: slice, offset: int,
+               dim: int) -> None:
     """Merge a launch's (n, k) candidates into a TopK's running best along ``dim`` (1: rows, 0: columns)."""
     cand_values, cand_index = found.top_values, found.top_index  # (n, k)
     cand_index = torch.where(cand_index >= 0, cand_index + offset, -1)

@@ -480,14 +480,17 @@ def row_reduce(
     index = torch.empty((n_a, max(k, 1)), dtype=torch.int32, device=device)  # (N, k)
     d_rows = _matched(matched_rows, n_a, device)
     d_cols = _matched(matched_cols, n_b, device)
-    _row_kernel[(-(-n_a // config.block_m),)](
-        a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal,
-        d_rows, d_cols, rank_rows, rank_cols, values, index,
-        K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
-        COLUMN_RANKS=matched_cols is not None,
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
-        num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
+    if n_a == 0:
+        values, index = values[:0, :k], index[:0, :k]
+    else:
+        _row_kernel[(-(-n_a // config.block_m),)](
+            a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal,
+            d_rows, d_cols, rank_rows, rank_cols, values, index,
+            K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
+            COLUMN_RANKS=matched_cols is not None,
+            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+            PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
+            num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
     if k > 0:
         result.top_values, result.top_index = values, index.long()
     if matched_rows is not None:
