@@ -1,12 +1,14 @@
 """The sharded engine on the CPU: one process against K gloo ranks on the same data and the same cores.
 
-    python benchmarks/distributed_cpu.py [--n 12000] [--dim 256] [--ranks 1,2] [--out benchmarks/results]
+    python benchmarks/distributed_cpu.py [--n 12000] [--dim 256] [--ranks 1,2] [--threads 0] [--out benchmarks/results]
 
 Each configuration runs in fresh processes (K ranks started with torchrun's environment, ``OMP_NUM_THREADS`` =
-cores / K, so every configuration uses the same cores) on cone-shaped paired float32 data (seeded). The time is that
+``--threads``, or cores / K with 0 so that every configuration uses the same cores) on cone-shaped paired float32
+data (seeded). The time is that
 of each family inside ``embspace.measure`` (``report.timings``, rank 0), process start-up excluded; the values are
-checked against the single-process report. On one machine K ranks cannot be faster than one process with K threads:
-the figures measure what the ring costs (messages, merges, smaller matrix products), not a speed-up.
+checked against the single-process report. On one machine K ranks do the same arithmetic as one process with K
+threads: the figures show what the ring costs (messages, merges, smaller matrix products) or saves (no threads waiting
+on each other), not the speed-up of K machines. ``--threads 1`` gives each rank one thread: K ranks against 1.
 Writes ``distributed_cpu.json`` and ``distributed_cpu.md``.
 """
 
@@ -55,9 +57,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(ranks: int, files: list[str], cores: int, root: Path) -> dict:
+def run(ranks: int, files: list[str], threads: int, root: Path) -> dict:
     result = root / f"ranks{ranks}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // ranks))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("WORLD_SIZE", None)
     port = str(free_port())
     procs = []
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=12_000)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--threads", type=int, default=0, help="threads per rank (0: cores / ranks)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     import numpy as np
@@ -91,7 +94,9 @@ def main() -> None:
         files = [str(root / "x.npy"), str(root / "y.npy")]
         np.save(files[0], x)
         np.save(files[1], y)
-        runs = {k: run(k, files, cores, root) for k in (int(v) for v in args.ranks.split(","))}
+        ranks = [int(v) for v in args.ranks.split(",")]
+        threads = {k: args.threads or max(1, cores // k) for k in ranks}
+        runs = {k: run(k, files, threads[k], root) for k in ranks}
     base = flatten(runs[min(runs)]["metrics"])
     for found in runs.values():
         got = flatten(found["metrics"])
@@ -99,10 +104,11 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
     record = {"n": args.n, "dim": args.dim, "metrics": METRICS, "precision": "fp32", "machine": machine,
               "torch": torch.__version__, "load_average": os.getloadavg(),
-              "results": {str(k): {"wall": v["wall"], "timings": v["timings"],
+              "results": {str(k): {"threads": threads[k], "wall": v["wall"], "timings": v["timings"],
                                    "max_abs_difference": v["max_abs_difference"]} for k, v in runs.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "distributed_cpu.json").write_text(json.dumps(record, indent=2) + "\n")
+    suffix = f"_threads{args.threads}" if args.threads else ""
+    (args.out / f"distributed_cpu{suffix}.json").write_text(json.dumps(record, indent=2) + "\n")
     families = list(next(iter(runs.values()))["timings"])
     lines = [f"# Sharded measure on the CPU, N = {args.n:,} pairs, D = {args.dim}, fp32 tiles, metrics {METRICS}", "",
              f"Machine: {record['machine']}; torch {record['torch']}; load average at the end "
@@ -110,9 +116,9 @@ def main() -> None:
              "| ranks | threads per rank | " + " | ".join(families) + " | measure (s) | max abs. diff. vs 1 rank |",
              "| --- | --- | " + " | ".join("---" for _ in families) + " | --- | --- |"]
     for k, v in runs.items():
-        lines.append(f"| {k} | {max(1, cores // k)} | " + " | ".join(f"{v['timings'].get(f, 0):.2f}" for f in families)
+        lines.append(f"| {k} | {threads[k]} | " + " | ".join(f"{v['timings'].get(f, 0):.2f}" for f in families)
                      + f" | {v['wall']:.2f} | {v['max_abs_difference']:.1e} |")
-    (args.out / "distributed_cpu.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"distributed_cpu{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

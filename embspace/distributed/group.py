@@ -127,7 +127,8 @@ class Group:
         """
         after, before = (self.rank + 1) % self.world, (self.rank - 1) % self.world
         outgoing = [t.to(self.comm_device).contiguous() for t in send]
-        incoming = [torch.empty(t.shape, dtype=t.dtype, device=self.comm_device) for t in receive]
+        incoming = [t if t.device == self.comm_device and t.is_contiguous()  # received in place when it can be
+                    else torch.empty(t.shape, dtype=t.dtype, device=self.comm_device) for t in receive]
         ops = [dist.P2POp(dist.isend, t, after, tag=tag) for t in outgoing]
         ops += [dist.P2POp(dist.irecv, t, before, tag=tag) for t in incoming]
         works = self._call(what, lambda: dist.batch_isend_irecv(ops))

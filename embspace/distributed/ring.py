@@ -97,7 +97,8 @@ def ring_pass(
         if following is not None:
             incoming = torch.empty((sizes[following.shard], own.dim), dtype=data.dtype, device=data.device)
             wait_rows = group.ring_exchange([data], [incoming], f"{what}: sending shard {step.shard}", tag=0)
-        visiting = ResidentRows(own.source, len(data), own.dim, own.device, own.dtype, max_rows=own.max_rows, data=data)
+        visiting = ResidentRows(own.source, len(data), own.dim, own.device, own.dtype, max_rows=own.max_rows,
+                                data=data)  # (n_b, D)
         visit(step, visiting, state)
         if following is not None and state:
             shapes = state_shapes(sizes[following.shard])
