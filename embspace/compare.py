@@ -421,16 +421,15 @@ def _unit_pair(data: Mapping[str, Any] | Sequence[Any], names: tuple[str, str] |
         items = list(zip(names or ("image", "text"), data, strict=False))
     if len(items) != 2 or (not isinstance(data, Mapping) and len(data) != 2):
         raise InputError(where, "needs exactly two paired modalities")
-    tensors = []
-    for name, value in items:
-        emb = value if isinstance(value, Embeddings) else Embeddings.from_array(value, f"{where}:{name}")
-        tensors.append(emb.to_tensor(torch.float32))
-    x, y = tensors
-    if x.shape != y.shape:
-        raise InputError(where, f"the two modalities must be paired and share a dimension, got {tuple(x.shape)} "
-                                f"and {tuple(y.shape)}")
-    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-        raise InputError(where, "contains NaN or Inf")
+    from embspace.io.validate import validate
+
+    embeddings = {name: value if isinstance(value, Embeddings) else Embeddings.from_array(value, f"{where}:{name}")
+                  for name, value in items}
+    # the same checks as measure: paired rows, one dimension, no NaN / Inf and no zero rows (named by file and row)
+    checked = validate(embeddings, paired=True, same_dim=True)
+    x, y = (emb.to_tensor(torch.float32) for emb in checked.values())
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):  # finite float64 beyond float32's range
+        raise InputError(where, "holds values beyond the float32 range (the bootstrap computes in float32)")
     unit = torch.nn.functional.normalize
     return unit(x, dim=1), unit(y, dim=1), names or (items[0][0], items[1][0])
 
