@@ -159,11 +159,12 @@ def training_free(model: TwoTower, data: Dataset, seed: int) -> dict[str, dict]:
     return {"shift": evaluate(sx, sy, data, seed, sp), "centring": evaluate(cx, cy, data, seed, cp)}
 
 
-def run_dataset(data: Dataset, seeds: list[int], log) -> dict:
+def run_dataset(data: Dataset, seeds: list[int], log, init_logit_scale: float = FitConfig.init_logit_scale) -> dict:
     per_seed: dict[str, list[dict]] = {m: [] for m in METHODS}
     for seed in seeds:
         for loss in LOSSES:
-            config = FitConfig(loss=loss, epochs=data.epochs, seed=seed, adapter=data.adapter, eval_metrics="gap")
+            config = FitConfig(loss=loss, epochs=data.epochs, seed=seed, adapter=data.adapter, eval_metrics="gap",
+                               init_logit_scale=init_logit_scale)
             start = time.perf_counter()
             result = fit(data.train, data.test, config=config, progress=False, resamples=100)
             seconds = time.perf_counter() - start
@@ -182,6 +183,7 @@ def run_dataset(data: Dataset, seeds: list[int], log) -> dict:
                     per_seed[name].append({"seed": seed, **values})
     return {"description": data.description, "n_train": data.train.n, "n_test": data.test.n,
             "dims": list(data.train.dims), "adapter": data.adapter, "epochs": data.epochs,
+            "init_logit_scale": init_logit_scale,
             "steps": data.epochs * max(1, data.train.n // FitConfig().batch_size), **class_info(data),
             "methods": {m: summarise(per_seed[m]) for m in METHODS}}
 
@@ -208,7 +210,7 @@ def cli_timing(losses: tuple[str, ...]) -> dict[str, float]:
     times = {}
     for loss in losses:
         with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, "-m", "embspace", "finetune", "--sample", "--loss", loss,
+            command = [sys.executable, "-m", "embspace.cli", "finetune", "--sample", "--loss", loss,
                        "--out", str(Path(tmp) / "run"), "--quiet"]
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -246,7 +248,8 @@ def markdown(results: dict) -> str:
              "`train s` is the wall time of one `fit` (training and the per-epoch gap).", ""]
     for name, data in results["datasets"].items():
         lines += [f"## {name}", "", f"{data['description']}; {data['n_train']} train / {data['n_test']} held-out "
-                  f"pairs; {data['epochs']} epochs ({data['steps']} optimiser steps) per trained method; seeds "
+                  f"pairs; {data['epochs']} epochs ({data['steps']} optimiser steps) per trained method; logit scale "
+                  f"1/τ from {data.get('init_logit_scale', 1 / 0.07):.3g} (learned, clamped at 100); seeds "
                   f"{data['seeds']}.", "", f"Machine: {data['machine']}; {data['date']}; wall time "
                   f"{data['wall_s'] / 60:.1f} min.  ", f"Command: `{data['command']}`", ""]
         if "zero_shot_rows" in data:
@@ -286,6 +289,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the projection-head datasets")
     parser.add_argument("--adapter-epochs", type=int, default=100, help="epochs of the adapters on mind-the-gap")
+    parser.add_argument("--init-logit-scale", type=float, default=FitConfig.init_logit_scale,
+                        help="1/τ at the start of training (CLIP: 1/0.07; 100 = Liang et al.'s low temperature and "
+                             "the scale pretrained CLIP ends at); a non-default value is part of the dataset's name")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (others share the machine)")
     parser.add_argument("--cli-timing", action="store_true", help="also time `embspace finetune --sample` per loss")
     parser.add_argument("--out", type=Path, default=RESULTS / "finetune_methods")
@@ -324,8 +330,10 @@ def main() -> None:
             log(f"{name}: not available, skipped")
             continue
         began = time.perf_counter()
-        summary = run_dataset(loaders[name](), args.seeds, log)
-        results["datasets"][name] = {**summary, "seeds": args.seeds, "command": command, "machine": machine(),
+        summary = run_dataset(loaders[name](), args.seeds, log, args.init_logit_scale)
+        key = name if args.init_logit_scale == FitConfig.init_logit_scale else \
+            f"{name}, 1/τ₀ = {args.init_logit_scale:g}"
+        results["datasets"][key] = {**summary, "seeds": args.seeds, "command": command, "machine": machine(),
                                      "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                      "wall_s": round(time.perf_counter() - began, 1)}
         write(results, args.out)
