@@ -204,14 +204,22 @@ def test_cli_sample_across_ranks_equals_one_process(world, tmp_path):
 
 
 API_SCRIPT = """
-import json, sys
+import json, os
 import numpy as np
 import embspace
 from embspace.distributed import is_main
 
 x, y = np.load("x.npy"), np.load("y.npy")
 options = {"tile": 8, "precision": "fp64", "drop_invalid": True, "hubness_k": 5}
-paired = embspace.measure(image=x, text=y, **options)
+stored, reads = embspace.Embeddings.from_array(x, "<image: ndarray>"), []
+
+def read(start, stop):  # the rows of x this rank reads
+    reads.append((start, stop))
+    return stored.read(start, stop)
+
+logged = embspace.Embeddings(stored.source, stored.n, stored.dim, stored.dtype, read)
+paired = embspace.measure(image=logged, text=y, **options)
+json.dump(reads, open(f"reads{os.environ['RANK']}.json", "w"))
 single = embspace.measure(image=x, **options)
 tiny = embspace.measure(image=x[:2], text=y[:2], **options)  # 2 rows: with 3 ranks one shard is empty
 if is_main():
@@ -249,6 +257,14 @@ def test_api_uneven_shards_equal_one_process(world, uneven, tmp_path):
     assert_same_report(reports["single"], embspace.measure(image=x, **options).to_dict(), world, 1e-10, 1e-10)
     tiny = embspace.measure(image=x[:2], text=y[:2], **options).to_dict()
     assert_same_report(reports["tiny"], tiny, world, 1e-10, 1e-10)
+    # Ranks other than 0 (which hashes every row for the report) read only their own rows: the shard they validate,
+    # then the span of their shard of the rows kept after dropping rows 40 and 90.
+    keep = np.setdiff1d(np.arange(103), [40, 90])
+    for rank in range(1, world):
+        lo, hi = shard_bounds(101, world)[rank]
+        allowed = [shard_bounds(103, world)[rank], (int(keep[lo]), int(keep[hi - 1]) + 1)]
+        reads = json.loads((tmp_path / f"reads{rank}.json").read_text())
+        assert reads and all(any(a <= start and stop <= b for a, b in allowed) for start, stop in reads if stop > start)
 
 
 DYING_SCRIPT = """
