@@ -167,6 +167,19 @@ def timed(run, repeats: int, device) -> dict[str, object]:
     return {"value": value, "seconds": times[0], "median_seconds": times[len(times) // 2], "first_call_seconds": first}
 
 
+def set_configs(pair: str | None, row: str | None) -> dict[str, list[int]]:
+    """Override the fused kernels' tile configurations (``block_m,block_n,block_k,group,num_warps,num_stages``);
+    returns those in effect (the interpreter of ``--smoke`` keeps its own small tiles)."""
+    from embspace.kernels import triton as kernels
+
+    if pair:
+        kernels.PAIR_CONFIG = kernels.Config(*map(int, pair.split(",")))
+    if row:
+        kernels.ROW_CONFIG = kernels.Config(*map(int, row.split(",")))
+    fields = ("block_m", "block_n", "block_k", "group", "num_warps", "num_stages")
+    return {kind: [getattr(kernels.default_config(kind), f) for f in fields] for kind in ("pair", "row")}
+
+
 def run_child(method: str, n: int, dim: int, repeats: int, subset: int, exact_max_n: int, smoke: bool) -> dict:
     """One method at one N, in this process: time it, then measure its error against float64."""
     import torch
@@ -226,6 +239,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="largest N for recall and hubness on the torch path")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per method and N")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--pair-config", metavar="M,N,K,G,W,S", help="pair kernel tiles: block_m,block_n,block_k,"
+                        "group,num_warps,num_stages (default: embspace.kernels.triton.PAIR_CONFIG)")
+    parser.add_argument("--row-config", metavar="M,N,K,G,W,S", help="row kernel tiles, likewise (ROW_CONFIG)")
     parser.add_argument("--smoke", action="store_true", help="CPU + Triton interpreter, tiny N: checks the script")
     parser.add_argument("--child", metavar="METHOD", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -245,9 +261,10 @@ def skipped(method: str, n: int, args: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        n = args.n[0]
-        print(json.dumps(run_child(args.child, n, args.dim, args.repeats, args.subset, args.exact_max_n,
-                                   args.smoke)))
+        configs = set_configs(args.pair_config, args.row_config) if args.child.startswith(("fused", "retrieval")) \
+            else None
+        result = run_child(args.child, args.n[0], args.dim, args.repeats, args.subset, args.exact_max_n, args.smoke)
+        print(json.dumps({**result, "configs": configs}))
         return 0
     import torch
 
@@ -268,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, __file__, "--child", method, "--n", str(n), "--dim", str(args.dim),
                        "--repeats", str(args.repeats), "--subset", str(args.subset), "--exact-max-n",
                        str(args.exact_max_n), "--out", str(args.out)] + (["--smoke"] if args.smoke else [])
+            for flag, value in (("--pair-config", args.pair_config), ("--row-config", args.row_config)):
+                command += [flag, value] if value else []
             try:
                 child = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
             except subprocess.TimeoutExpired:
@@ -317,8 +336,12 @@ def markdown(summary: dict) -> str:
             rows = "" if r.get("error_rows") is None else f"{r['error_rows']:,}"
             lines.append(f"| {int(n):,} | {method} | {r['seconds']:.3f} | {r['median_seconds']:.3f} | "
                          f"{r['first_call_seconds']:.1f} | {error} | {rows} |")
+    configs = next((r["configs"] for methods in summary["results"].values() for r in methods.values()
+                    if r.get("configs")), None)
     lines += ["", "Uniformity error is |U − U_float64|; retrieval error is the largest difference over recall@1,5,10 "
-              "and hubness, both ways. `gemm-fp16` computes no reduction: it is the time of the products alone.", ""]
+              "and hubness, both ways. `gemm-fp16` computes no reduction: it is the time of the products alone.",
+              "" if configs is None else f"Fused tile configurations (block_m, block_n, block_k, group, warps, "
+              f"stages): pair {configs['pair']}, row {configs['row']}.", ""]
     return "\n".join(lines)
 
 

@@ -68,7 +68,7 @@ class Config:
 
 
 PAIR_CONFIG = Config()  # 128×128 fp32 tile, 2 programs per SM (96 KiB of shared memory each at 3 stages)
-ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=3)
+ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)  # 255 registers: 2 per SM
 INTERPRET_CONFIG = Config(block_m=32, block_n=32, block_k=32, group=2, num_warps=1, num_stages=1)
 INTERPRET_PROGRAMS = 3  # a few persistent programs, so that each one loops over several tiles
 
