@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from embspace.errors import InputError
+from embspace.kernels.budget import OOM_ERRORS
 from embspace.kernels.rows import resolve_device
 
 TIMEOUT_ENV = "EMBSPACE_DIST_TIMEOUT"  # seconds any rank waits for the others (default DEFAULT_TIMEOUT_S)
@@ -71,8 +72,8 @@ class Group:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (RuntimeError, dist.DistError) as exc:
-            if isinstance(exc, DistributedError) or _is_out_of_memory(exc):
+        except RuntimeError as exc:  # torch.distributed's errors (DistError and kin) are RuntimeErrors
+            if isinstance(exc, (DistributedError, *OOM_ERRORS)):
                 raise
             _FAILED.append(self.rank)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -155,7 +156,7 @@ class Group:
             failure = (exc.where, exc.problem)
         except OSError as exc:
             failure = (what, f"cannot be read on rank {self.rank}: {exc}")
-        except (MemoryError, torch.OutOfMemoryError):
+        except OOM_ERRORS:
             failure = (what, f"the shard does not fit in memory on rank {self.rank}; use more ranks or a narrower "
                              "--precision")
         for found in self.all_gather_objects(failure, f"checking {what}"):
@@ -165,10 +166,6 @@ class Group:
 
     def describe(self) -> dict[str, Any]:
         return {"world_size": self.world, "backend": self.backend, "timeout_s": self.timeout}
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError)
 
 
 def join(device: str | torch.device = "auto") -> Group | None:
@@ -196,7 +193,7 @@ def join(device: str | torch.device = "auto") -> Group | None:
             raise InputError(BACKEND_ENV, f"unknown backend {backend!r}; choose gloo or nccl")
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
-        except (RuntimeError, ValueError, dist.DistError) as exc:
+        except (RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DistributedError(f"cannot join the process group of {world} ranks: {first}") from None
         atexit.register(shutdown)  # a group left to interpreter teardown can abort the process (gloo threads)
