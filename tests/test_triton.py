@@ -12,6 +12,7 @@ Triton (no other test module does), and leaves it set; only explicit ``backend="
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def _import_kernels():
 
 
 kernels = _import_kernels()
+import triton  # noqa: E402  (after the interpreter was chosen)
+import triton.language as tl  # noqa: E402
+
 if kernels.INTERPRET:
     DEVICE = torch.device("cpu")
 elif torch.cuda.is_available():
@@ -226,6 +230,59 @@ def test_bad_arguments_are_refused():
         kernels.row_reduce(a, a, k=kernels.MAX_TOPK + 1)
     with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
         kernels.pair_reduce(a.double(), a.double(), t=T)
+
+
+@triton.jit
+def _positions(rows_out, cols_out, start, count, n_row_blocks, n_col_blocks, TRIANGLE: tl.constexpr,
+               GROUP: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    p = start + tl.minimum(i, count - 1).to(tl.int64)  # lanes past the end repeat the last tile
+    row_block, col_block = kernels._tile_position(p, n_row_blocks, n_col_blocks, TRIANGLE, GROUP)
+    tl.store(rows_out + i, row_block, mask=i < count)
+    tl.store(cols_out + i, col_block, mask=i < count)
+
+
+def tile_positions(start: int, count: int, n_row_blocks: int, n_col_blocks: int, triangle: bool, group: int):
+    rows, cols = (torch.full((count,), -1, dtype=torch.int64, device=DEVICE) for _ in range(2))
+    _positions[(1,)](rows, cols, start, count, n_row_blocks, n_col_blocks, TRIANGLE=triangle, GROUP=group,
+                     BLOCK=triton.next_power_of_2(count))
+    return rows.cpu().numpy(), cols.cpu().numpy()
+
+
+@pytest.mark.parametrize(("blocks", "group"), [(1, 8), (37, 8), (20, 3), (9, 1)])
+def test_triangle_schedule_visits_every_upper_tile_once(blocks, group):
+    tiles = blocks * (blocks + 1) // 2
+    rows, cols = tile_positions(0, tiles, blocks, blocks, True, group)
+    found = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert found == [(r, c) for r in range(blocks) for c in range(r, blocks)]
+    assert np.all(cols[1:] // group >= cols[:-1] // group)  # column groups are taken in order
+
+
+@pytest.mark.parametrize(("row_blocks", "col_blocks", "group"), [(13, 29, 8), (5, 3, 8), (7, 7, 2)])
+def test_rectangle_schedule_visits_every_tile_once(row_blocks, col_blocks, group):
+    rows, cols = tile_positions(0, row_blocks * col_blocks, row_blocks, col_blocks, False, group)
+    found = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert found == [(r, c) for r in range(row_blocks) for c in range(col_blocks)]
+
+
+def test_triangle_schedule_at_a_billion_tiles():
+    """N = 10⁷ rows in 128-row blocks: tile indices beyond 2³¹; the float64 square root is corrected exactly."""
+    blocks, group = 78_125, 8
+    tiles = blocks * (blocks + 1) // 2  # 3,051,796,875
+    for start in (2**31 - 100, tiles // 2 + 12_345, tiles - 512):
+        rows, cols = tile_positions(start, 512, blocks, blocks, True, group)
+        for p, r, c in zip(range(start, start + 512), rows.tolist(), cols.tolist(), strict=True):
+            m = (math.isqrt(8 * p + 1) - 1) // 2  # column of tile p in column-major order
+            first = m // group * group
+            width = min(group, blocks - first)
+            q = p - first * (first + 1) // 2
+            if q < first * width:
+                assert (r, c) == (q // width, first + q % width)
+            else:
+                q2 = q - first * width
+                local = (math.isqrt(8 * q2 + 1) - 1) // 2
+                assert (r, c) == (first + q2 - local * (local + 1) // 2, first + local)
+            assert 0 <= r <= c < blocks
 
 
 # --- the engine: stream_pairs through the fused kernels merges into the same reductions --------------------------
