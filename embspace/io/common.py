@@ -88,9 +88,27 @@ def translated(source: str, doing: str = "cannot read") -> Iterator[None]:
     except PermissionError:
         raise InputError(source, "permission denied (the file is not readable)") from None
     except LIBRARY_ERRORS as exc:
-        if is_out_of_memory(exc):  # not a damaged file: say so, as the MemoryError it is
-            raise MemoryError(f"{source}: {one_line(exc)}") from None
+        if is_out_of_memory(exc):
+            asked = requested_bytes(exc)
+            if asked is not None and asked > physical_memory():  # a size no machine here has: a lying header
+                raise InputError(source, f"{doing} (corrupt or truncated?): it asks for {asked:,} bytes, more than "
+                                         "this machine's memory") from None
+            raise MemoryError(f"{source}: {one_line(exc)}") from None  # not a damaged file: memory ran out
         raise InputError(source, f"{doing} (corrupt or truncated?): {one_line(exc)}") from None
+
+
+def requested_bytes(exc: BaseException) -> int | None:
+    """The size of the allocation that failed, where the message says it (Arrow's malloc, torch's allocator)."""
+    found = re.search(r"(?:malloc of size|tried to allocate) (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (a very large number where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
