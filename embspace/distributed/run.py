@@ -4,7 +4,7 @@ Every rank computes the statistics of its shard with the same functions as one p
 by their own rules: moment sums, Gram matrices, histogram and rank counts add (float64 / int64 all-reduce);
 sums of exponentials merge with their log-shifts (:meth:`ExpSum._add`); top-k candidates merge with the engine's
 ``_keep_best``. Pairwise families run one ring pass per problem (:mod:`embspace.distributed.ring`). Every rank
-returns the same :class:`~embspace.report.Report`.
+returns the same :class:`~embspace.report.Report`, but for the inputs' content hashes, which rank 0 alone computes.
 """
 
 from __future__ import annotations
