@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,20 @@ import torch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
+from embspace.kernels.budget import Plan, parse_size, plan, retry_on_oom
 from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE, ExpSum, Histogram, count_tiles, stream_pairs
 from embspace.kernels.rows import (
     Rows,
+    StreamedRows,
     as_embeddings,
+    available_memory,
     matmul_precision,
+    precision_name,
     prepare_rows,
     resolve_device,
     resolve_precision,
 )
-from embspace.metrics import centroid, retrieval, separability, spectrum, uniformity
+from embspace.metrics import centroid, retrieval, sampled, separability, spectrum, uniformity
 from embspace.metrics.conventions import convention
 from embspace.report import Report, flatten
 
@@ -48,6 +53,12 @@ ALIASES = {
 HISTOGRAM_CONVENTION = ("counts of the cosine similarity x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and "
                         "half-open bins): matched = true pairs i = j, unmatched = cross-modal pairs i ≠ j, "
                         "within = pairs i < j of each modality; exact")
+
+ESTIMATES = ("auto", "exact", "sampled")
+SAMPLE_ABOVE = 200_000  # rows per modality above which estimate="auto" samples the N² families
+PAIRS = 1_000_000  # sampled pairs per uniformity variant and similarity histogram
+QUERIES = 10_000  # sampled queries per recall direction
+SAMPLED_FAMILIES = ("uniformity", "histograms", "retrieval")  # hubness is never sampled (see metrics/sampled.py)
 
 Data = Embeddings | np.ndarray | torch.Tensor
 
@@ -76,7 +87,7 @@ def measure(
     t: float = 2.0,
     alpha: float = 2.0,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     normalize: bool = True,
     drop_invalid: bool = False,
     recall_ks: tuple[int, ...] = retrieval.RECALL_KS,
@@ -85,7 +96,11 @@ def measure(
     histogram_bins: int = DEFAULT_BINS,
     seed: int = 0,
     tile: int = DEFAULT_TILE,
-    memory: int | None = None,
+    memory: int | str | None = None,
+    estimate: str = "auto",
+    sample_above: int = SAMPLE_ABOVE,
+    pairs: int = PAIRS,
+    queries: int = QUERIES,
     progress: bool = False,
     **named: Data,
 ) -> Report:
@@ -98,16 +113,26 @@ def measure(
             single-modality families only (cone, uniformity, spectrum).
         t: uniformity temperature. alpha: alignment exponent.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-        precision: tile precision, ``fp64`` / ``fp32`` / ``tf32`` / ``bf16`` / ``fp16``; sums are float64 always.
+        precision: tile precision, ``auto`` (``fp16`` tiles with fp32 accumulation on CUDA, ``fp32`` on the CPU,
+            where half matrix products are slow) / ``fp64`` / ``fp32`` / ``tf32`` / ``bf16`` / ``fp16``; sums are
+            float64 always. The report records the resolved name.
         normalize: L2-normalise rows (every metric is defined on unit rows); ``False`` refuses rows whose norm is
             not 1 (within 1e-3) instead.
         drop_invalid: drop rows with NaN/Inf or zero norm (pair-consistently) instead of refusing them.
         recall_ks, hubness_k, alpha_req_range, seed: metric settings (see each metric's docstring).
         histogram_bins: bins over [−1, 1] of the similarity histograms (the ``histograms`` family, stored in
             ``report.histograms``: matched, unmatched and within-modality pairs).
-        tile: rows per tile of the pairwise engine. memory: bytes the resident rows may take (default: free memory).
+        tile: rows per tile of the pairwise engine (at most; halved until tiles fit the memory budget).
+        memory: the memory budget in bytes, or a size such as ``"512MB"`` / ``"8GB"`` (default: free memory on
+            the device). Rows stay resident only within a quarter of it, otherwise they are streamed from their
+            source; tiles and row blocks are sized to fit; an out-of-memory retries with half the tile.
+        estimate: ``exact`` (every pair), ``sampled`` (uniformity and similarity histograms from ``pairs`` random
+            pairs, recall from ``queries`` random queries ranked against every candidate, each with a 95 %
+            interval in ``report.uncertainty``), or ``auto``: sampled above ``sample_above`` rows. Hubness, gap,
+            cone, alignment, RMG and spectrum are exact either way (see :mod:`embspace.metrics.sampled`).
         progress: show a progress bar on stderr.
     """
+    from embspace import distributed as sharded
     from embspace.io import validate
 
     given = {**(dict(modalities) if modalities else {}), **named}
@@ -119,22 +144,50 @@ def measure(
     paired = len(given) == 2
     if not paired:
         families = [f for f in families if f in SINGLE_FAMILIES]
-    embeddings = validate({name: as_embeddings(data, _source(name, data)) for name, data in given.items()},
-                          paired=paired, same_dim=paired and bool(set(families) & {*PAIRED_FAMILIES, "uniformity"}),
-                          drop_invalid=drop_invalid)
     torch_device = resolve_device(device)
+    group = sharded.join(device)  # None in a single process; under torchrun each rank measures its row shard
+    precision = precision_name(precision, torch_device)
     dtype = resolve_precision(precision)
+    budget = parse_size(memory) if memory is not None else available_memory(torch_device)
+    unread = {name: as_embeddings(data, _source(name, data)) for name, data in given.items()}
+    layout = plan(budget, max(e.dim for e in unread.values()), tile)
+    check = validate if group is None else partial(sharded.validate_shards, group)
+    embeddings = check(unread, paired=paired,
+                       same_dim=paired and bool(set(families) & {*PAIRED_FAMILIES, "uniformity"}),
+                       drop_invalid=drop_invalid, chunk_rows=layout.block_rows)
+    method = (choose_estimate(estimate, next(iter(embeddings.values())).n, sample_above, pairs, queries)
+              if group is None else sharded.exact_estimate(estimate))
     settings = {
         "t": t, "alpha": alpha, "device": torch_device.type, "precision": precision, "normalize": normalize,
-        "metrics": families, "recall_ks": list(recall_ks), "hubness_k": hubness_k, "seed": seed, "tile": tile,
+        "metrics": families, "recall_ks": list(recall_ks), "hubness_k": hubness_k, "seed": seed, "tile": layout.tile,
         "drop_invalid": drop_invalid, "histogram_bins": histogram_bins,
+        "estimate": {"method": method, "requested": estimate, "sample_above": sample_above,
+                     **({"pairs": pairs, "queries": queries} if method == "sampled" else {})},
+        "memory": {"budget": budget, "given": memory is not None},
     }
-    run = _Run(embeddings, families, settings, progress)
+    run = (_Run(embeddings, families, settings, progress, layout) if group is None
+           else sharded.ShardedRun(group, embeddings, families, settings, progress, layout))
     with matmul_precision(precision), run.bar():
-        rows = {name: prepare_rows(emb, torch_device, dtype, require_normalized=not normalize, memory_budget=memory)
+        rows = {name: prepare_rows(emb, torch_device, dtype, require_normalized=not normalize, memory_budget=budget,
+                                   chunk_rows=layout.block_rows) if group is None
+                else sharded.resident_shard(group, emb, torch_device, dtype, require_normalized=not normalize,
+                                            chunk_rows=layout.block_rows)
                 for name, emb in embeddings.items()}
+        settings["memory"]["streamed"] = [name for name, r in rows.items() if isinstance(r, StreamedRows)]
         run.compute(rows, alpha_req_range=alpha_req_range)
     return run.report()
+
+
+def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, queries: int) -> str:
+    """``exact`` or ``sampled`` for N rows per modality: ``auto`` samples above ``sample_above`` rows."""
+    if estimate not in ESTIMATES:
+        raise InputError("--estimate", f"unknown estimator {estimate!r}; choose one of {', '.join(ESTIMATES)}")
+    for option, value, least in (("--sample-above", sample_above, 0), ("--pairs", pairs, 2), ("--queries", queries, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise InputError(option, f"must be an integer ≥ {least}, got {value!r}")
+    if estimate == "auto":
+        return "sampled" if n > sample_above else "exact"
+    return estimate
 
 
 def _source(name: str, data: Data) -> str:
@@ -145,8 +198,11 @@ class _Run:
     """One measurement: computes the requested families and collects values, conventions and timings."""
 
     def __init__(self, embeddings: dict[str, Embeddings], families: list[str], settings: dict[str, Any],
-                 progress: bool) -> None:
+                 progress: bool, layout: Plan) -> None:
         self.embeddings = embeddings
+        self.plan = layout
+        self.sampled = settings["estimate"]["method"] == "sampled"
+        self.uncertainty: dict[str, dict[str, Any]] = {}
         self.names = list(embeddings)
         self.families = families
         self.settings = settings
@@ -166,14 +222,17 @@ class _Run:
         from tqdm.auto import tqdm
 
         n = next(iter(self.embeddings.values())).n
-        tile = self.settings["tile"]
+        tile = self.plan.tile
         total = 0
-        if "uniformity" in self.families:
+        exact = set(self.families) - (set(SAMPLED_FAMILIES) if self.sampled else set())
+        if self.sampled and "hubness" in self.families:
+            exact.add("retrieval")
+        if "uniformity" in exact:
             total += len(self.names) * count_tiles(n, None, tile) + (count_tiles(n, n, tile) if len(self.names) == 2
                                                                     else 0)
-        if {"retrieval", "hubness"} & set(self.families):
+        if {"retrieval", "hubness"} & exact:
             total += count_tiles(n, n, tile)
-        if "histograms" in self.families:
+        if "histograms" in exact:
             total += len(self.names) * count_tiles(n, None, tile) + (count_tiles(n, n, tile) if len(self.names) == 2
                                                                     else 0)
         with tqdm(total=total, desc="measuring", unit="tile", file=sys.stderr, leave=False) as bar:
@@ -193,29 +252,81 @@ class _Run:
                 self._centroid(*(rows[n] for n in names))
         elif "cone" in fams:
             with self.timed("cone"):
-                self.metrics["cone"] = {n: centroid.moment_sums(rows[n]).cone() for n in names}
-        if "uniformity" in fams:
+                self.metrics["cone"] = {n: self._moment_sums(rows[n]).cone() for n in names}
+        if self.sampled and fams & {"uniformity", "histograms"}:
+            with self.timed("uniformity" if "uniformity" in fams else "histograms"):
+                self._sampled_pairs(rows)
+        elif "uniformity" in fams:
             with self.timed("uniformity"):
-                self._uniformity(rows)
+                self._exact(rows, "uniformity", self._uniformity)
         if "spectrum" in fams:
             with self.timed("spectrum"):
                 self._spectrum(rows, alpha_req_range)
-        if fams & {"retrieval", "hubness"}:
+        if self.sampled and "retrieval" in fams and "hubness" not in fams:
             with self.timed("retrieval"):
-                self._retrieval(*(rows[n] for n in names))
+                values, self.uncertainty["retrieval"] = sampled.recall(
+                    *(rows[n] for n in names), names, ks=self.settings["recall_ks"],
+                    queries=self.settings["estimate"]["queries"], seed=self.settings["seed"], tile=self.plan.tile)
+                self.metrics.update(values)
+        elif fams & {"retrieval", "hubness"}:
+            with self.timed("retrieval"):
+                self._exact(rows, "retrieval", lambda r: self._retrieval(*(r[n] for n in names)))
         if "separability" in fams:
             with self.timed("separability"):
-                result = separability.linear_separability(*(rows[n] for n in names), seed=self.settings["seed"])
-                self.metrics["linear_separability"] = result["accuracy"]
-                self.settings["separability"] = {"pairs_used": result["pairs_used"],
-                                                 "test_pairs": result["test_pairs"], "C": 1.0}
-        if "histograms" in fams:
+                self._separability(*(rows[n] for n in names))
+        if "histograms" in fams and not self.sampled:
             with self.timed("histograms"):
-                self._histograms(rows)
+                self._exact(rows, "histograms", self._histograms)
+        self.settings["tile"] = self.plan.tile
+
+    def _exact(self, rows: dict[str, Rows], what: str, compute: Callable[[dict[str, Rows]], None]) -> None:
+        """One exact pass; after an out-of-memory it is rerun from scratch with half the tile and row blocks."""
+
+        def attempt(layout: Plan) -> None:
+            self.plan = layout
+            compute(rows)
+
+        def shrink(layout: Plan) -> None:
+            for r in rows.values():
+                r.max_rows = layout.block_rows
+
+        retry_on_oom(attempt, self.plan, what=f"the exact {what} pass", on_retry=shrink)
+
+    def _sampled_pairs(self, rows: dict[str, Rows]) -> None:
+        fams = set(self.families)
+        values, uncertainty, histograms = sampled.uniformity_and_histograms(
+            rows, t=self.settings["t"], pairs=self.settings["estimate"]["pairs"], seed=self.settings["seed"],
+            uniformity="uniformity" in fams, histogram_bins=self.settings["histogram_bins"] if "histograms" in fams
+            else None, budget=self.plan.budget)
+        if values:
+            self.metrics["uniformity"] = values
+            self.uncertainty["uniformity"] = uncertainty
+        self.histograms = histograms
+
+    # Per-shard statistics: a sharded run (embspace.distributed) overrides these to merge them across ranks.
+    def _moment_sums(self, rows: Rows) -> centroid.MomentSums:
+        return centroid.moment_sums(rows)
+
+    def _pair_sums(self, x: Rows, y: Rows) -> centroid.PairSums:
+        return centroid.pair_sums(x, y, self.settings["alpha"])
+
+    def _gram(self, rows: Rows) -> spectrum.Gram:
+        return spectrum.Gram.of_rows(rows)
+
+    def _separability_pairs(self, dim: int) -> int:
+        """Pairs the probe may use: at most separability.MAX_PAIRS, fewer when a quarter of the budget is smaller."""
+        return min(separability.MAX_PAIRS, max(self.plan.budget // 4 // (48 * dim), 10))
+
+    def _separability(self, x: Rows, y: Rows) -> None:
+        result = separability.linear_separability(x, y, seed=self.settings["seed"],
+                                                  max_pairs=self._separability_pairs(x.dim))
+        self.metrics["linear_separability"] = result["accuracy"]
+        self.settings["separability"] = {"pairs_used": result["pairs_used"], "test_pairs": result["test_pairs"],
+                                         "C": 1.0}
 
     def _centroid(self, x: Rows, y: Rows) -> None:
         a, b = self.names
-        values = centroid.centroid_metrics(centroid.pair_sums(x, y, self.settings["alpha"]))
+        values = centroid.centroid_metrics(self._pair_sums(x, y))
         fams = set(self.families)
         if "gap" in fams:
             self.metrics["gap"] = values["gap"]
@@ -230,7 +341,7 @@ class _Run:
             self.metrics["cone"] = {a: values["cone_x"], b: values["cone_y"]}
 
     def _uniformity(self, rows: dict[str, Rows]) -> None:
-        t, tile = self.settings["t"], self.settings["tile"]
+        t, tile = self.settings["t"], self.plan.tile
         sums = {n: uniformity.self_exp_sum(rows[n], t, tile=tile, progress=self.advance).log_sum()
                 for n in self.names}
         n_rows = rows[self.names[0]].n
@@ -247,7 +358,7 @@ class _Run:
                                       "joint": variants["joint"], "cross": variants["cross"]}
 
     def _spectrum(self, rows: dict[str, Rows], fit_range: tuple[int, int] | None) -> None:
-        results = {n: spectrum.spectrum_metrics(spectrum.Gram.of_rows(rows[n]), fit_range) for n in self.names}
+        results = {n: spectrum.spectrum_metrics(self._gram(rows[n]), fit_range) for n in self.names}
         for key in ("rankme", "effective_rank", "effective_rank_centered", "participation_ratio", "alpha_req"):
             self.metrics[key] = {n: r[key] for n, r in results.items()}
         self.settings["alpha_req_range"] = {n: list(r["alpha_req_range"]) for n, r in results.items()}
@@ -258,7 +369,7 @@ class _Run:
     def _retrieval(self, x: Rows, y: Rows) -> None:
         a, b = self.names
         result = retrieval.retrieval_metrics(x, y, ks=self.settings["recall_ks"], hubness_k=self.settings["hubness_k"],
-                                             tile=self.settings["tile"], progress=self.advance)
+                                             tile=self.plan.tile, progress=self.advance)
         if "retrieval" in self.families:
             for k in self.settings["recall_ks"]:
                 self.metrics[f"recall@{k}"] = {f"{a}->{b}": result["recall_x->y"][k],
@@ -268,7 +379,7 @@ class _Run:
 
     def _histograms(self, rows: dict[str, Rows]) -> None:
         """Similarity histograms: within each modality (i < j) and, for a pair, matched (i = j) and unmatched."""
-        bins, tile = self.settings["histogram_bins"], self.settings["tile"]
+        bins, tile = self.settings["histogram_bins"], self.plan.tile
         within = {}
         for name in self.names:
             hist = Histogram(bins, symmetric=True, device=rows[name].device)
@@ -281,18 +392,24 @@ class _Run:
             self.histograms.update(cross.counts())
         self.histograms["within"] = within
 
+    def _content_hash(self, embeddings: Embeddings) -> str | None:
+        from embspace.io.digest import content_hash
+
+        return content_hash(embeddings)
+
     def report(self) -> Report:
         from embspace import __version__
-        from embspace.io.digest import content_hash
         from embspace.report import environment
 
         with self.timed("content_hash"):  # provenance: which rows were measured (embspace.io.digest)
             inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped,
-                          "content_hash": content_hash(e)} for n, e in self.embeddings.items()}
+                          "content_hash": self._content_hash(e)} for n, e in self.embeddings.items()}
         conventions = {name: convention(name) for name in self.metrics if convention(name)}
         if self.histograms:
             conventions["histograms"] = HISTOGRAM_CONVENTION
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
+        for family in self.uncertainty.values():
+            uncertainty.update(family)
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,
                       conventions=conventions, timings=self.timings, vectors=self.vectors, spectra=self.spectra,
                       histograms=self.histograms, environment=environment(str(self.settings["device"])),

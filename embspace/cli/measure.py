@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from embspace.cli.common import app, check_writable, err, fail, out
+from embspace.distributed import DistributedError, is_main, launched_ranks
 from embspace.errors import InputError
 
 MANY_HELP = "\n\n".join([
@@ -52,7 +53,18 @@ def measure(
     names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
     metrics: Annotated[str, typer.Option(help="Comma-separated metric families, or all.")] = "all",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp64, fp32, tf32, bf16 or fp16 tiles.")] = "fp32",
+    precision: Annotated[str, typer.Option(
+        help="Tile precision: auto (fp16 on CUDA, fp32 on the CPU), fp64, fp32, tf32, bf16 or fp16.")] = "auto",
+    estimate: Annotated[str, typer.Option(
+        help="exact (every pair), sampled (uniformity and histograms from --pairs random pairs, recall from --queries "
+             "random queries, with 95 % intervals), or auto: sampled above --sample-above rows.")] = "auto",
+    sample_above: Annotated[int, typer.Option(help="With --estimate auto: rows per modality above which to sample."
+                                              )] = 200_000,
+    pairs: Annotated[int, typer.Option(help="Sampled pairs per uniformity variant and histogram.")] = 1_000_000,
+    queries: Annotated[int, typer.Option(help="Sampled queries per recall direction.")] = 10_000,
+    memory: Annotated[str | None, typer.Option(
+        help="Memory budget (512MB, 8GB, 2GiB or bytes): rows beyond it are streamed from disk in tiles that fit. "
+             "Default: the free memory of the device.", show_default=False)] = None,
     t: Annotated[float, typer.Option(help="Uniformity temperature.")] = 2.0,
     alpha: Annotated[float, typer.Option(help="Alignment exponent.")] = 2.0,
     require_normalized: Annotated[bool, typer.Option(
@@ -67,12 +79,21 @@ def measure(
     import embspace
 
     pair_names = tuple(n.strip() for n in names.split(","))
+    from embspace.kernels.budget import parse_size
+
+    try:
+        budget = parse_size(memory) if memory is not None else None
+    except InputError as exc:
+        fail(escape(str(exc)))
     options = {"metrics": metrics, "device": device, "precision": precision, "t": t, "alpha": alpha,
-               "normalize": not require_normalized, "drop_invalid": drop_invalid}
+               "normalize": not require_normalized, "drop_invalid": drop_invalid, "estimate": estimate,
+               "sample_above": sample_above, "pairs": pairs, "queries": queries, "memory": budget}
     progress = not quiet and sys.stderr.isatty()
     if each or all_steps:
         if json_path is not None:
             fail("--json writes one report; with several dumps the reports go to --out DIR")
+        if launched_ranks() > 1:
+            fail("--each and --all-steps run in one process; under torchrun measure one dump at a time")
         measure_many(specs or [], each or [], sample=sample, all_steps=all_steps, step=step, out_dir=out_dir,
                      step_pattern=step_pattern, steps=steps, unit=unit, names=pair_names, options=options,
                      progress=progress)
@@ -92,7 +113,14 @@ def measure(
             modalities = embspace.load(*specs, names=pair_names)
         report = embspace.measure(modalities, progress=progress, **options)
     except InputError as exc:
+        if not is_main():
+            raise typer.Exit(2) from None  # under torchrun every rank has the error; rank 0 tells it
         fail(str(exc))
+    except DistributedError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not is_main():
+        return  # rank 0 prints and writes the one report
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
         return
@@ -193,14 +221,31 @@ def print_report(report) -> None:
     table.add_column("metric")
     table.add_column("")
     table.add_column("value", justify="right")
+    sampled = any(u.get("method") == "sampled" for u in report.uncertainty.values())
+    if sampled:
+        table.add_column("95 % interval (sampled)", justify="left")
     previous = None
     for metric, key, value, method in report.rows():
         shown = "" if metric == previous else metric
-        note = "" if method == "exact" else f" ({method})"
-        table.add_row(shown, key, f"{value:.4f}{note}" if isinstance(value, float) else str(value))
+        note = "" if method in ("exact", "sampled") else f" ({method})"
+        cells = [shown, key, f"{value:.4f}{note}" if isinstance(value, float) else str(value)]
+        if sampled:
+            cells.append(interval(report.uncertainty.get(f"{metric}.{key}" if key else metric, {})))
+        table.add_row(*cells)
         previous = metric
     out.print(table)
     total = sum(report.timings.values())
     settings = report.settings
+    estimate = settings.get("estimate", {})
+    how = (f"sampled ({estimate['pairs']:,} pairs, {estimate['queries']:,} queries)"
+           if estimate.get("method") == "sampled" else "exact")
     out.print(f"[dim]t={settings['t']:g}  α={settings['alpha']:g}  device={settings['device']}  "
-              f"precision={settings['precision']}  {total:.2f} s[/]", highlight=False)
+              f"precision={settings['precision']}  estimate={how}  {total:.2f} s[/]", highlight=False)
+
+
+def interval(uncertainty: dict) -> str:
+    """``± 0.0012  [−1.8012, −1.7988]`` for a sampled number, ``exact`` otherwise."""
+    if uncertainty.get("method") != "sampled":
+        return "exact"
+    low, high = uncertainty["ci"]
+    return f"[{low:.4f}, {high:.4f}]  n={uncertainty['samples']:,}"

@@ -4,6 +4,7 @@ decompressed once) — always with ``allow_pickle=False``: object arrays are ref
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 import threading
 import zipfile
@@ -72,9 +73,19 @@ def _stored_from_array(source: str, array_of: Callable[[], np.ndarray], shape: t
 
     def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
         array = array_of()
-        return numpy_rows(array[start:stop] if plane is None else array[plane, start:stop])
+        rows = numpy_rows(array[start:stop] if plane is None else array[plane, start:stop])
+        release_pages(array)
+        return rows
 
     return Stored(source, shape, torch_dtype_of_numpy(source, dtype), read)
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped file that reading has mapped into this process (they stay in the page
+    cache), so that streaming a file larger than the memory budget does not keep it all resident."""
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
 
 
 def open_npy(path: Path, key: str | None = None) -> Stored:

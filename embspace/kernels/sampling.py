@@ -116,12 +116,22 @@ def segments(parts: Sequence[tuple[Rows, int]], size: int) -> list[Segment]:
     return out
 
 
-def segment_rows(rows: Rows) -> tuple[int, int]:
-    """Rows per left and right segment: whole resident matrices; for streamed ones a large left block (read once
-    per pass) and small right blocks (read once per left block)."""
+def segment_rows(rows: Rows, budget: int | None = None) -> int:
+    """Rows per segment of a pair space: the whole of resident rows; for streamed rows, two normalised float32
+    segments and the raw copy of the one being read fill half of ``budget`` (default: 4 of the row blocks). The
+    sampled pass needs no tiles, and the pair batches take an eighth."""
     if isinstance(rows, ResidentRows):
-        return rows.n, rows.n
-    return 8 * rows.max_rows, rows.max_rows
+        return rows.n
+    if budget is None:
+        return 4 * rows.max_rows
+    return max(rows.max_rows, budget // 2 // (3 * 4 * rows.dim))
+
+
+def pair_batch(dim: int, budget: int | None = None) -> int:
+    """Pairs per batch: the two gathered (batch, D) float32 operands and their product in an eighth of ``budget``."""
+    if budget is None:
+        return PAIR_BATCH
+    return int(min(PAIR_BATCH, max(256, budget // 8 // (3 * 4 * dim))))
 
 
 def _overlap(a: Segment, b: Segment) -> int:
@@ -216,28 +226,29 @@ def log_mean_estimate(values: torch.Tensor, confidence_z: float = Z_95) -> Estim
     return acc.log_estimate(confidence_z)
 
 
-def pair_space(x: Rows, y: Rows | None, joint: bool, sizes: tuple[int, int] | None = None) -> tuple[list[Segment],
-                                                                                                   list[Segment]]:
+def pair_space(x: Rows, y: Rows | None, joint: bool, size: int) -> tuple[list[Segment], list[Segment]]:
     """Left and right segments of: X with itself (``y`` None), X against Y (i ≠ j), or the union X ∪ Y."""
-    left_rows, right_rows = sizes or segment_rows(x)
     if y is None:
         parts_left = parts_right = [(x, 0)]
     elif not joint:
         parts_left, parts_right = [(x, 0)], [(y, 0)]
     else:  # the union: key k < n is x_k, k ≥ n is y_{k−n}
         parts_left = parts_right = [(x, 0), (y, x.n)]
-    return segments(parts_left, left_rows), segments(parts_right, right_rows)
+    return segments(parts_left, size), segments(parts_right, size)
 
 
 def sampled_uniformity(x: Rows, y: Rows | None = None, *, t: float = 2.0, pairs: int = 1_000_000, seed: int = 0,
-                       joint: bool = False, batch: int = PAIR_BATCH,
+                       joint: bool = False, budget: int | None = None,
                        consumers: Sequence[Callable[[torch.Tensor], None]] = ()) -> Estimate:
     """U(X) (``y`` None), cross U(X, Y) (pairs i ≠ j) or joint U(X ∪ Y) (``joint=True``) from sampled pairs.
 
-    ``consumers`` also receive every batch of sampled cosines (a similarity histogram of the same pairs, say).
+    ``budget`` (bytes) sizes the segments of streamed rows and the pair batches. ``consumers`` also receive every
+    batch of sampled cosines (a similarity histogram of the same pairs, say).
     """
     generator = np.random.default_rng(seed)
-    left, right = pair_space(x, y, joint)
+    size = min(segment_rows(r, budget) for r in (x, y) if r is not None)
+    batch = pair_batch(x.dim, budget)
+    left, right = pair_space(x, y, joint, size)
     acc = MeanOfExp()
     for sims in sampled_similarities(left, right, pairs, generator, batch=batch):
         acc.update(sims.mul(2 * t).sub_(2 * t))  # exponent of exp(−t‖a − b‖²) for unit rows

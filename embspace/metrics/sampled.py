@@ -46,9 +46,11 @@ def within_counter(bins: int, device: torch.device) -> Histogram:
 
 def uniformity_and_histograms(
     rows: dict[str, Rows], *, t: float, pairs: int, seed: int, uniformity: bool, histogram_bins: int | None,
+    budget: int | None = None,
 ) -> tuple[dict[str, float], Uncertainty, dict[str, object]]:
     """Sampled uniformity variants (``uniformity``) and similarity histograms (``histogram_bins``) in one pass per
-    pair space. Returns the uniformity values by key, their uncertainty by report path, and the histograms."""
+    pair space (``budget``: bytes, sizes the blocks of streamed rows and the pair batches). Returns the uniformity
+    values by key, their uncertainty by report path, and the histograms."""
     names = list(rows)
     device = rows[names[0]].device
     estimates: dict[str, Estimate] = {}
@@ -59,7 +61,7 @@ def uniformity_and_histograms(
         counter = within_counter(histogram_bins, device) if histogram_bins and not joint else None
         consumers = [lambda s, c=counter: c.update(s, 0, 0, diagonal=False)] if counter is not None else []
         estimates[key] = sampled_uniformity(x, y, t=t, pairs=pairs, seed=_seed(seed, stream), joint=joint,
-                                            consumers=consumers)
+                                            budget=budget, consumers=consumers)
         return counter
 
     for stream, name in enumerate(names):
