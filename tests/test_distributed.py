@@ -267,6 +267,36 @@ def test_api_uneven_shards_equal_one_process(world, uneven, tmp_path):
         assert reads and all(any(a <= start and stop <= b for a, b in allowed) for start, stop in reads if stop > start)
 
 
+FUSED_SCRIPT = """
+import json
+import numpy as np
+import embspace
+from embspace.distributed import is_main
+
+x, y = np.load("x.npy"), np.load("y.npy")
+report = embspace.measure(image=x, text=y, metrics="uniformity,histograms", precision="fp32", tile=32,
+                          drop_invalid=True)
+if is_main():
+    json.dump(report.to_dict(), open("fused.json", "w"))
+"""
+
+
+def test_fused_kernels_across_ranks_under_the_interpreter(uneven, tmp_path):
+    """Every block, own or visiting, through the Triton kernels (interpreted on the CPU), against one torch process."""
+    pytest.importorskip("triton")
+    for name in ("x.npy", "y.npy"):
+        (tmp_path / name).write_bytes((uneven / name).read_bytes())
+    (tmp_path / "fused.py").write_text(textwrap.dedent(FUSED_SCRIPT))
+    env = environment(TRITON_INTERPRET="1", EMBSPACE_BACKEND="triton")
+    for code, err in finish(ranks(2, "fused.py", cwd=tmp_path, env=env)):
+        assert code == 0, err[-3000:]
+    sharded = json.loads((tmp_path / "fused.json").read_text())
+    x, y = np.load(uneven / "x.npy"), np.load(uneven / "y.npy")
+    single = embspace.measure(image=x, text=y, metrics="uniformity,histograms", precision="fp32", tile=32,
+                              drop_invalid=True).to_dict()  # the torch path (the rows are on the CPU)
+    assert_same_report(sharded, single, 2, uniformity_tol=1e-6, tol=1e-9)
+
+
 DYING_SCRIPT = """
 import os, sys
 import embspace.distributed.run as run
