@@ -259,12 +259,15 @@ def _metric_values(metrics: dict[str, Any], where: str) -> Iterator[tuple[str, A
 
 def read_json_text(path: Path) -> str:
     """The UTF-8 text of a JSON file, refusing what is not a readable regular file in one line."""
+    import stat
+
+    from embspace.io.common import stat_or_refuse
+
     where = str(path)
-    if not path.exists():
-        raise InputError(where, "no such file")
-    if path.is_dir():
+    mode = stat_or_refuse(path).st_mode
+    if stat.S_ISDIR(mode):
         raise InputError(where, "is a directory, expected a JSON file")
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise InputError(where, "is not a regular file (a fifo, socket or device); give a JSON file")
     try:
         return path.read_text(encoding="utf-8")

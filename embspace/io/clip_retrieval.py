@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.io.common import check_file, listing, translated
+from embspace.io.common import check_file, is_dir, listing, translated
 from embspace.io.numpy_files import open_npy
 from embspace.io.stored import as_matrix, concatenate
 
@@ -27,7 +27,7 @@ SIDE_KEYS = {"img": "img", "image": "img", "text": "text", "txt": "text"}
 
 def is_clip_retrieval_folder(path: Path) -> bool:
     """A directory holding ``img_emb/`` or ``text_emb/``."""
-    return path.is_dir() and any((path / f"{side}_emb").is_dir() for side in SIDES)
+    return is_dir(path) and any(is_dir(path / f"{side}_emb") for side in SIDES)
 
 
 def side_of(folder: Path, key: str) -> str:
@@ -41,7 +41,7 @@ def _shards(directory: Path, stem: str, suffix: str) -> dict[int, Path]:
     """``{k: path}`` for files named ``{stem}_{k}{suffix}``; two names with the same k are refused."""
     pattern = re.compile(rf"^{re.escape(stem)}_(\d+){re.escape(suffix)}$")
     found: dict[int, Path] = {}
-    if not directory.is_dir():
+    if not is_dir(directory):
         return found
     for path in directory.iterdir():
         match = pattern.match(path.name)

@@ -8,6 +8,7 @@ import lzma
 import os
 import pickle
 import re
+import stat
 import struct
 import tokenize
 import zipfile
@@ -34,17 +35,46 @@ def is_readable(path: Path) -> bool:
 
 def check_file(path: Path) -> None:
     """Refuse a missing path, a directory, a fifo or device, an unreadable or empty file, naming it."""
-    if not path.exists():
-        raise InputError(str(path), "no such file")
-    if path.is_dir():
+    info = stat_or_refuse(path)
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(str(path), "is a directory, expected a file "
                                     "(a clip-retrieval folder holds img_emb/ and text_emb/)")
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise InputError(str(path), "is not a regular file (a fifo, socket or device); give a file")
     if not is_readable(path):
         raise InputError(str(path), "permission denied (the file is not readable)")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise InputError(str(path), "is empty (0 bytes)")
+
+
+def stat_or_refuse(path: Path) -> os.stat_result:
+    """``os.stat`` (following links), every failure a one-line :class:`InputError`: no such file (a dangling link
+    too), a folder on the way that may not be searched, a loop of links."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(str(path), "no such file") from None
+    except PermissionError:
+        raise InputError(str(path), "permission denied (a folder on the way is not readable)") from None
+    except OSError as exc:
+        raise InputError(str(path), f"cannot open: {exc.strerror or exc.__class__.__name__}") from None
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()`` that says False where it may not look (instead of raising PermissionError)."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def exists(path: Path) -> bool:
+    """``path.exists()`` that says False where it may not look."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
 
 
 def one_line(message: object) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embspace.errors import InputError
+from embspace.io.common import exists
 
 SYNTAX = "expected NAME=PATH[:KEY], e.g. image=coco.npz:img, text=dumps/emb.pt:text_features or pairs=features_clip.npy"
 _NAME = re.compile(r"^[\w.+\-]+$")
@@ -40,7 +41,7 @@ def parse_spec(text: str) -> Spec:
         raise InputError(text, f"no path after '='; {SYNTAX}")
     path_text, key = rest, None
     head, colon, tail = rest.rpartition(":")
-    if colon and "/" not in tail and "\\" not in tail and not Path(rest).exists():
+    if colon and "/" not in tail and "\\" not in tail and not exists(Path(rest)):
         if not tail:
             raise InputError(text, f"empty key after ':'; {SYNTAX}")
         if not head:
