@@ -19,7 +19,7 @@ import struct
 import sys
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,6 @@ class Case:
     expected: str
     entries: tuple[str, ...] = (MEASURE, FINETUNE)
     notes: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Evil:

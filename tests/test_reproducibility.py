@@ -51,6 +51,7 @@ def test_two_runs_give_bitwise_identical_metrics(pair) -> None:
     assert first.inputs == second.inputs
 
 
+@pytest.mark.slow
 def test_two_processes_write_identical_metrics(pair, tmp_path: Path) -> None:
     x, y = pair
     np.save(tmp_path / "stack.npy", np.stack([x, y]))
