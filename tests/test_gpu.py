@@ -15,7 +15,7 @@ recall@k          1e-3        2e-2        2e-3        5e-3
 fp16 rounds each coordinate of a unit vector to 11 bits and bf16 to 8; tf32 drops the fp32 operands' mantissa to
 10 bits inside the tensor cores (METHODS.md measured ~1e-5 for fp16, ~2e-5 for bf16 and a biased ~3e-3 for tf32
 in uniformity on cone-shaped data). The same data with the operands rounded and multiplied in float32 on the CPU
-gave errors 3 to 30 times below these bounds (uniformity at 20,037 rows: fp16 7e-7, bf16 7e-6; top-k values at
+gave errors 3 to 40 times below these bounds (uniformity at 20,037 rows: fp16 7e-7, bf16 7e-6; top-k values at
 4,099 rows: fp32 4e-7, fp16 9e-5, bf16 6e-4; recall@k: fp16 2.4e-4, bf16 7.3e-4). Recall differs from float64
 only where a row's best competitor is within the rounding of its true partner. Histograms are compared bin by bin
 with float64: only similarities within the rounding of an edge may move, to the neighbouring bin (at most 1.5e-5
