@@ -8,7 +8,8 @@ owns shard r; in a ring pass the shards travel rank r → r + 1, so at step s ra
   shard, steps 1 … ⌈K/2⌉ − 1 the pairs (r, r − s), and for even K the step K/2, where ranks r and r + K/2 hold each
   other's shard, is split between them along the rows of the lower rank's shard: the lower rank multiplies the first
   ⌈n/2⌉ of its rows by the whole other shard, the upper rank its whole shard by the remaining rows of the lower one.
-  Every rank does the same work (to a row); the X shards travel ⌊K/2⌋ times.
+  Every rank multiplies as many pairs as the others, to within a row or column of a shard per step; the X shards
+  travel ⌊K/2⌋ times.
 """
 
 from __future__ import annotations
