@@ -354,15 +354,6 @@ def test_measure_with_the_triton_backend_equals_torch(monkeypatch):
 # --- backend choice ----------------------------------------------------------------------------------------------
 
 
-def test_unknown_backend_is_one_clear_error(monkeypatch):
-    rows = prepare_rows(np.eye(3), DEVICE, torch.float32)
-    with pytest.raises(InputError, match="backend: unknown backend 'cuda'"):
-        stream_pairs(rows, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], backend="cuda")
-    monkeypatch.setenv(fused.BACKEND_ENV, "fast")
-    with pytest.raises(InputError, match="EMBSPACE_BACKEND: unknown backend 'fast'"):
-        stream_pairs(rows, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)])
-
-
 def test_forced_triton_says_why_it_cannot_run():
     x, y = hard_pairs(10, 4, seed=0)
     rows64 = prepare_rows(x, DEVICE, torch.float64)
@@ -374,21 +365,6 @@ def test_forced_triton_says_why_it_cannot_run():
     with pytest.raises(InputError, match=r"ExpSum\(symmetric=True\) on a cross problem"):
         stream_pairs(rows, prepare_rows(y, DEVICE, torch.float32), [ExpSum(T, symmetric=True, exclude_diagonal=True)],
                      backend="triton")
-
-
-def test_auto_keeps_cpu_rows_on_the_torch_path(monkeypatch):
-    """``auto`` never sends CPU rows to the interpreter; ``torch`` never calls the fused path at all."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the fused path was taken")
-
-    monkeypatch.setattr(fused, "stream_fused", refuse)
-    rows = prepare_rows(ref.paired_data("random", 20, 8, seed=0)[0], torch.device("cpu"), torch.float32)
-    acc = ExpSum(T, symmetric=True, exclude_diagonal=True)
-    stream_pairs(rows, None, [acc], tile=8)
-    stream_pairs(rows, None, [acc], tile=8, backend="torch")
-    monkeypatch.setenv(fused.BACKEND_ENV, "torch")
-    stream_pairs(rows, None, [acc], tile=8)
-    assert fused.choose_backend(rows, None, [acc], "auto") == "torch"
 
 
 # --- the compiled kernels: built for Hopper without a GPU --------------------------------------------------------
