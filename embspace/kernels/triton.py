@@ -4,10 +4,11 @@ Two kernels cover every reduction of :mod:`embspace.kernels.pairwise`:
 
 - :func:`pair_reduce` (``_pair_kernel``) visits the tiles of A·Bᵀ in a persistent, L2-grouped order — only the
   tiles on and above the block diagonal when A is B (``triangle=True``; the diagonal tile is masked to i < j) — and
-  folds each tile into per-program registers:
+  folds each tile, still in registers, into per-program results:
 
-  * the uniformity sum Σ exp(2t(s − 1)) = Σ 2^(c(s − 1)), c = 2t·log₂e, summed per tile in float32 and over tiles
-    in float64 (with a running log-shift when 4t > 80, where float32 would underflow);
+  * the uniformity sum (Wang & Isola 2020) Σ exp(−t‖a − b‖²) = Σ exp(2t(s − 1)) = Σ 2^(c(s − 1)), c = 2t·log₂e,
+    summed per tile in float32 and over tiles in float64 (with a running log-shift when 4t > 80, where float32
+    would underflow);
   * similarity histograms with ``numpy.histogram``'s bins over [−1, 1], the same bins as
     :class:`~embspace.kernels.pairwise.Histogram` gives (each float32 value is compared with the float32 bounds of
     the float64 edges: :func:`float32_bounds`), counted per tile with ``tl.histogram`` and added to the program's
@@ -18,17 +19,19 @@ Two kernels cover every reduction of :mod:`embspace.kernels.pairwise`:
 - :func:`row_reduce` (``_row_kernel``) gives each program a block of rows of A and streams every column tile of
   B past it, keeping in registers the k largest similarities of each row (a k-slot buffer: each tile's values that
   beat the row's current k-th best are inserted one by one, the largest first) and the rank count
-  #{j ≠ i : s_ij > d_i} of recall; column rank counts #{i ≠ j : s_ij > d_j} are added with atomics. The column
-  side of top-k is the same kernel on B·Aᵀ.
+  #{j ≠ i : s_ij > d_i} of recall (recall@k = mean(rank < k), CLIP benchmarks); column rank counts
+  #{i ≠ j : s_ij > d_j} are added with atomics. The column side of top-k (the k-occurrence of hubness, Radovanović
+  et al. 2010) is the same kernel on B·Aᵀ.
 
 Precision: the tile product is ``tl.dot`` with float32 accumulation. fp16 / bf16 rows are multiplied as they are
 (for unit vectors fp16 is the more accurate of the two: 10 mantissa bits against 7, and no value exceeds 1); fp32
 rows use ``input_precision="ieee"`` unless tf32 is asked for — Triton's default tf32 dot on fp32 input is biased by
 ~3e-3 in uniformity (METHODS.md). Unit rows give s ≤ 1 + rounding, so the exponent never overflows.
 
-The module is imported only where it can run: on a CUDA device, or on the CPU under Triton's interpreter. The
-interpreter is chosen when the ``@triton.jit`` functions below are defined, i.e. when this module is first imported:
-``TRITON_INTERPRET=1`` must be in the environment before that (:data:`INTERPRET` records what was in effect).
+The module is imported only where it can run: on a CUDA device, or on the CPU under Triton's interpreter.
+``TRITON_INTERPRET=1`` must be in the environment before Triton is first imported (``triton.jit`` picks the
+interpreter when a function is decorated, ``triton.language``'s own helpers are decorated at its import) and still
+at the first launch; :data:`INTERPRET` records what was in effect when this module was imported.
 """
 
 from __future__ import annotations
