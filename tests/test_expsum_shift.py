@@ -20,7 +20,7 @@ def log_sum_exp(values: np.ndarray) -> float:
 
 @pytest.mark.parametrize("t", [2.0, 30.0, 200.0])
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-4)])
-@pytest.mark.parametrize("tile", [4096, 7])
+@pytest.mark.parametrize("tile", [4096, 16])
 def test_log_sums_equal_float64_for_every_t(t, dtype, tolerance, tile):
     """The self-pairs on diagonal tiles (exponent 0) are masked before the shift, not subtracted after the sum."""
     x, y = ref.paired_data("cone", 60, 48, seed=2)
