@@ -88,9 +88,10 @@ def deadline() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def permissions_as_user(case: Case, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Root reads any file: for the permission cases, let the readers see what a normal user would (without root,
-    or as root without CAP_DAC_OVERRIDE, the files are really unreadable and nothing is simulated)."""
+def permissions_as_user(case: Case, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The fragment to expect. Root reads any file: for the permission cases, let the readers see what a normal
+    user would (without root, or as root without CAP_DAC_OVERRIDE, the files are really unreadable and nothing is
+    simulated)."""
     if IS_ROOT and case.name.startswith("unreadable"):
         locked = Path(case.inputs[0].split("=", 1)[1])
         real = embspace.io.common.is_readable
@@ -99,7 +100,7 @@ def permissions_as_user(case: Case, monkeypatch: pytest.MonkeyPatch) -> Iterator
         expected = "permission denied"
     else:
         expected = case.expected
-    yield expected  # type: ignore[misc]
+    yield expected
 
 
 def one_error_line(result, expected: str) -> str:
