@@ -398,3 +398,22 @@ def test_real_memory_pressure_in_a_process(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: out of host memory in embspace measure"), done.stderr
     assert not (tmp_path / "r.json").exists()
     assert hashlib.sha256((tmp_path / "big.npz").read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EROFS"])
+def test_a_full_disk_is_one_line(corpus, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fine-tuning writes as it goes: a disk that fills up mid-run ends in one line and exit code 1."""
+    import errno
+
+    root, _, before = corpus
+    number = getattr(errno, code)
+    monkeypatch.setattr(finetune_package, "fit", _raiser(OSError(number, os.strerror(number),
+                                                                 str(tmp_path / "run" / "checkpoint.pt"))))
+    good = str(root / "good.npy")
+    result = CliRunner().invoke(app, ["finetune", f"image={good}", f"text={good}", "--out", str(tmp_path / "run"),
+                                      *FINETUNE_ARGS])
+    assert result.exit_code == 1, (result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'run' / 'checkpoint.pt'}: cannot write: {os.strerror(number)}; nothing "
+                     "half-written was left (outputs are written atomically)"], result.stderr
+    check_untouched(root, before, tmp_path / "none")

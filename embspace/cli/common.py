@@ -2,12 +2,13 @@
 
 Every failure the user can cause or meet ends in one line on stderr (``error: …``) and a non-zero exit code, never
 a traceback: :func:`fail` for the problems a command finds itself, and the app's group class for what escapes a
-command — bad input (:class:`~embspace.errors.InputError`, exit 2) and running out of host or GPU memory (exit 2:
-the input is too large for the memory at hand).
+command — bad input (:class:`~embspace.errors.InputError`, exit 2), running out of host or GPU memory (exit 2: the
+input is too large for the memory at hand) and a full or read-only disk (exit 1).
 """
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ from embspace.io.common import is_out_of_memory, one_line
 
 INPUT_EXIT = 2
 """Exit code of bad input, including input too large for the memory available."""
+DISK_EXIT = 1
+"""Exit code when an output cannot be written: disk full, quota exceeded, read-only file system."""
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def memory_message(exc: BaseException, command: str | None) -> str:
@@ -49,6 +53,11 @@ class _Group(TyperGroup):
             _print_error(str(exc))
             raise typer.Exit(INPUT_EXIT) from None
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+                target = f"{exc.filename}: " if exc.filename else ""
+                _print_error(f"{target}cannot write: {exc.strerror}; nothing half-written was left "
+                             "(outputs are written atomically)")
+                raise typer.Exit(DISK_EXIT) from None
             if not is_out_of_memory(exc):
                 raise
             _print_error(memory_message(exc, ctx.invoked_subcommand))
