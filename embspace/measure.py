@@ -314,8 +314,9 @@ class _Run:
         return spectrum.Gram.of_rows(rows)
 
     def _separability_pairs(self, dim: int) -> int:
-        """Pairs the probe may use: at most separability.MAX_PAIRS, fewer when a quarter of the budget is smaller."""
-        return min(separability.MAX_PAIRS, max(self.plan.budget // 4 // (48 * dim), 10))
+        """Pairs the probe may use: at most separability.MAX_PAIRS, fewer (down to 1,000) when a quarter of the
+        budget is smaller."""
+        return min(separability.MAX_PAIRS, max(self.plan.budget // 4 // (48 * dim), 1000))
 
     def _separability(self, x: Rows, y: Rows) -> None:
         result = separability.linear_separability(x, y, seed=self.settings["seed"],

@@ -179,8 +179,8 @@ def test_tile_size_does_not_change_results(tile):
 
 def test_streamed_rows_match_resident_rows():
     x, y = ref.paired_data("clustered", 400, 16, seed=12)
-    resident = embspace.measure(image=x, text=y, device="cpu", tile=100)
-    streamed = embspace.measure(image=x, text=y, device="cpu", tile=100, memory=1024)
+    resident = embspace.measure(image=x, text=y, device="cpu", tile=50)  # tile 50 fits even a 1 KiB budget
+    streamed = embspace.measure(image=x, text=y, device="cpu", tile=50, memory=1024)
     for path, value in resident.flat().items():
         assert streamed[path] == pytest.approx(value, abs=1e-9), path
 

@@ -41,13 +41,16 @@ T = TypeVar("T")
 def parse_size(text: str | int, option: str = "--memory") -> int:
     """``"8GB"`` → 8·10⁹, ``"512MiB"`` → 512·2²⁰, ``"1.5G"`` → 1.5·2³⁰, ``"1000000"`` → 10⁶ bytes.
 
-    KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB and the bare K/M/G/T powers of 1024.
+    KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB and the bare K/M/G/T powers of 1024. A written size must be at
+    least 1 MiB (``--memory 8`` is refused rather than read as 8 bytes); an int is taken as it is.
 
     >>> parse_size("8GB"), parse_size("512MiB"), parse_size(4096)
     (8000000000, 536870912, 4096)
     """
     if isinstance(text, int) and not isinstance(text, bool):
-        value, unit = float(text), ""
+        if text < 1:
+            raise InputError(option, f"{text} bytes: the budget must be positive")
+        return text  # any positive number of bytes from Python (a tiny one forces streaming, as tests do)
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", str(text))
         if match is None or match.group(2).lower() not in UNITS:

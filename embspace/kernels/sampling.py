@@ -28,7 +28,7 @@ import torch
 from embspace.kernels.rows import ResidentRows, Rows
 
 Z_95 = 1.959963984540054
-PAIR_BATCH = 65_536
+PAIR_BATCH = 8192  # pairs per batch: the two gathered (batch, D) operands stay in cache
 
 
 @dataclass(frozen=True)
