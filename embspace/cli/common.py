@@ -2,8 +2,9 @@
 
 Every failure the user can cause or meet ends in one line on stderr (``error: …``) and a non-zero exit code, never
 a traceback: :func:`fail` for the problems a command finds itself, and the app's group class for what escapes a
-command — bad input (:class:`~embspace.errors.InputError`, exit 2), running out of host or GPU memory (exit 2: the
-input is too large for the memory at hand) and a full or read-only disk (exit 1).
+command — bad input (:class:`~embspace.errors.InputError`, exit 2), a usage error on the command line (unknown
+option or command, missing argument, bad option value: exit 2, with the ``--help`` to see), running out of host or
+GPU memory (exit 2: the input is too large for the memory at hand) and a full or read-only disk (exit 1).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -43,12 +43,63 @@ def memory_message(exc: BaseException, command: str | None) -> str:
             f"({detail}); free memory, or give fewer rows or a smaller batch / tile")
 
 
-class _Group(TyperGroup):
-    """Turns what escapes a subcommand — bad input, out of memory — into one line and exit code 2."""
+UsageError: type[Exception] = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+"""Click's usage error (unknown option, missing argument, bad value): from the copy of click that typer uses (its own
+``typer._click`` in recent typer, ``click`` before), found through typer's public ``BadParameter``."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+
+def usage_message(exc: Exception, ctx: typer.Context | None = None) -> str:
+    """One line for a command-line usage error, with where to look: ``no such option: --foo (see embspace measure
+    --help)``."""
+    text = " ".join(part.strip() for part in exc.format_message().splitlines() if part.strip()) or "bad usage"
+    if len(text) > 1 and text[0].isupper() and text[1].islower():  # click's "No such option" → "no such option"
+        text = text[0].lower() + text[1:]
+    text = text.removesuffix(".")
+    where = getattr(exc, "ctx", None)
+    if where is not None:
+        text += f" (see {_command_path(where)} --help)"
+    elif ctx is not None:  # the subcommand's parser did not say which command: the one being started
+        text += f" (see {' '.join(filter(None, [_command_path(ctx), ctx.invoked_subcommand]))} --help)"
+    return text
+
+
+def _command_path(ctx: typer.Context) -> str:
+    """``embspace SUBCOMMAND``, whatever the program was started as (``python -m embspace.cli``, a test runner)."""
+    names = []
+    while ctx is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    names[-1] = "embspace"
+    return " ".join(reversed([name for name in names if name]))
+
+
+def _is_help(exc: Exception) -> bool:
+    """``embspace`` alone shows the help through a usage error (click ≥ 8.2); that stays the help."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
+class _Group(TyperGroup):
+    """Turns what escapes a subcommand — bad input, out of memory, a usage error — into one line: exit code 2 (1 for
+    a full or read-only disk)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: typer.Context | None = None,
+                     **extra: Any) -> typer.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as exc:  # an unknown option or a bad value before the subcommand's name
+            if _is_help(exc):
+                raise
+            _print_error(usage_message(exc))
+            raise typer.Exit(INPUT_EXIT) from None
+
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except UsageError as exc:  # an unknown command, or a subcommand's unknown option, missing argument, bad value
+            if _is_help(exc):
+                raise
+            _print_error(usage_message(exc, ctx))
+            raise typer.Exit(INPUT_EXIT) from None
         except InputError as exc:
             _print_error(str(exc))
             raise typer.Exit(INPUT_EXIT) from None
