@@ -37,6 +37,12 @@ def disk(tmp_path_factory) -> Path:
     dumps = {step: {"image": x, "text": ref.unit(y + step / 4 * x)} for step in (0, 1, 4)}
     embspace.measure_trajectory(dumps, metrics=METRICS, out=root / "run", name="run-a")
     embspace.measure(image=x, metrics="uniformity").to_json(root / "single.json")
+    nan = np.stack([x, y]).astype(np.float32)
+    nan[1, 13, 2] = np.nan
+    np.save(root / "nan_stack.npy", nan)
+    np.save(root / "rows59.npy", y[:59].astype(np.float32))
+    os.mkfifo(root / "fifo.json")
+    (root / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     return root
 
 
@@ -91,6 +97,15 @@ BAD = {
                                                     "--out", t / "f.png"],
     "sample for a report figure": lambda d, t: ["plot", "spectrum", "--sample", d / "before.json",
                                                 "--out", t / "f.png"],
+    "map NaN row": lambda d, t: ["plot", "map", f"pairs={d / 'nan_stack.npy'}", "--out", t / "f.png"],
+    "map unpaired rows": lambda d, t: ["plot", "map", f"image={d / 'stack.npy'}:img", f"text={d / 'rows59.npy'}",
+                                       "--out", t / "f.png"],
+    "drop-invalid for a report figure": lambda d, t: ["plot", "spectrum", d / "before.json", "--drop-invalid",
+                                                      "--out", t / "f.png"],
+    "fifo trajectory": lambda d, t: ["plot", "curves", d / "fifo.json", "--out", t / "f.png"],
+    "deeply nested report": lambda d, t: ["plot", "histograms", d / "deep.json", "--out", t / "f.png"],
+    "usage: unknown option": lambda d, t: ["plot", "map", f"pairs={d / 'stack.npy'}", "--colour", "red",
+                                           "--out", t / "f.png"],
 }
 
 
@@ -101,3 +116,39 @@ def test_bad_input_gives_one_line_and_exit_code_2(disk, tmp_path, case):
     assert result.exit_code == 2, (case, result.stdout, result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert not list(tmp_path.iterdir())
+
+
+EXPECTED = {
+    "map NaN row": "nan_stack.npy[1]: 1 row contains NaN or Inf (first at row 13)",
+    "map unpaired rows": "has 60 rows but",
+    "fifo trajectory": "fifo.json: is not a regular file",
+    "deeply nested report": "deep.json: invalid JSON: nested too deeply",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_bad_input_names_file_and_row(disk, tmp_path, case):
+    result = cli(*BAD[case](disk, tmp_path))
+    assert result.exit_code == 2, result.stderr
+    assert EXPECTED[case] in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_map_drop_invalid_draws_the_valid_pairs(disk, tmp_path):
+    out = tmp_path / "map.png"
+    result = cli("plot", "map", f"pairs={disk / 'nan_stack.npy'}", "--drop-invalid", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes().startswith(MAGIC[".png"])
+
+
+def test_a_name_with_brackets_is_shown_as_it_is(tmp_path):
+    """Error lines are plain text: no markup, and no backslash added before ``[``."""
+    x, y = ref.paired_data("random", 20, 4, seed=1)
+    x[5, 0] = np.inf
+    name = "[bold]run [1].npy"
+    np.save(tmp_path / name, x)
+    np.save(tmp_path / "y.npy", y)
+    result = cli("plot", "map", f"image={tmp_path / name}", f"text={tmp_path / 'y.npy'}", "--out", tmp_path / "m.png")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.stderr
+    assert f"{tmp_path / name}: 1 row contains NaN or Inf (first at row 5)" in lines[0] and "\\" not in lines[0]
+    assert not (tmp_path / "m.png").exists()

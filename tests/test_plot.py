@@ -196,6 +196,42 @@ def test_map_subsamples_embeddings_and_refuses_bad_methods(tmp_path):
         plot.embedding_map({"image": x, "text": y}, method="tsne")
 
 
+def test_map_refuses_what_measure_refuses_naming_file_and_row(tmp_path):
+    x, y = ref.paired_data("random", 40, 6, seed=4)
+    bad = x.copy()
+    bad[[7, 30], 2] = np.nan
+    with pytest.raises(InputError, match=r"^<image: ndarray>: 2 rows contain NaN or Inf \(first at row 7\)"):
+        plot.embedding_map({"image": bad, "text": y})
+    zero = y.copy()
+    zero[11] = 0.0
+    with pytest.raises(InputError, match=r"<text: ndarray>: 1 row has zero norm .*first at row 11"):
+        plot.embedding_map({"image": x, "text": zero})
+    np.save(tmp_path / "inf.npy", np.where(np.arange(40)[:, None] == 3, np.inf, x).astype(np.float32))
+    with pytest.raises(InputError, match=r"inf\.npy: 1 row contains NaN or Inf \(first at row 3\)"):
+        plot.embedding_map(embspace.load(f"image={tmp_path / 'inf.npy'}"))  # one modality is checked too
+    with pytest.raises(InputError, match=r"has 40 rows but .* has 39"):
+        plot.embedding_map({"image": x, "text": y[:39]})
+    with pytest.raises(InputError, match=r"has 6 dims but .* has 5"):
+        plot.embedding_map({"image": x, "text": y[:, :5]})
+    with pytest.raises(InputError, match="expected a 2-D array"):
+        plot.embedding_map({"image": x[0], "text": y[0]})
+
+
+def test_map_drop_invalid_drops_rows_with_their_partners():
+    from sklearn.decomposition import PCA
+
+    x, y = ref.paired_data("cone", 50, 8, seed=5)
+    bad_x, bad_y = x.copy(), y.copy()
+    bad_x[4, 0], bad_y[9] = np.inf, 0.0
+    fig = plot.embedding_map({"image": bad_x, "text": bad_y}, drop_invalid=True, pairs=0)
+    clouds = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert [c.get_label() for c in clouds] == [f"{name} (48; 2 invalid rows dropped)" for name in ("image", "text")]
+    keep = np.setdiff1d(np.arange(50), [4, 9])
+    expected = PCA(2).fit_transform(np.concatenate([ref.unit(x[keep]), ref.unit(y[keep])]))
+    for cloud, part in zip(clouds, np.split(expected, 2), strict=True):
+        np.testing.assert_allclose(np.abs(cloud.get_offsets()), np.abs(part), atol=1e-9)
+
+
 def test_map_umap_is_optional():
     x, y = ref.paired_data("random", 30, 4, seed=3)
     try:

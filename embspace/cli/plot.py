@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from embspace.cli.common import app, err, fail
 from embspace.errors import InputError
@@ -45,6 +43,9 @@ def plot(
     sample: Annotated[bool, typer.Option("--sample", help="map: the bundled sample.")] = False,
     step: Annotated[int | None, typer.Option(help="map --sample: a training step of the sample.")] = None,
     names: Annotated[str, typer.Option(help="map: names of the two halves of a pairs= stack.")] = "image,text",
+    drop_invalid: Annotated[bool, typer.Option(
+        "--drop-invalid", help="map: drop rows with NaN/Inf or zero norm (with their partners) instead of refusing.")
+    ] = False,
     dpi: Annotated[int, typer.Option(help="Resolution of PNG output.")] = 120,
 ) -> None:
     import embspace.plot as figures
@@ -63,10 +64,13 @@ def plot(
     names_given = [n.strip() for n in labels.split(",")] if labels else None
     try:
         if kind == "map":
-            fig = figures.embedding_map(_map_input(items, sample, step, names), method=method)
+            fig = figures.embedding_map(_map_input(items, sample, step, names), method=method,
+                                        drop_invalid=drop_invalid)
         else:
             if sample:
                 fail("--sample is for the map; the other figures read reports or trajectories")
+            if drop_invalid:
+                fail("--drop-invalid is for the map; the other figures read reports or trajectories")
             read = _read_all(items, kind, names_given)
             if kind == "curves":
                 fig = figures.curves(read, [m.strip() for m in metrics.split(",") if m.strip()])
@@ -75,14 +79,14 @@ def plot(
             elif kind == "spectrum":
                 fig = figures.spectrum(read)
             elif kind == "histograms":
-                fig = figures.histograms(items[0])
+                fig = figures.histograms(next(iter(read.values())))
             else:
                 before, after = read.values()
                 fig = figures.before_after(before, after, labels=tuple(read))
         buffer = io.BytesIO()
         fig.savefig(buffer, format=out_path.suffix.lower().lstrip("."), dpi=dpi, bbox_inches="tight")
     except (InputError, ImportError) as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     from embspace.io.atomic import atomic_write_bytes
 
     try:
@@ -117,27 +121,17 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
 
 
 def _read(item: str) -> Any:
-    """A report or a trajectory, by the schema of its JSON (a folder means its trajectory.json)."""
+    """A report or a trajectory, by the schema of its JSON (a folder means its trajectory.json); a fifo, device or
+    JSON nested too deeply is refused in one line, as everywhere (:func:`embspace.plot._common.read_json`)."""
+    from embspace.plot._common import read_json
     from embspace.report import Report
-    from embspace.trajectory import FILE_NAME, Trajectory
+    from embspace.trajectory import Trajectory
 
-    path = Path(item)
-    if path.is_dir():
-        path = path / FILE_NAME
-    try:
-        head = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(str(path), "no such file") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), "not a JSON report or trajectory (not UTF-8 text)") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    schema = head.get("schema", "") if isinstance(head, dict) else ""
+    data, path = read_json(item)
+    schema = data.get("schema", "") if isinstance(data, dict) else ""
     if str(schema).startswith("embspace.trajectory/"):
-        return Trajectory.from_json(path)
-    return Report.from_dict(head, str(path))
+        return Trajectory.from_dict(data, str(path), path.parent)
+    return Report.from_dict(data, str(path))
 
 
 def _label(item: str, value: Any, i: int) -> str:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Union
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from embspace.errors import InputError
-from embspace.report import Report
+from embspace.report import Report, parse_json, read_json_text
+from embspace.trajectory import FILE_NAME as TRAJECTORY_FILE
 from embspace.trajectory import Trajectory
 
 ReportLike = Union[Report, str, os.PathLike]  # noqa: UP007
@@ -67,7 +69,22 @@ def as_report(item: ReportLike) -> Report:
 
 
 def as_trajectory(item: TrajectoryLike) -> Trajectory:
-    return item if isinstance(item, Trajectory) else Trajectory.from_json(item)
+    if isinstance(item, Trajectory):
+        return item
+    if str(item).lstrip().startswith("{"):  # JSON text
+        return Trajectory.from_json(item)
+    data, path = read_json(item)
+    return Trajectory.from_dict(data, str(path), path.parent)
+
+
+def read_json(item: str | os.PathLike) -> tuple[Any, Path]:
+    """The parsed JSON of a report or trajectory file (a folder means its ``trajectory.json``) and its path, read as
+    :meth:`Report.from_json <embspace.report.Report.from_json>` reads: a regular file only (a fifo or device is
+    refused, not waited on), invalid JSON or JSON nested too deeply for the parser refused in one line."""
+    path = Path(item)
+    if path.is_dir():
+        path = path / TRAJECTORY_FILE
+    return parse_json(read_json_text(path), str(path)), path
 
 
 def labelled(items: Any, kind: str) -> list[tuple[str, Any]]:

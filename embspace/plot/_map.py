@@ -5,6 +5,10 @@ modalities, centred on their joint mean, so the gap shows as two separated cloud
 subset of true pairs, and the arrow goes from the first modality's centroid to the second's — the gap direction
 (exactly its projection under PCA; the centroids of the embedded points under UMAP). Large inputs are subsampled
 (the same rows of both modalities, so pairs stay pairs).
+
+The input is checked as :func:`embspace.measure` checks it (:func:`embspace.io.validate`): two modalities need the
+same number of rows (row i of each is one pair) and the same dimension, and a row holding NaN / Inf or zero norm is
+refused in one line naming the file and row — or, with ``drop_invalid``, dropped together with its partner.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from matplotlib.patches import FancyArrowPatch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
+from embspace.io.validate import validate
 from embspace.plot._common import axes_of, color
 
 METHODS = ("pca", "umap")
@@ -33,6 +38,7 @@ def embedding_map(
     max_points: int = 2000,
     pairs: int = 100,
     seed: int = 0,
+    drop_invalid: bool = False,
     ax: Axes | None = None,
 ) -> Figure:
     """Scatter both modalities in 2-D, with matched-pair lines and the gap arrow.
@@ -44,7 +50,12 @@ def embedding_map(
         max_points: at most this many rows per modality are drawn (a seeded random subset).
         pairs: how many true pairs to join by a line (0 for none).
         seed: the subsample's and UMAP's seed.
+        drop_invalid: drop rows with NaN / Inf or zero norm (with their partners) instead of refusing them.
         ax: draw into this Axes instead of a new figure.
+
+    Raises:
+        InputError: unpaired row counts or dimensions, NaN / Inf or zero-norm rows (without ``drop_invalid``), a
+            matrix that is not 2-D, fewer than 2 rows.
     """
     if method not in METHODS:
         raise InputError("--method", f"unknown map method {method!r}; choose {' or '.join(METHODS)}")
@@ -52,10 +63,12 @@ def embedding_map(
         name: rows for name, rows in zip(("image", "text"), modalities, strict=False)}
     if not 1 <= len(named) <= 2:
         raise InputError("map", f"takes one modality or two paired ones, got {len(named)}")
-    n = min(_rows(data) for data in named.values())
+    checked = validate({name: _embeddings(name, data) for name, data in named.items()}, paired=len(named) == 2,
+                       same_dim=len(named) == 2, drop_invalid=drop_invalid)
+    n = next(iter(checked.values())).n
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(n, size=min(n, max_points), replace=False))
-    points = {name: _unit(_subset(data, keep, name)) for name, data in named.items()}  # (M, D) each
+    points = {name: _unit(data.take(keep).to_tensor(torch.float64).numpy()) for name, data in checked.items()}
     union = np.concatenate(list(points.values()))  # (k·M, D)
     coords, axis_names = (_pca(union) if method == "pca" else _umap(union, seed))
     split = np.cumsum([len(p) for p in points.values()])[:-1]
@@ -69,8 +82,10 @@ def embedding_map(
         ax.add_collection(LineCollection(segments, colors="0.55", linewidths=0.5, alpha=0.5,
                                          label=f"true pairs ({len(chosen)} of {n})"))
     for i, name in enumerate(names):
-        ax.scatter(flat[name][:, 0], flat[name][:, 1], s=7, alpha=0.6, color=color(i), label=f"{name} ({len(keep)})",
-                   linewidths=0)
+        dropped = checked[name].dropped
+        note = f"; {dropped} invalid row{'s' if dropped != 1 else ''} dropped" if dropped else ""
+        ax.scatter(flat[name][:, 0], flat[name][:, 1], s=7, alpha=0.6, color=color(i),
+                   label=f"{name} ({len(keep)}{note})", linewidths=0)
     if len(names) == 2:
         start, end = flat[names[0]].mean(0), flat[names[1]].mean(0)
         ax.add_patch(FancyArrowPatch(tuple(start), tuple(end), arrowstyle="-|>", mutation_scale=18, color="black",
@@ -84,23 +99,16 @@ def embedding_map(
     return fig
 
 
-def _rows(data: Any) -> int:
-    return data.n if isinstance(data, Embeddings) else len(data)
-
-
-def _subset(data: Any, rows: np.ndarray, name: str) -> np.ndarray:
-    """The given rows as a float64 numpy matrix (read lazily from Embeddings)."""
+def _embeddings(name: str, data: Any) -> Embeddings:
+    """Rows as :class:`Embeddings` (read lazily from disk when they already are), shape and dtype checked."""
     if isinstance(data, Embeddings):
-        return data.take(rows).to_tensor(torch.float64).numpy()
-    array = data.detach().cpu().double().numpy() if isinstance(data, torch.Tensor) else np.asarray(data, float)
-    if array.ndim != 2:
-        raise InputError(name, f"expected a 2-D array (rows × dims), got shape {array.shape}")
-    return array[rows]
+        return data
+    return Embeddings.from_array(data, f"<{name}: {type(data).__name__}>")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    """Rows scaled to norm 1 (no row is zero: validated)."""
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _pca(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
