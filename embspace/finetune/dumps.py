@@ -5,17 +5,14 @@
 
 The same formulas as :func:`~embspace.finetune.shift.shift_gap` and :func:`~embspace.finetune.shift.center_modalities`,
 in two passes over the rows (the means in float64, then the shifted chunks), so memory is O(chunk·D) whatever N is.
-The output is written to a temporary file beside the target, flushed, fsynced and renamed over it: a reader never
-sees a half-written array, and an error leaves nothing behind.
+The output is written atomically (:func:`embspace.io.atomic.atomic_npy`: an anonymous file filled through a memory
+map, fsynced, then named and renamed over the target): a reader never sees a half-written array, and an error or a
+kill while writing leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,9 +20,12 @@ import torch
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.finetune.shift import shift_gap
+from embspace.io.atomic import atomic_npy
 from embspace.kernels.dense import normalize
 
 CHUNK_ROWS = 65_536
+
+__all__ = ["CHUNK_ROWS", "atomic_npy", "shift_dump", "unit_mean"]
 
 
 def unit_mean(embeddings: Embeddings, chunk_rows: int = CHUNK_ROWS) -> torch.Tensor:
@@ -34,26 +34,6 @@ def unit_mean(embeddings: Embeddings, chunk_rows: int = CHUNK_ROWS) -> torch.Ten
     for _, block in embeddings.chunks(chunk_rows):
         total += normalize(block.double()).sum(0)
     return total / embeddings.n
-
-
-@contextlib.contextmanager
-def atomic_npy(path: str | os.PathLike[str], shape: tuple[int, ...], dtype: np.dtype) -> Iterator[np.memmap]:
-    """A writable memory-mapped ``.npy`` that appears at ``path`` only when the block exits without error."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        yield array
-        array.flush()
-        del array
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def shift_dump(
