@@ -396,7 +396,7 @@ class _Run:
     def _content_hash(self, embeddings: Embeddings) -> str | None:
         from embspace.io.digest import content_hash
 
-        return content_hash(embeddings)
+        return content_hash(embeddings, self.plan.block_rows)  # row blocks of the memory budget; same hash
 
     def report(self) -> Report:
         from embspace import __version__
