@@ -153,3 +153,30 @@ def test_precision_auto_is_fp32_on_the_cpu_and_fp16_on_cuda(pairs):
     assert precision_name("bf16", torch.device("cpu")) == "bf16"
     report = embspace.measure(image=x, text=y, metrics="uniformity", device="cpu")
     assert report.settings["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(("flag", "value", "start"), [
+    ("--memory", "lots", "error: --memory: 'lots' is not a size"),
+    ("--estimate", "bogus", "error: --estimate: unknown estimator 'bogus'"),
+    ("--pairs", "1", "error: --pairs: must be an integer ≥ 2")])
+def test_cli_refuses_bad_estimator_options_in_one_line(flag, value, start):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "-q", flag, value],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.startswith(start) and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == ""
+
+
+def test_cli_table_shows_the_intervals_of_sampled_numbers():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "-q", "--metrics",
+                           "uniformity,gap", "--estimate", "sampled", "--pairs", "5000"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "95 % interval" in done.stdout and "n=5,000" in done.stdout
+    assert "estimate=sampled (5,000 pairs" in done.stdout
