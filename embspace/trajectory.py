@@ -36,7 +36,7 @@ import numpy as np
 
 from embspace.errors import InputError
 from embspace.io.atomic import atomic_write_text
-from embspace.report import Report, format_value
+from embspace.report import Report, format_value, parse_json, read_json_text
 
 SCHEMA = "embspace.trajectory/1"
 FILE_NAME = "trajectory.json"
@@ -279,16 +279,8 @@ class Trajectory:
             path = Path(source)
             path = path / FILE_NAME if path.is_dir() else path
             where, base = str(path), path.parent
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise InputError(where, "no such file") from None
-            except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-                raise InputError(where, f"cannot read: {exc.__class__.__name__}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            text = read_json_text(path)  # a regular file only: a fifo or device is refused, not waited on
+        data = parse_json(text, where)  # invalid or too deeply nested JSON: one line
         return cls.from_dict(data, where, base)
 
     # ---- views --------------------------------------------------------------------------------------------

@@ -764,7 +764,8 @@ def _(root: Path) -> Case:
 def _(root: Path) -> Case:
     os.mkfifo(root / "report_fifo.json")
     return Case("report-fifo", (str(root / "report_fifo.json"), str(good_report(root))), "not a regular file",
-                entries=(REPORT,), notes="compare only: plot reads reports itself")
+                entries=(REPORT,), notes="compare and plot both read it through embspace.report.read_json_text, "
+                "which refuses a fifo instead of waiting on it")
 
 
 # --- building ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,18 @@ def test_duplicate_steps_and_bad_trajectory_json_are_refused(ckpts, tmp_path):
                                                  "points": [{"step": 1, "report": "missing.json"}]}))
     with pytest.raises(InputError, match="no such file"):
         Trajectory.from_json(tmp_path / "r.json")
+
+
+def test_trajectory_json_from_a_fifo_or_nested_too_deeply_is_one_line(tmp_path):
+    """A fifo is refused at once (not waited on); nesting deeper than the parser goes is an InputError."""
+    os.mkfifo(tmp_path / "fifo.json")
+    with pytest.raises(InputError, match="fifo.json: is not a regular file"):
+        Trajectory.from_json(tmp_path / "fifo.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="deep.json: invalid JSON: nested too deeply"):
+        Trajectory.from_json(tmp_path / "deep.json")
+    with pytest.raises(InputError, match="<json>: invalid JSON: nested too deeply"):
+        Trajectory.from_json("{" + '"a": {' * 100_000 + "}" * 100_001)
 
 
 # ---- the command line ------------------------------------------------------------------------------------------
