@@ -69,6 +69,17 @@ def format_value(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
 
 
+def interval_text(uncertainty: dict[str, Any]) -> str:
+    """``[-1.8012, -1.7988]  n=1,000,000`` (the 95 % interval and the sample size) for a sampled number,
+    ``exact`` otherwise: the interval column of the CLI table and of :meth:`Report.table`."""
+    if uncertainty.get("method") != "sampled" or "ci" not in uncertainty:
+        return "exact"
+    low, high = uncertainty["ci"]
+    samples = uncertainty.get("samples")
+    size = f"  n={samples:,}" if isinstance(samples, int) else ""
+    return f"[{low:.4f}, {high:.4f}]{size}"
+
+
 @dataclass
 class Report:
     """Everything `embspace.measure` found, as a Python object (``to_json`` / ``from_json`` round-trip)."""
@@ -168,6 +179,9 @@ class Report:
         for metric, key, value, method in rows:
             label = f"{metric} [{key}]" if key else metric
             note = "" if method == "exact" else f"  ({method})"
+            if method == "sampled":
+                found = self.uncertainty.get(f"{metric}.{key}" if key else metric, self.uncertainty.get(metric, {}))
+                note = f"  {found.get('confidence', 0.95) * 100:g} % {interval_text(found)}{note}"
             lines.append(f"  {label:<{width}} {format_value(value):>10}{note}")
         return "\n".join(lines)
 

@@ -63,6 +63,25 @@ def test_views(report):
     assert "uniformity [joint]" in text and f"{report['gap']:.4f}" in text
 
 
+def test_plain_table_shows_the_interval_of_sampled_numbers():
+    """Sampled numbers carry their 95 % interval and sample size in ``table()`` (as in the CLI's table); exact
+    numbers carry none."""
+    hand = Report(
+        inputs={"image": {"source": "a.npy", "n": 10, "dim": 4, "dtype": "float32"}},
+        settings={}, metrics={"gap": 0.25, "uniformity": {"image": -1.8, "text": -1.7}},
+        uncertainty={"gap": {"method": "exact"},
+                     "uniformity.image": {"method": "sampled", "samples": 5000, "ci": [-1.81234, -1.78766],
+                                          "confidence": 0.95},
+                     "uniformity.text": {"method": "sampled", "samples": 1_000_000, "ci": [-1.7001, -1.6999],
+                                         "confidence": 0.95}})
+    lines = {line.split()[0] + (" " + line.split()[1] if "[" in line.split()[1] else ""): line
+             for line in hand.table().splitlines()[2:]}
+    assert lines["uniformity [image]"].split()[2:] == ["-1.8000", "95", "%", "[-1.8123,", "-1.7877]", "n=5,000",
+                                                       "(sampled)"]
+    assert lines["uniformity [text]"].endswith("95 % [-1.7001, -1.6999]  n=1,000,000  (sampled)")
+    assert lines["gap"].split() == ["gap", "0.2500"]
+
+
 def test_lookup(report):
     assert report["uniformity"]["mean"] == report["uniformity.mean"]
     with pytest.raises(KeyError, match="no metric 'gapp'"):

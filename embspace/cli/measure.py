@@ -244,8 +244,7 @@ def print_report(report) -> None:
 
 
 def interval(uncertainty: dict) -> str:
-    """``± 0.0012  [−1.8012, −1.7988]`` for a sampled number, ``exact`` otherwise."""
-    if uncertainty.get("method") != "sampled":
-        return "exact"
-    low, high = uncertainty["ci"]
-    return f"[{low:.4f}, {high:.4f}]  n={uncertainty['samples']:,}"
+    """``[−1.8012, −1.7988]  n=1,000,000`` for a sampled number, ``exact`` otherwise (as :meth:`Report.table`)."""
+    from embspace.report import interval_text
+
+    return interval_text(uncertainty)
