@@ -101,6 +101,7 @@ def measure(
     sample_above: int = SAMPLE_ABOVE,
     pairs: int = PAIRS,
     queries: int = QUERIES,
+    backend: str | None = None,
     progress: bool = False,
     **named: Data,
 ) -> Report:
@@ -130,35 +131,32 @@ def measure(
             pairs, recall from ``queries`` random queries ranked against every candidate, each with a 95 %
             interval in ``report.uncertainty``), or ``auto``: sampled above ``sample_above`` rows. Hubness, gap,
             cone, alignment, RMG and spectrum are exact either way (see :mod:`embspace.metrics.sampled`).
+        backend: the pairwise engine: ``"auto"`` (the fused Triton kernels on CUDA where they run, torch
+            otherwise), ``"torch"`` or ``"triton"`` (an error where the kernels cannot run); None reads
+            ``$EMBSPACE_BACKEND`` (default ``auto``). The report records the resolved one (``torch`` or
+            ``triton``) in ``settings["backend"]``. See :mod:`embspace.kernels.fused`.
         progress: show a progress bar on stderr.
     """
     from embspace import distributed as sharded
-    from embspace.io import validate
+    from embspace.kernels import fused
 
     given = {**(dict(modalities) if modalities else {}), **named}
-    if not 1 <= len(given) <= 2:
-        raise InputError("measure", f"takes one modality or two paired ones, got {len(given)}")
-    families = parse_metrics(metrics)
+    families = _families(given, metrics)
     if histogram_bins < 1:
         raise InputError("--histogram-bins", f"needs at least 1 bin, got {histogram_bins}")
-    paired = len(given) == 2
-    if not paired:
-        families = [f for f in families if f in SINGLE_FAMILIES]
     torch_device = resolve_device(device)
     group = sharded.join(device)  # None in a single process; under torchrun each rank measures its row shard
     precision = precision_name(precision, torch_device)
     dtype = resolve_precision(precision)
+    resolved_backend = fused.resolve_backend(backend, torch_device, dtype)
+    passes = "torch" if resolved_backend == "torch" else fused.requested_backend(backend)[0]  # auto stays auto
     budget = parse_size(memory) if memory is not None else available_memory(torch_device)
-    unread = {name: as_embeddings(data, _source(name, data)) for name, data in given.items()}
-    layout = plan(budget, max(e.dim for e in unread.values()), tile)
-    check = validate if group is None else partial(sharded.validate_shards, group)
-    embeddings = check(unread, paired=paired,
-                       same_dim=paired and bool(set(families) & {*PAIRED_FAMILIES, "uniformity"}),
-                       drop_invalid=drop_invalid, chunk_rows=layout.block_rows)
+    embeddings, layout = _validated(given, families, budget, tile, drop_invalid, group)
     method = (choose_estimate(estimate, next(iter(embeddings.values())).n, sample_above, pairs, queries)
               if group is None else sharded.exact_estimate(estimate))
     settings = {
-        "t": t, "alpha": alpha, "device": torch_device.type, "precision": precision, "normalize": normalize,
+        "t": t, "alpha": alpha, "device": torch_device.type, "precision": precision, "backend": resolved_backend,
+        "normalize": normalize,
         "metrics": families, "recall_ks": list(recall_ks), "hubness_k": hubness_k, "seed": seed, "tile": layout.tile,
         "drop_invalid": drop_invalid, "histogram_bins": histogram_bins,
         "estimate": {"method": method, "requested": estimate, "sample_above": sample_above,
@@ -167,7 +165,7 @@ def measure(
     }
     run = (_Run(embeddings, families, settings, progress, layout) if group is None
            else sharded.ShardedRun(group, embeddings, families, settings, progress, layout))
-    with matmul_precision(precision), run.bar():
+    with matmul_precision(precision), fused.use_backend(passes), run.bar():
         rows = {name: prepare_rows(emb, torch_device, dtype, require_normalized=not normalize, memory_budget=budget,
                                    chunk_rows=layout.block_rows) if group is None
                 else sharded.resident_shard(group, emb, torch_device, dtype, require_normalized=not normalize,
@@ -176,6 +174,51 @@ def measure(
         settings["memory"]["streamed"] = [name for name, r in rows.items() if isinstance(r, StreamedRows)]
         run.compute(rows, alpha_req_range=alpha_req_range)
     return run.report()
+
+
+def check_inputs(
+    modalities: Mapping[str, Data] | None = None,
+    /,
+    *,
+    metrics: str | Iterable[str] | None = None,
+    device: str = "auto",
+    memory: int | str | None = None,
+    tile: int = DEFAULT_TILE,
+    drop_invalid: bool = False,
+    **named: Data,
+) -> dict[str, Embeddings]:
+    """Open and validate the modalities exactly as :func:`measure` does before it measures (one streamed scan:
+    NaN/Inf and zero-norm rows, unpaired rows, dimensions), and return them validated; nothing is measured.
+    Bad input raises :class:`~embspace.errors.InputError` naming file, key and row: how a run of several dumps
+    refuses a bad one before it writes any report."""
+    given = {**(dict(modalities) if modalities else {}), **named}
+    families = _families(given, metrics)
+    budget = parse_size(memory) if memory is not None else available_memory(resolve_device(device))
+    return _validated(given, families, budget, tile, drop_invalid)[0]
+
+
+def _families(given: Mapping[str, Data], metrics: str | Iterable[str] | None) -> list[str]:
+    """The families to compute for one modality or two paired ones."""
+    if not 1 <= len(given) <= 2:
+        raise InputError("measure", f"takes one modality or two paired ones, got {len(given)}")
+    families = parse_metrics(metrics)
+    return families if len(given) == 2 else [f for f in families if f in SINGLE_FAMILIES]
+
+
+def _validated(given: Mapping[str, Data], families: list[str], budget: int, tile: int, drop_invalid: bool,
+               group: Any = None) -> tuple[dict[str, Embeddings], Plan]:
+    """The modalities opened and validated (each rank its shard under torchrun), and the memory plan."""
+    from embspace import distributed as sharded
+    from embspace.io import validate
+
+    paired = len(given) == 2
+    unread = {name: as_embeddings(data, _source(name, data)) for name, data in given.items()}
+    layout = plan(budget, max(e.dim for e in unread.values()), tile)
+    check = validate if group is None else partial(sharded.validate_shards, group)
+    embeddings = check(unread, paired=paired,
+                       same_dim=paired and bool(set(families) & {*PAIRED_FAMILIES, "uniformity"}),
+                       drop_invalid=drop_invalid, chunk_rows=layout.block_rows)
+    return embeddings, layout
 
 
 def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, queries: int) -> str:

@@ -337,14 +337,16 @@ def measure_trajectory(
         step_pattern: regular expression whose last match in a label is the step (its first group if it has one);
             default: the last integer.
         names: the two modality names of ``pairs=`` stacks.
-        out: folder to write ``<label>.json`` per entry (as each is done) and ``trajectory.json`` into.
+        out: folder to write ``<label>.json`` per entry (as each is done) and ``trajectory.json`` into. Every
+            entry but a function is opened and validated first (:func:`embspace.measure.check_inputs`, a streamed
+            scan), so that a bad dump is refused before any report is written.
         name, unit: the run's name (legends) and what a step counts (``"epoch"``; axis labels).
         progress: progress bars on stderr (one over entries, one within each measurement).
         **options: passed to :func:`embspace.measure` (``metrics``, ``t``, ``device``, …).
     """
     from tqdm.auto import tqdm
 
-    from embspace.measure import measure
+    from embspace.measure import check_inputs, measure
 
     if isinstance(dumps, Mapping):
         if steps is not None:
@@ -361,6 +363,10 @@ def measure_trajectory(
     if not len(steps) == len(labels) == len(entries):
         raise InputError("--steps", f"{len(entries)} dumps but {len(steps)} steps and {len(labels)} labels")
     order = step_order(steps, labels)
+    checked = {key: options[key] for key in ("metrics", "device", "memory", "tile", "drop_invalid") if key in options}
+    for i in order:  # bad input: one line, before anything is measured or written
+        if not callable(entries[i]):
+            check_inputs(_open(entries[i], names), **checked)
     folder = Path(out) if out is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -52,3 +52,42 @@ def test_cli_refuses_an_unknown_backend_with_exit_code_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "error: EMBSPACE_BACKEND: unknown backend 'gpu'; choose one of auto, torch, triton"
     assert not out.exists()
+
+
+def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeypatch):
+    """On the CPU ``auto``, ``torch`` and no choice all resolve to torch; a forced ``triton`` reaches the pairwise
+    passes (the fused path, stood in for by a recorder that runs the torch path) and is recorded."""
+    from embspace.measure import measure
+
+    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    x, y = ref.paired_data("random", 30, 8, seed=1)
+    for backend in (None, "auto", "torch"):
+        assert measure(image=x, text=y, metrics="gap", backend=backend).settings["backend"] == "torch"
+    with pytest.raises(InputError, match="backend: unknown backend 'gpu'"):
+        measure(image=x, text=y, metrics="gap", backend="gpu")
+    calls = []
+
+    def recorder(x_rows, y_rows, reductions, *, tile, progress=None):
+        calls.append(y_rows is None)
+        stream_pairs(x_rows, y_rows, reductions, tile=tile, progress=progress, backend="torch")
+
+    monkeypatch.setattr(fused, "why_not_on", lambda device: None)
+    monkeypatch.setattr(fused, "stream_fused", recorder)
+    report = measure(image=x, text=y, metrics="uniformity", backend="triton", precision="fp32")
+    assert report.settings["backend"] == "triton"
+    assert sorted(calls) == [False, True, True]  # image and text within, then image against text
+    assert abs(report["uniformity.image"] - ref.uniformity(x)) < 1e-5
+    assert fused.requested_backend(None)[0] == "auto"  # the choice does not outlive the call
+
+
+def test_cli_refuses_triton_without_cuda_or_interpreter_in_one_line(tmp_path):
+    out = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", fused.BACKEND_ENV)}
+    done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "--metrics", "uniformity",
+                           "--backend", "triton", "--json", str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: backend=triton: "), done.stderr
+    assert "CUDA" in lines[0] or "Triton cannot be imported" in lines[0]
+    assert not out.exists()

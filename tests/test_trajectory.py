@@ -141,10 +141,10 @@ def test_duplicate_steps_and_bad_trajectory_json_are_refused(ckpts, tmp_path):
 def test_trajectory_json_from_a_fifo_or_nested_too_deeply_is_one_line(tmp_path):
     """A fifo is refused at once (not waited on); nesting deeper than the parser goes is an InputError."""
     os.mkfifo(tmp_path / "fifo.json")
-    with pytest.raises(InputError, match="fifo.json: is not a regular file"):
+    with pytest.raises(InputError, match=r"fifo\.json: is not a regular file"):
         Trajectory.from_json(tmp_path / "fifo.json")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(InputError, match="deep.json: invalid JSON: nested too deeply"):
+    with pytest.raises(InputError, match=r"deep\.json: invalid JSON: nested too deeply"):
         Trajectory.from_json(tmp_path / "deep.json")
     with pytest.raises(InputError, match="<json>: invalid JSON: nested too deeply"):
         Trajectory.from_json("{" + '"a": {' * 100_000 + "}" * 100_001)
@@ -201,6 +201,27 @@ MANY_BAD = {
 def test_cli_many_bad_input_gives_one_line(ckpts, tmp_path, case):
     one_error_line(cli(*MANY_BAD[case](ckpts, tmp_path)))
     assert not (tmp_path / "o" / "trajectory.json").exists()
+
+
+def test_cli_each_refuses_a_bad_dump_before_writing_any_report(tmp_path):
+    """Two good dumps and one with a NaN row (its name has brackets, printed as they are): one line naming the file
+    and the row, exit 2, and no --out folder at all, although the bad dump comes last in step order."""
+    x, y = ref.paired_data("cone", 40, 8, seed=0)
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    for epoch in (1, 2):
+        np.save(dumps / f"ckpt_epoch{epoch}.npy", np.stack([x, y]).astype(np.float32))
+    bad = np.stack([x, y]).astype(np.float32)
+    bad[1, 17, 3] = np.nan
+    np.save(dumps / "ckpt[b]_epoch3.npy", bad)
+    out = tmp_path / "o"
+    line = one_error_line(cli("measure", "--each", str(dumps), "--out", str(out), "--metrics", "gap", "-q"))
+    assert line == (f"error: {dumps / 'ckpt[b]_epoch3.npy'}[1]: 1 row contains NaN or Inf (first at row 17); "
+                    "pass --drop-invalid to drop them")
+    assert not out.exists()
+    with pytest.raises(InputError, match=r"ckpt\[b\]_epoch3.npy\[1\]: 1 row contains NaN"):
+        embspace.measure_trajectory(sorted(dumps.iterdir()), metrics="gap", out=out)
+    assert not out.exists()
 
 
 def test_cli_each_end_to_end_in_a_subprocess(ckpts, tmp_path):

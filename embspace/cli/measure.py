@@ -55,6 +55,9 @@ def measure(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(
         help="Tile precision: auto (fp16 on CUDA, fp32 on the CPU), fp64, fp32, tf32, bf16 or fp16.")] = "auto",
+    backend: Annotated[str | None, typer.Option(
+        help="Pairwise engine: auto (fused Triton kernels on CUDA where they run, torch otherwise), torch or "
+             "triton. Default: $EMBSPACE_BACKEND, else auto.", show_default=False)] = None,
     estimate: Annotated[str, typer.Option(
         help="exact (every pair), sampled (uniformity and histograms from --pairs random pairs, recall from --queries "
              "random queries, with 95 % intervals), or auto: sampled above --sample-above rows.")] = "auto",
@@ -84,8 +87,8 @@ def measure(
     try:
         budget = parse_size(memory) if memory is not None else None
     except InputError as exc:
-        fail(escape(str(exc)))
-    options = {"metrics": metrics, "device": device, "precision": precision, "t": t, "alpha": alpha,
+        fail(str(exc))
+    options = {"metrics": metrics, "device": device, "precision": precision, "backend": backend, "t": t, "alpha": alpha,
                "normalize": not require_normalized, "drop_invalid": drop_invalid, "estimate": estimate,
                "sample_above": sample_above, "pairs": pairs, "queries": queries, "memory": budget}
     progress = not quiet and sys.stderr.isatty()
@@ -170,10 +173,10 @@ def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: 
         trajectory = embspace.measure_trajectory(dumps, steps=given, labels=labels, step_pattern=step_pattern,
                                                  names=names, out=out_dir, unit=unit, progress=progress, **options)
     except InputError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     except (ImportError, OSError) as exc:
         what = "the bundled sample cannot be read" if all_steps else "cannot read the dumps"
-        fail(escape(f"{what}: {exc}"))
+        fail(f"{what}: {exc}")
     print_trajectory(trajectory)
     err.print(f"{len(trajectory)} reports and {out_dir / 'trajectory.json'} written", highlight=False, soft_wrap=True)
 
@@ -215,8 +218,8 @@ def print_report(report) -> None:
     """The report as a terminal table: one line per number, grouped by metric."""
     for name, info in report.inputs.items():
         dropped = f", {info['dropped']} rows dropped" if info.get("dropped") else ""
-        out.print(f"[bold]{name}[/]: {info['source']}  ({info['n']:,} × {info['dim']}, {info['dtype']}{dropped})",
-                  highlight=False)
+        out.print(f"[bold]{escape(name)}[/]: {escape(str(info['source']))}  ({info['n']:,} × {info['dim']}, "
+                  f"{info['dtype']}{dropped})", highlight=False)
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
     table.add_column("metric")
     table.add_column("")
@@ -240,7 +243,8 @@ def print_report(report) -> None:
     how = (f"sampled ({estimate['pairs']:,} pairs, {estimate['queries']:,} queries)"
            if estimate.get("method") == "sampled" else "exact")
     out.print(f"[dim]t={settings['t']:g}  α={settings['alpha']:g}  device={settings['device']}  "
-              f"precision={settings['precision']}  estimate={how}  {total:.2f} s[/]", highlight=False)
+              f"precision={settings['precision']}  backend={settings.get('backend', '?')}  estimate={how}  "
+              f"{total:.2f} s[/]", highlight=False)
 
 
 def interval(uncertainty: dict) -> str:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,9 +38,25 @@ BACKEND_ENV = "EMBSPACE_BACKEND"
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+_IN_USE: ContextVar[str | None] = ContextVar("embspace_backend", default=None)
+
+
+@contextmanager
+def use_backend(backend: str) -> Iterator[None]:
+    """Within the block, calls that name no backend use ``backend`` (before ``$EMBSPACE_BACKEND``): how
+    :func:`embspace.measure` hands its ``backend=`` to every pairwise pass of its metrics."""
+    token = _IN_USE.set(backend)
+    try:
+        yield
+    finally:
+        _IN_USE.reset(token)
+
+
 def requested_backend(backend: str | None) -> tuple[str, str]:
     """The backend asked for and where the request came from (for error messages)."""
-    if backend is None:
+    if backend is None and _IN_USE.get() is not None:
+        name, where = _IN_USE.get(), "backend"
+    elif backend is None:
         name, where = os.environ.get(BACKEND_ENV, "auto").strip() or "auto", BACKEND_ENV
     else:
         name, where = backend, "backend"
@@ -60,19 +78,46 @@ def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], bac
     return "torch"
 
 
-def why_not_fused(x: Rows, y: Rows | None, reductions: Sequence[Reduction]) -> str | None:
-    """None when the fused kernels can run this call; else the reason, in one line."""
+def resolve_backend(backend: str | None, device: torch.device, dtype: torch.dtype) -> str:
+    """``"triton"`` or ``"torch"``: the backend of a whole run on ``device`` with ``dtype`` tiles (what
+    :func:`embspace.measure` records). ``"triton"`` means the fused kernels run the pairwise passes that have one;
+    asking for ``"triton"`` where they cannot run at all is an :class:`~embspace.errors.InputError` saying why."""
+    name, where = requested_backend(backend)
+    if name == "torch" or (name == "auto" and device.type != "cuda"):
+        return "torch"
+    reason = why_not_on(device)
+    if reason is None and dtype not in FUSED_DTYPES:
+        reason = f"{str(dtype).removeprefix('torch.')} tiles have no fused kernel (fp16, bf16 and fp32 do)"
+    if reason is None:
+        return "triton"
+    if name == "triton":
+        raise InputError(f"{where}=triton", reason)
+    return "torch"
+
+
+def why_not_on(device: torch.device) -> str | None:
+    """None when the fused kernels can run on ``device``; else the reason, in one line."""
     try:
         from embspace.kernels import triton as kernels
     except ImportError as error:
         return f"Triton cannot be imported ({error})"
-    if x.device.type == "cuda" and kernels.INTERPRET:
+    if device.type == "cuda" and kernels.INTERPRET:
         return "TRITON_INTERPRET=1 is set: the kernels would run in the (slow) interpreter"
-    if x.device.type != "cuda" and not kernels.INTERPRET:
-        return f"rows are on {x.device}: the fused kernels need CUDA (or TRITON_INTERPRET=1 set before import)"
-    if x.device.type == "cuda" and torch.cuda.get_device_capability(x.device) < (8, 0):
-        major, minor = torch.cuda.get_device_capability(x.device)
+    if device.type != "cuda" and not kernels.INTERPRET:
+        return f"rows are on {device}: the fused kernels need CUDA (or TRITON_INTERPRET=1 set before import)"
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        major, minor = torch.cuda.get_device_capability(device)
         return f"compute capability {major}.{minor}: the fused kernels are built for 8.0 (Ampere) and newer"
+    return None
+
+
+def why_not_fused(x: Rows, y: Rows | None, reductions: Sequence[Reduction]) -> str | None:
+    """None when the fused kernels can run this call; else the reason, in one line."""
+    reason = why_not_on(x.device)
+    if reason is not None:
+        return reason
+    from embspace.kernels import triton as kernels
+
     for rows in (x,) if y is None else (x, y):
         if rows.dtype not in FUSED_DTYPES:
             return f"{rows.source}: {rows.dtype} tiles have no fused kernel (fp16, bf16 and fp32 do)"
