@@ -9,6 +9,13 @@
 - ``"triton"``: the fused kernels, or an :class:`~embspace.errors.InputError` that says why they cannot run. On the
   CPU this needs Triton's interpreter (``TRITON_INTERPRET=1`` before the kernels are imported): slow, for tests.
 
+If a kernel cannot be built for the device (Triton's compile or out-of-resources errors, raised at the first launch),
+``"auto"`` warns in one line and runs the call on the torch path; a forced ``"triton"`` is an ``InputError``.
+
+Precision: fp32 rows are multiplied in IEEE fp32 unless tf32 was asked for explicitly, by
+:func:`embspace.kernels.rows.matmul_precision` ``("tf32")`` (what ``measure(precision="tf32")`` uses), which sets
+:func:`use_tf32`; torch's global matmul flags are never read.
+
 The fused path computes the same statistics and merges them into the same reduction objects, by the same rules
 (``ExpSum._add``, ``+=`` of counts, ``_keep_best`` of top-k candidates), so nothing downstream changes. Rows held
 on the device (``ResidentRows``) go to the kernels whole; rows streamed from their source go block by block
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,7 +40,7 @@ from embspace.kernels.pairwise import ExpSum, Histogram, RankCount, Reduction, T
 from embspace.kernels.rows import ResidentRows, Rows
 
 if TYPE_CHECKING:
-    from embspace.kernels.triton import RowResult
+    from embspace.kernels.triton import PairResult, RowResult
 
 BACKENDS = ("auto", "torch", "triton")
 BACKEND_ENV = "EMBSPACE_BACKEND"
@@ -39,6 +48,18 @@ FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 _IN_USE: ContextVar[str | None] = ContextVar("embspace_backend", default=None)
+_CHOSEN: ContextVar[str] = ContextVar("embspace_backend_chosen", default="triton")  # what the last choice came from
+_TF32: ContextVar[bool] = ContextVar("embspace_tf32", default=False)
+
+
+@contextmanager
+def use_tf32(enabled: bool) -> Iterator[None]:
+    """Within the block, fp32 rows go through the fused kernels' tf32 products (``enabled``) or IEEE fp32."""
+    token = _TF32.set(enabled)
+    try:
+        yield
+    finally:
+        _TF32.reset(token)
 
 
 @contextmanager
@@ -72,6 +93,7 @@ def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], bac
         return "torch"
     reason = why_not_fused(x, y, reductions)
     if reason is None:
+        _CHOSEN.set(name)  # stream_fused falls back to torch on a build error only when this was "auto"
         return "triton"
     if name == "triton":
         raise InputError(f"{where}=triton", reason)
@@ -135,6 +157,8 @@ def why_not_fused(x: Rows, y: Rows | None, reductions: Sequence[Reduction]) -> s
             return f"RankCount needs paired rows, got {x.n} and {y.n}"
         if kind is TopK and max(reduction.k_rows, reduction.k_cols) > kernels.MAX_TOPK:
             return f"TopK with k > {kernels.MAX_TOPK} has no fused kernel"
+        if kind is Histogram and reduction.bins > kernels.MAX_BINS:
+            return f"Histogram with more than {kernels.MAX_BINS} bins has no fused kernel"
         if kind not in (ExpSum, Histogram, RankCount, TopK):
             return f"{kind.__name__} has no fused kernel"
     return None
@@ -154,50 +178,95 @@ def stream_fused(
     *,
     tile: int,
     progress: Callable[[int], None] | None = None,
+    backend: str | None = None,
 ) -> None:
-    """:func:`~embspace.kernels.pairwise.stream_pairs` through the fused kernels (same pairs, same reductions)."""
+    """:func:`~embspace.kernels.pairwise.stream_pairs` through the fused kernels (same pairs, same reductions).
+
+    ``backend`` (default: what :func:`choose_backend` was last asked for) decides what a kernel that cannot be built
+    does: ``"auto"`` warns in one line and runs the whole call on the torch path, ``"triton"`` raises an
+    :class:`~embspace.errors.InputError`. Builds happen at the first launch of each kernel variant, all of which
+    come in the first two block pairs, whose results are merged only after both have run, so nothing has been
+    added to the reductions when a build fails.
+    """
+    from embspace.kernels import triton as kernels
+
+    backend = backend or _CHOSEN.get()
     symmetric = y is None
     other = x if symmetric else y
     col_blocks = _blocks(other, tile)
-    for r0, r1 in _blocks(x, tile):
-        a = x.block(r0, r1)  # (R, D)
-        for c0, c1 in col_blocks:
-            if symmetric and c0 < r0:
-                continue
-            on_diagonal = symmetric and c0 == r0
-            b = a if on_diagonal else other.block(c0, c1)  # (C, D)
-            _pair_pass(a, b, reductions, diagonal=c0 - r0, triangle=on_diagonal)
-            if not symmetric:
-                _row_pass(a, b, reductions, r0, c0)
-            if progress is not None:
-                progress(count_tiles(r1 - r0, None if on_diagonal else c1 - c0, tile))
+    pending: list[Callable[[], None]] = []  # merges (and progress) of the block pairs run so far, not yet applied
+    launched = 0
+    try:
+        for r0, r1 in _blocks(x, tile):
+            a = x.block(r0, r1)  # (R, D)
+            for c0, c1 in col_blocks:
+                if symmetric and c0 < r0:
+                    continue
+                on_diagonal = symmetric and c0 == r0
+                b = a if on_diagonal else other.block(c0, c1)  # (C, D)
+                pending += _pair_pass(a, b, reductions, diagonal=c0 - r0, triangle=on_diagonal)
+                if not symmetric:
+                    pending += _row_pass(a, b, reductions, r0, c0)
+                if progress is not None:
+                    pending.append(partial(progress, count_tiles(r1 - r0, None if on_diagonal else c1 - c0, tile)))
+                launched += 1
+                if launched >= 2:  # the diagonal and an off-diagonal block pair have run: every variant is built
+                    for merge in pending:
+                        merge()
+                    pending = []
+    except kernels.BUILD_ERRORS as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if backend == "triton" or launched >= 2:
+            raise InputError(f"backend={backend}", f"the fused kernels cannot be built for {x.device}: "
+                                                   f"{reason}") from None
+        warnings.warn(f"the fused kernels cannot be built for {x.device} ({reason}); using the torch path",
+                      RuntimeWarning, stacklevel=3)
+        from embspace.kernels.pairwise import stream_pairs
+
+        stream_pairs(x, y, reductions, tile=tile, progress=progress, backend="torch")
+        return
+    for merge in pending:
+        merge()
 
 
 def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], *, diagonal: int,
-               triangle: bool) -> None:
-    """ExpSum and Histogram reductions, one launch per (exp-sum, histogram) couple."""
+               triangle: bool) -> list[Callable[[], None]]:
+    """ExpSum and Histogram reductions, one launch per (exp-sum, histogram) couple; returns the merges to run."""
     from embspace.kernels import triton as kernels
 
     sums = [r for r in reductions if type(r) is ExpSum]
     hists = [r for r in reductions if type(r) is Histogram]
+    precision = _precision(a)
+    merges = []
     for acc, hist in itertools.zip_longest(sums, hists):
         result = kernels.pair_reduce(a, b, diagonal=diagonal, triangle=triangle,
                                      t=None if acc is None else acc.t,
                                      exclude_equal=acc is not None and acc.exclude_diagonal,
-                                     bins=None if hist is None else hist.bins)
-        if acc is not None:
-            acc._add(result.exp_shift, result.exp_total)
-        if hist is not None:
-            counts = result.counts.to(hist._bounds.device)
-            if hist.symmetric:
-                hist.within += counts
-            else:
-                hist.unmatched += counts
-                hist.matched += result.matched.to(hist._bounds.device)
+                                     bins=None if hist is None else hist.bins, precision=precision)
+        merges.append(lambda acc=acc, hist=hist, result=result: _merge_pair(acc, hist, result))
+    return merges
 
 
-def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], r0: int, c0: int) -> None:
-    """RankCount and TopK reductions of a cross problem.
+def _precision(a: torch.Tensor) -> str | None:
+    """``"tf32"`` for fp32 rows inside :func:`use_tf32` ``(True)``; otherwise the rows' own precision."""
+    return "tf32" if _TF32.get() and a.dtype == torch.float32 else None
+
+
+def _merge_pair(acc: ExpSum | None, hist: Histogram | None, result: PairResult) -> None:
+    if acc is not None:
+        acc._add(result.exp_shift, result.exp_total)
+    if hist is not None:
+        counts = result.counts.to(hist._bounds.device)
+        if hist.symmetric:
+            hist.within += counts
+        else:
+            hist.unmatched += counts
+            hist.matched += result.matched.to(hist._bounds.device)
+
+
+def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], r0: int,
+              c0: int) -> list[Callable[[], None]]:
+    """RankCount and TopK reductions of a cross problem; returns the merges to run.
 
     A TopK needs the rows' top-k (A·Bᵀ) and the columns' (the same kernel on B·Aᵀ); a RankCount rides along,
     its column counts taken from the second launch. A RankCount without a TopK takes one launch, its column
@@ -208,22 +277,33 @@ def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction],
     ranks = [r for r in reductions if type(r) is RankCount]
     tops = [r for r in reductions if type(r) is TopK]
     r1, c1 = r0 + a.shape[0], c0 + b.shape[0]
+    precision = _precision(a)
+    merges = []
     for number, top in enumerate(tops):
         rank = ranks[0] if number == 0 and ranks else None
-        forward = kernels.row_reduce(a, b, diagonal=c0 - r0, k=top.k_rows,
+        forward = kernels.row_reduce(a, b, diagonal=c0 - r0, k=top.k_rows, precision=precision,
                                      matched_rows=None if rank is None else rank.matched[r0:r1])
-        backward = kernels.row_reduce(b, a, diagonal=r0 - c0, k=top.k_cols,
+        backward = kernels.row_reduce(b, a, diagonal=r0 - c0, k=top.k_cols, precision=precision,
                                       matched_rows=None if rank is None else rank.matched[c0:c1])
-        _merge_top(top.row_values, top.row_index, forward, slice(r0, r1), c0, dim=1)
-        _merge_top(top.col_values, top.col_index, backward, slice(c0, c1), r0, dim=0)
-        if rank is not None:
-            rank.rows[r0:r1] += forward.rank_rows.to(rank.rows.device)
-            rank.cols[c0:c1] += backward.rank_rows.to(rank.cols.device)
+
+        def merge_top(top=top, rank=rank, forward=forward, backward=backward) -> None:
+            _merge_top(top.row_values, top.row_index, forward, slice(r0, r1), c0, dim=1)
+            _merge_top(top.col_values, top.col_index, backward, slice(c0, c1), r0, dim=0)
+            if rank is not None:
+                rank.rows[r0:r1] += forward.rank_rows.to(rank.rows.device)
+                rank.cols[c0:c1] += backward.rank_rows.to(rank.cols.device)
+
+        merges.append(merge_top)
     for rank in ranks[1:] if tops else ranks:
         result = kernels.row_reduce(a, b, diagonal=c0 - r0, matched_rows=rank.matched[r0:r1],
-                                    matched_cols=rank.matched[c0:c1])
-        rank.rows[r0:r1] += result.rank_rows.to(rank.rows.device)
-        rank.cols[c0:c1] += result.rank_cols.to(rank.cols.device)
+                                    matched_cols=rank.matched[c0:c1], precision=precision)
+
+        def merge_rank(rank=rank, result=result) -> None:
+            rank.rows[r0:r1] += result.rank_rows.to(rank.rows.device)
+            rank.cols[c0:c1] += result.rank_cols.to(rank.cols.device)
+
+        merges.append(merge_rank)
+    return merges
 
 
 def _merge_top(values: torch.Tensor, index: torch.Tensor, found: RowResult, part: slice, offset: int,

@@ -25,8 +25,12 @@ Two kernels cover every reduction of :mod:`embspace.kernels.pairwise`:
 
 Precision: the tile product is ``tl.dot`` with float32 accumulation. fp16 / bf16 rows are multiplied as they are
 (for unit vectors fp16 is the more accurate of the two: 10 mantissa bits against 7, and no value exceeds 1); fp32
-rows use ``input_precision="ieee"`` unless tf32 is asked for — Triton's default tf32 dot on fp32 input is biased by
-~3e-3 in uniformity (METHODS.md). Unit rows give s ≤ 1 + rounding, so the exponent never overflows.
+rows use ``input_precision="ieee"`` unless tf32 is asked for explicitly (``precision="tf32"``; torch's global
+matmul flags are never read) — Triton's default tf32 dot on fp32 input is biased by ~3e-3 in uniformity
+(METHODS.md). Unit rows give s ≤ 1 + rounding, so the exponent never overflows.
+
+Launches and the buffers they write go to the device holding the rows (Triton takes device and stream from the
+current CUDA device, so every launch runs under ``torch.cuda.device(rows.device)``).
 
 The module is imported only where it can run: on a CUDA device, or on the CPU under Triton's interpreter.
 ``TRITON_INTERPRET=1`` must be in the environment before Triton is first imported (``triton.jit`` picks the
@@ -36,7 +40,9 @@ at the first launch; :data:`INTERPRET` records what was in effect when this modu
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +56,9 @@ UNDERFLOW_SAFE_EXPONENT = 80.0  # as in pairwise.ExpSum: below e^−80 float32 s
 FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "tf32": torch.float32}
 MAX_TOPK = 64  # the k-slot register buffer holds at most this many neighbours per row
+MAX_BINS = 4096  # histograms wider than this take the torch path (the per-tile bin table lives in registers)
+BUILD_ERRORS = (triton.runtime.errors.OutOfResources, triton.runtime.errors.PTXASError,
+                triton.compiler.errors.CompilationError)  # a kernel that cannot be built for this device
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,12 @@ class Config:
     programs_per_sm: int = 2
 
 
-PAIR_CONFIG = Config()  # 128×128 fp32 tile, 2 programs per SM (96 KiB of shared memory each at 3 stages)
-ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)  # 255 registers: 2 per SM
+# sm_90 builds (Triton 3.9, test_kernels_compile_for_hopper_without_a_gpu): the fp16/bf16 exp-sum-only pair kernel
+# takes 121 registers and 96 KiB of shared memory at 3 stages, so two programs share an SM; with histograms it takes
+# 255 registers and spills 124–212 B per thread (one program per SM); fp32 (ieee) 254 registers and 128 KiB.
+PAIR_CONFIG = Config()  # 128×128 fp32 tile
+# fp16 rows, k = 10: 255 registers and 72 B of spills per thread; fp32 rows, k = 10: 904 B of spills.
+ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
 INTERPRET_CONFIG = Config(block_m=32, block_n=32, block_k=32, group=2, num_warps=1, num_stages=1)
 INTERPRET_PROGRAMS = 3  # a few persistent programs, so that each one loops over several tiles
 
@@ -322,14 +335,14 @@ class RowResult:
 def dot_precision(dtype: torch.dtype, precision: str | None) -> tuple[torch.dtype, str]:
     """The storage dtype of the tiles and ``tl.dot``'s input precision.
 
-    ``precision=None`` follows the rows: fp16 / bf16 as stored, float32 in IEEE fp32 — or tf32 when torch's
-    ``allow_tf32`` flag is on (``embspace.kernels.rows.matmul_precision("tf32")`` sets it).
+    ``precision=None`` follows the rows: fp16 / bf16 as stored, float32 in IEEE fp32. tf32 only when asked for
+    (``precision="tf32"``): torch's global flags (``allow_tf32``, ``fp32_precision``,
+    ``set_float32_matmul_precision``) are never read, so user code cannot switch these kernels to tf32 silently.
     """
     if precision is None:
         if dtype not in FUSED_DTYPES:
             raise ValueError(f"the fused kernels take float16, bfloat16 or float32 rows, not {dtype}")
-        tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
-        return dtype, "tf32" if tf32 else "ieee"
+        return dtype, "ieee"
     if precision not in PRECISION_DTYPES:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_DTYPES)}")
     return PRECISION_DTYPES[precision], "tf32" if precision == "tf32" else "ieee"
@@ -346,6 +359,16 @@ def _operands(a: torch.Tensor, b: torch.Tensor, precision: str | None) -> tuple[
     same = a is b
     a = a.to(dtype).contiguous()
     return a, (a if same else b.to(dtype).contiguous()), dot_input
+
+
+@contextlib.contextmanager
+def _on_device(device: torch.device) -> Iterator[None]:
+    """Make ``device`` the current CUDA device (Triton launches on the current one); nothing on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    with torch.cuda.device(device):
+        yield
 
 
 def _programs(device: torch.device, tiles: int, config: Config) -> int:
@@ -382,34 +405,38 @@ def pair_reduce(
         triangle: a is b and ``diagonal`` = 0: only pairs i < j, each once (upper-triangle tiles only).
         t: if given, Σ exp(2t(s − 1)) = Σ exp(−t‖a_i − b_j‖²) (Wang & Isola 2020) over the counted pairs.
         exclude_equal: leave the pairs i = j out of the exp-sum (cross uniformity).
-        bins: if given, counts of s in ``bins`` equal bins over [−1, 1] with numpy.histogram's edges; pairs i = j
-            of a non-triangle problem are counted in ``matched``, the others in ``counts``.
+        bins: if given (1 to :data:`MAX_BINS`), counts of s in ``bins`` equal bins over [−1, 1] with
+            numpy.histogram's edges; pairs i = j of a non-triangle problem are counted in ``matched``, the others in
+            ``counts``.
         precision: ``None`` (follow a's dtype), ``"fp16"``, ``"bf16"``, ``"fp32"`` or ``"tf32"``.
     """
     a, b, dot_input = _operands(a, b, precision)
     if triangle and (a.shape[0] != b.shape[0] or diagonal != 0):
         raise ValueError("triangle=True needs a square problem on the diagonal (a is b, diagonal = 0)")
+    if bins is not None and not 1 <= bins <= MAX_BINS:
+        raise ValueError(f"the fused histograms take 1 to {MAX_BINS} bins, not {bins}")
     config = config or default_config("pair")
     if triangle and config.block_m != config.block_n:
         raise ValueError("triangle=True needs square tiles (block_m = block_n)")
     n_a, n_b, dim = a.shape[0], b.shape[0], a.shape[1]
     blocks_r, blocks_c = -(-n_a // config.block_m), -(-n_b // config.block_n)
     tiles = blocks_r * (blocks_r + 1) // 2 if triangle else blocks_r * blocks_c
-    programs = _programs(a.device, tiles, config)
-    bins_pow2 = triton.next_power_of_2(bins) if bins else 1
-    exp_out = torch.zeros((programs, 2), dtype=torch.float64, device=a.device)  # (P, [shift, total])
-    hist_out = torch.zeros((programs, bins_pow2), dtype=torch.int64, device=a.device)  # (P, bins_pow2)
-    matched_out = torch.zeros_like(hist_out)
-    bounds = float32_bounds(bins or 1)
-    shift = t is not None and 4 * t > UNDERFLOW_SAFE_EXPONENT
-    _pair_kernel[(programs,)](
-        a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal, tiles,
-        exp_out, hist_out, matched_out, torch.from_numpy(bounds).to(a.device), 2 * (t or 0.0) * LOG2E,
-        TRIANGLE=triangle, EXCLUDE_EQUAL=exclude_equal, DO_EXP=t is not None, SHIFT=shift,
-        DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2, BOUNDS_POW2=len(bounds),
-        BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP=config.group,
-        PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
-        num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
+    with _on_device(a.device):
+        programs = _programs(a.device, tiles, config)
+        bins_pow2 = triton.next_power_of_2(bins) if bins else 1
+        exp_out = torch.zeros((programs, 2), dtype=torch.float64, device=a.device)  # (P, [shift, total])
+        hist_out = torch.zeros((programs, bins_pow2), dtype=torch.int64, device=a.device)  # (P, bins_pow2)
+        matched_out = torch.zeros_like(hist_out)
+        bounds = float32_bounds(bins or 1)
+        shift = t is not None and 4 * t > UNDERFLOW_SAFE_EXPONENT
+        _pair_kernel[(programs,)](
+            a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal, tiles,
+            exp_out, hist_out, matched_out, torch.from_numpy(bounds).to(a.device), 2 * (t or 0.0) * LOG2E,
+            TRIANGLE=triangle, EXCLUDE_EQUAL=exclude_equal, DO_EXP=t is not None, SHIFT=shift,
+            DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2, BOUNDS_POW2=len(bounds),
+            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP=config.group,
+            PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
+            num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
     result = PairResult()
     if t is not None:
         result.exp_shift, result.exp_total = _merge_exp(exp_out.cpu())
@@ -477,23 +504,24 @@ def row_reduce(
     n_a, n_b, dim = a.shape[0], b.shape[0], a.shape[1]
     device = a.device
     result = RowResult()
-    rank_rows = torch.zeros(n_a, dtype=torch.int32, device=device)
-    rank_cols = torch.zeros(n_b, dtype=torch.int32, device=device)
-    values = torch.empty((n_a, max(k, 1)), dtype=torch.float32, device=device)  # (N, k)
-    index = torch.empty((n_a, max(k, 1)), dtype=torch.int32, device=device)  # (N, k)
-    d_rows = _matched(matched_rows, n_a, device)
-    d_cols = _matched(matched_cols, n_b, device)
-    if n_a == 0:
-        values, index = values[:0, :k], index[:0, :k]
-    else:
-        _row_kernel[(-(-n_a // config.block_m),)](
-            a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal,
-            d_rows, d_cols, rank_rows, rank_cols, values, index,
-            K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
-            COLUMN_RANKS=matched_cols is not None,
-            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
-            PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
-            num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
+    with _on_device(device):
+        rank_rows = torch.zeros(n_a, dtype=torch.int32, device=device)
+        rank_cols = torch.zeros(n_b, dtype=torch.int32, device=device)
+        values = torch.empty((n_a, max(k, 1)), dtype=torch.float32, device=device)  # (N, k)
+        index = torch.empty((n_a, max(k, 1)), dtype=torch.int32, device=device)  # (N, k)
+        d_rows = _matched(matched_rows, n_a, device)
+        d_cols = _matched(matched_cols, n_b, device)
+        if n_a == 0:
+            values, index = values[:0, :k], index[:0, :k]
+        else:
+            _row_kernel[(-(-n_a // config.block_m),)](
+                a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal,
+                d_rows, d_cols, rank_rows, rank_cols, values, index,
+                K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
+                COLUMN_RANKS=matched_cols is not None,
+                BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+                PRECISION=dot_input, EVEN_K=dim % config.block_k == 0, WIDEN=INTERPRET and a.dtype == torch.bfloat16,
+                num_warps=config.num_warps, num_stages=config.num_stages, enable_fp_fusion=True)
     if k > 0:
         result.top_values, result.top_index = values, index.long()
     if matched_rows is not None:
