@@ -52,13 +52,24 @@ def precision_name(precision: str, device: torch.device) -> str:
 
 @contextlib.contextmanager
 def matmul_precision(precision: str) -> Iterator[None]:
-    """Enable TF32 matrix products only for ``precision="tf32"`` (full fp32 otherwise)."""
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    """Enable TF32 matrix products only for ``precision="tf32"`` (full fp32 otherwise), for cuBLAS and the fused
+    kernels (:func:`embspace.kernels.fused.use_tf32`, the only place they learn of tf32).
+
+    Set and restored through torch's ``fp32_precision`` where it exists (mixing it with the legacy ``allow_tf32``
+    makes torch raise), else through ``allow_tf32``: one API only.
+    """
+    from embspace.kernels.fused import use_tf32
+
+    matmul = torch.backends.cuda.matmul
+    flag = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    previous = getattr(matmul, flag)
+    setattr(matmul, flag, ("tf32" if precision == "tf32" else "ieee") if flag == "fp32_precision"
+            else precision == "tf32")
     try:
-        yield
+        with use_tf32(precision == "tf32"):
+            yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+        setattr(matmul, flag, previous)
 
 
 def normalize_block(
