@@ -23,7 +23,7 @@ import torch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.kernels.budget import Plan, parse_size, plan, retry_on_oom
+from embspace.kernels.budget import Plan, parse_size, plan, retry_on_oom, tile_within
 from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE, ExpSum, Histogram, count_tiles, stream_pairs
 from embspace.kernels.rows import (
     Rows,
@@ -412,8 +412,10 @@ class _Run:
 
     def _retrieval(self, x: Rows, y: Rows) -> None:
         a, b = self.names
+        # top-k tables and rank counts (N·k) come out of the budget first, the tiles fit what is left
+        tile = tile_within(self.plan, retrieval.state_bytes(x.n, y.n, self.settings["hubness_k"]))
         result = retrieval.retrieval_metrics(x, y, ks=self.settings["recall_ks"], hubness_k=self.settings["hubness_k"],
-                                             tile=self.plan.tile, progress=self.advance)
+                                             tile=tile, progress=self.advance)
         if "retrieval" in self.families:
             for k in self.settings["recall_ks"]:
                 self.metrics[f"recall@{k}"] = {f"{a}->{b}": result["recall_x->y"][k],

@@ -16,6 +16,8 @@ from tests import reference as ref
 
 BUDGET = 64 << 20
 N, DIM = 32_768, 512  # a (2, N, D) float32 stack: 128 MiB, twice the budget
+EXACT_BUDGET = 8 << 20
+EXACT_N, EXACT_DIM = 8_192, 256  # 16 MiB, twice EXACT_BUDGET; N² = 6.7·10⁷ pairs per pass
 
 
 def peak_rss(*args: str, cwd: Path) -> tuple[int, int, str]:
@@ -53,3 +55,59 @@ def test_a_dump_twice_the_budget_completes_under_the_budget(tmp_path):
     assert report["uncertainty"]["recall@1.image->text"]["method"] == "sampled"
     assert report["uncertainty"]["gap"]["method"] == "exact"
     assert big.read_bytes()[-4096:] == before  # input never modified
+
+
+def test_the_exact_pass_of_a_dump_twice_the_budget_stays_under_the_budget(tmp_path):
+    """Every pair (uniformity, recall, hubness, histograms): tiles, top-k tables, rank counts, matched similarities
+    and streamed row blocks together stay under the budget. Only the N² families are asked for, so that no import
+    (scikit-learn, scipy) sets a higher peak in both runs and hides the pass."""
+    x, y = ref.paired_data("cone", EXACT_N, EXACT_DIM, seed=5)
+    stack = np.stack([x, y]).astype(np.float32)
+    big = tmp_path / "big.npy"
+    np.save(big, stack)
+    assert big.stat().st_size >= 2 * EXACT_BUDGET
+    np.save(tmp_path / "tiny.npy", stack[:, :256])
+    del x, y, stack
+    common = ["--memory", str(EXACT_BUDGET), "--estimate", "exact", "-q",
+              "--metrics", "gap,uniformity,retrieval,hubness,histograms"]
+    code, baseline, err = peak_rss("measure", "pairs=tiny.npy", *common, "--json", "tiny.json", cwd=tmp_path)
+    assert code == 0, err
+    code, peak, err = peak_rss("measure", "pairs=big.npy", *common, "--json", "big.json", cwd=tmp_path)
+    assert code == 0, err
+    print(f"exact pass: peak {peak / 2**20:.1f} MiB, baseline {baseline / 2**20:.1f} MiB")
+    assert peak - baseline < EXACT_BUDGET, f"peak {peak >> 20} MiB, baseline {baseline >> 20} MiB"
+    report = json.loads((tmp_path / "big.json").read_text())
+    assert report["settings"]["memory"]["streamed"] == ["image", "text"]
+    assert report["settings"]["estimate"]["method"] == "exact"
+    assert sum(report["histograms"]["unmatched"]) == EXACT_N * (EXACT_N - 1)
+    assert sum(report["histograms"]["within"]["image"]) == EXACT_N * (EXACT_N - 1) // 2
+    assert report["uncertainty"]["hubness.image->text"]["method"] == "exact"
+
+
+def test_per_row_state_comes_out_of_the_budget_before_the_tiles():
+    from embspace.kernels.budget import MIN_TILE, TILE_BYTES_PER_PAIR, plan, tile_within
+    from embspace.metrics.retrieval import state_bytes
+
+    layout = plan(64 << 20, 512, 4096)
+    assert layout.tile == 512  # 512² pairs · 32 bytes = 8 MiB ≤ a quarter of 64 MiB
+    assert tile_within(layout, 0) == 512
+    reserved = state_bytes(1_000_000, 1_000_000, 10)  # 1M rows: top-k tables alone are 320 MB
+    assert reserved >= 2 * 1_000_000 * 10 * (8 + 8)
+    assert tile_within(layout, reserved) == MIN_TILE  # nothing left: the smallest tiles
+    left = (64 - 40) << 20
+    tile = tile_within(layout, 40 << 20)
+    assert tile * tile * TILE_BYTES_PER_PAIR <= left // 4 < (2 * tile) ** 2 * TILE_BYTES_PER_PAIR
+
+
+def test_matched_similarities_are_the_diagonal_of_the_tile_products():
+    import torch
+
+    from embspace.kernels.rows import prepare_rows
+    from embspace.metrics.retrieval import matched_similarities
+
+    x, y = ref.paired_data("cone", 300, 8, seed=6)
+    rows = [prepare_rows(a, torch.device("cpu"), torch.float64) for a in (x, y)]
+    expected = np.einsum("ij,ij->i", *(a / np.linalg.norm(a, axis=1, keepdims=True) for a in (x, y)))
+    got = matched_similarities(*rows, tile=64)
+    assert got.shape == (300,) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)

@@ -6,6 +6,8 @@ One budget (``--memory 8GB``, default: what is free on the device) is split once
   (:func:`~embspace.kernels.rows.prepare_rows`), otherwise it is read from its source block by block;
 - tiles of the pairwise engine: a T×T tile costs about ``TILE_BYTES_PER_PAIR`` bytes per pair with every reduction's
   temporaries (histogram bins are the widest), and may take a quarter of the budget;
+- state that grows with N (the exact retrieval pass's top-k tables and rank counts) is taken from the budget
+  first, and that pass's tiles fit a quarter of what is left (:func:`tile_within`);
 - row blocks of the O(N·D) passes (moments, Gram, validation, gathers): ``BLOCK_BYTES_PER_VALUE`` bytes per value
   (a float64 copy and its temporaries), an eighth of the budget.
 
@@ -82,6 +84,19 @@ def plan(budget: int, dim: int, tile: int) -> Plan:
     rows = (budget // 8) // max(dim * BLOCK_BYTES_PER_VALUE, 1)
     block_rows = int(min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, 2 ** math.floor(math.log2(max(rows, 1))))))
     return Plan(budget, tile, block_rows)
+
+
+def tile_within(layout: Plan, reserved: int) -> int:
+    """The plan's tile, halved (down to ``MIN_TILE``) until its pairs fit a quarter of what the budget leaves after
+    ``reserved`` bytes of state that grows with N (top-k tables, rank counts).
+
+    That state is a floor: a budget smaller than it still runs, with the smallest tiles, above the budget.
+    """
+    left = max(layout.budget - reserved, 0)
+    tile = layout.tile
+    while tile > MIN_TILE and tile * tile * TILE_BYTES_PER_PAIR > left // 4:
+        tile //= 2
+    return tile
 
 
 def retry_on_oom(run: Callable[[Plan], T], start: Plan, *, what: str = "the measurement",
