@@ -91,3 +91,28 @@ def test_cli_refuses_triton_without_cuda_or_interpreter_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: backend=triton: "), done.stderr
     assert "CUDA" in lines[0] or "Triton cannot be imported" in lines[0]
     assert not out.exists()
+
+
+def test_matmul_precision_uses_one_tf32_api_and_tells_the_fused_path():
+    """User code that set torch's new ``fp32_precision`` API (or ``set_float32_matmul_precision("high")``) must not
+    make ``matmul_precision`` raise (torch refuses reads of the legacy flag after the new one was set), and only
+    ``precision="tf32"`` turns tf32 on, for cuBLAS and the fused kernels alike; the previous setting comes back."""
+    from embspace.kernels.rows import matmul_precision
+
+    matmul = torch.backends.cuda.matmul
+    previous = torch.get_float32_matmul_precision(), matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "tf32"
+        with matmul_precision("fp32"):
+            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+        assert matmul.fp32_precision == "tf32"
+        torch.set_float32_matmul_precision("high")
+        matmul.fp32_precision = "none"
+        with matmul_precision("tf32"):
+            assert matmul.fp32_precision == "tf32" and fused._TF32.get()
+        assert matmul.fp32_precision == "none" and not fused._TF32.get()
+        with matmul_precision("fp16"):
+            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+    finally:
+        torch.set_float32_matmul_precision(previous[0])
+        matmul.fp32_precision = previous[1]
