@@ -186,3 +186,59 @@ def test_auto_picks_the_fused_kernels_on_cuda():
     assert fused.choose_backend(r, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], "auto") == "triton"
     r64 = prepare_rows(data("random", 300, 64, seed=8)[0], CUDA, torch.float64)
     assert fused.choose_backend(r64, None, [ExpSum(T, symmetric=True, exclude_diagonal=True)], "auto") == "torch"
+
+
+@pytest.mark.parametrize("d", [100, 37])  # D not a multiple of the 64-wide D slices: the masked-D loads
+def test_edge_shapes_against_float64(d):
+    """k = 1 and k = 64 (the largest fused top-k), RankCount without TopK (column counts by atomics), a histogram
+    of fewer than 32 bins and an exp-sum in the same launch, all on fp32 rows against float64."""
+    n = 1_031
+    x, y = data("random", n, d, seed=9, noise=4.0)
+    for symmetric in (True, False):
+        found = {}
+        for p, backend in (("fp32", "triton"), ("fp64", "torch")):
+            acc = ExpSum(T, symmetric=symmetric, exclude_diagonal=True)
+            hist = Histogram(7, symmetric=symmetric, device=CUDA)
+            stream_pairs(rows(x, p), None if symmetric else rows(y, p), [acc, hist], backend=backend)
+            found[p] = acc.log_sum(), hist.counts()
+        assert abs(found["fp32"][0] - found["fp64"][0]) < U_TOLERANCE["fp32"]
+        for key, exact in found["fp64"][1].items():
+            mine, exact = np.array(found["fp32"][1][key]), np.array(exact)
+            assert mine.sum() == exact.sum()
+            assert np.abs(np.cumsum(mine - exact)).sum() <= 1.5e-5 * exact.sum() + 2, key
+    rx, ry = rows(x, "fp32"), rows(y, "fp32")
+    sim = torch.from_numpy(x).to(CUDA) @ torch.from_numpy(y).to(CUDA).T  # (N, N) float64
+    for k in (1, 64):
+        top = TopK(n, n, k, CUDA)
+        stream_pairs(rx, ry, [top], backend="triton")
+        best_rows, best_cols = sim.topk(k, dim=1).values, sim.topk(k, dim=0).values
+        assert (top.row_values - best_rows).abs().max() < TOPK_TOLERANCE["fp32"]
+        assert (top.col_values - best_cols).abs().max() < TOPK_TOLERANCE["fp32"]
+        assert (sim.gather(1, top.row_index) - best_rows).abs().max() < TOPK_TOLERANCE["fp32"]
+        assert (sim.gather(0, top.col_index) - best_cols).abs().max() < TOPK_TOLERANCE["fp32"]
+    ranks = RankCount(matched_similarities(rx, ry))
+    stream_pairs(rx, ry, [ranks], backend="triton")
+    matched = sim.diagonal()
+    off = ~torch.eye(n, dtype=torch.bool, device=CUDA)
+    for dim, mine, d_exact in ((1, ranks.rows, matched[:, None]), (0, ranks.cols, matched[None, :])):
+        exact = ((sim > d_exact) & off).sum(dim)
+        near = ((sim - d_exact).abs() < 1e-5) & off  # may flip in fp32: within its rounding of the partner
+        assert ((mine.to(CUDA) - exact).abs() <= near.sum(dim)).all()
+        assert exact.max() > 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_rows_on_another_device_than_the_current_one():
+    """Triton launches on the current CUDA device: rows on cuda:1 must still be reduced on cuda:1."""
+    x, y = data("random", 2_003, 128, seed=10)
+    other = torch.device("cuda:1")
+    assert torch.cuda.current_device() != 1
+    exact = log_sums(x, None, "fp64", "torch")
+    rx, ry = prepare_rows(x, other, torch.float32), prepare_rows(y, other, torch.float32)
+    acc = ExpSum(T, symmetric=True, exclude_diagonal=True)
+    stream_pairs(rx, None, [acc], backend="triton")
+    assert abs(acc.log_sum() - exact) < U_TOLERANCE["fp32"]
+    top = TopK(2_003, 2_003, 5, other)
+    stream_pairs(rx, ry, [top], backend="triton")
+    sim = torch.from_numpy(x).to(other) @ torch.from_numpy(y).to(other).T
+    assert (top.row_values - sim.topk(5, dim=1).values).abs().max() < TOPK_TOLERANCE["fp32"]
