@@ -79,12 +79,13 @@ class Config:
     programs_per_sm: int = 2
 
 
-# sm_90 builds (Triton 3.9, test_kernels_compile_for_hopper_without_a_gpu): the fp16/bf16 exp-sum-only pair kernel
-# takes 121 registers and 96 KiB of shared memory at 3 stages, so two programs share an SM; with histograms it takes
-# 255 registers and spills 124–212 B per thread (one program per SM); fp32 (ieee) 254 registers and 128 KiB.
+# sm_90 builds (Triton 3.9's PTX through its ptxas -v; docs/gpu.md): the fp16/bf16 exp-sum-only pair kernel takes
+# 121 registers and 96 KiB of shared memory at 3 stages, so two programs share an SM; with 200-bin histograms it
+# takes 255 registers and spills 88–128 B per thread (one program per SM); fp32 (ieee) 254 registers and 128 KiB.
 PAIR_CONFIG = Config()  # 128×128 fp32 tile
-# fp16 rows, k = 10: 255 registers and 72 B of spills per thread; fp32 rows, k = 10: 904 B of spills.
-ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=4, num_stages=3)
+# k = 10: 8 warps hold the 64×128 tile and the k-slot buffers in 182 registers without spills for fp16 rows (4 warps:
+# 255 registers, 72 B of spills) and spill 16 B for fp32 rows (4 warps: 884 B).
+ROW_CONFIG = Config(block_m=64, block_n=128, block_k=64, num_warps=8, num_stages=3)
 INTERPRET_CONFIG = Config(block_m=32, block_n=32, block_k=32, group=2, num_warps=1, num_stages=1)
 INTERPRET_PROGRAMS = 3  # a few persistent programs, so that each one loops over several tiles
 
