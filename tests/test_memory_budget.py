@@ -4,7 +4,6 @@ above the fixed cost of starting up (the same command on a tiny dump), stays und
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +19,29 @@ EXACT_BUDGET = 8 << 20
 EXACT_N, EXACT_DIM = 8_192, 256  # 16 MiB, twice EXACT_BUDGET; N² = 6.7·10⁷ pairs per pass
 
 
+_LAUNCH = """
+import atexit, runpy, sys
+
+def record(path):
+    with open("/proc/self/status") as status, open(path, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+atexit.register(record, sys.argv.pop(1))
+runpy.run_module("embspace.cli", run_name="__main__")
+"""
+
+
 def peak_rss(*args: str, cwd: Path) -> tuple[int, int, str]:
-    """Run ``embspace`` in a child process; (exit code, the child's peak RSS in bytes, stderr)."""
-    err_path = cwd / "stderr.txt"
+    """Run ``embspace`` in a child process; (exit code, the child's peak RSS in bytes, stderr).
+
+    The peak is the child's own VmHWM, read as it exits: ``ru_maxrss`` would also count the memory this process
+    held when it spawned the child.
+    """
+    err_path, peak_path = cwd / "stderr.txt", cwd / "vmhwm.txt"
     with open(err_path, "w") as err:
-        child = subprocess.Popen([sys.executable, "-m", "embspace.cli", *args], stdout=subprocess.DEVNULL,
-                                 stderr=err, cwd=cwd)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, usage.ru_maxrss * 1024, err_path.read_text()
+        child = subprocess.run([sys.executable, "-c", _LAUNCH, str(peak_path), *args], stdout=subprocess.DEVNULL,
+                               stderr=err, cwd=cwd, check=False)
+    return child.returncode, int(peak_path.read_text()) * 1024, err_path.read_text()
 
 
 @pytest.mark.slow
@@ -111,3 +124,43 @@ def test_matched_similarities_are_the_diagonal_of_the_tile_products():
     got = matched_similarities(*rows, tile=64)
     assert got.shape == (300,) and got.dtype == torch.float64
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+
+
+READER_BUDGET = 16 << 20
+READER_N, READER_DIM = 8_192, 1024  # 32 MiB of float32 per modality: twice the budget
+
+
+def _write_inputs(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from safetensors.numpy import save_file
+
+    folder.mkdir()
+    save_file({"x": x}, str(folder / "image.safetensors"))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(y.reshape(-1)), y.shape[1])
+    pq.write_table(pa.table({"emb": column}), folder / "text.parquet", row_group_size=1024)
+
+
+def test_safetensors_and_parquet_stream_under_the_budget(tmp_path):
+    """Rows are read from the file on request, not through a memory map whose touched pages would stay resident
+    (before: the whole of both files ended up in the process's resident memory)."""
+    x, y = ref.paired_data("cone", READER_N, READER_DIM, seed=7)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    _write_inputs(tmp_path / "big", x, y)
+    _write_inputs(tmp_path / "tiny", x[:2048], y[:2048])
+    assert (tmp_path / "big" / "image.safetensors").stat().st_size >= 2 * READER_BUDGET
+    assert (tmp_path / "big" / "text.parquet").stat().st_size >= 2 * READER_BUDGET
+    xn, yn = (a.astype(np.float64) / np.linalg.norm(a.astype(np.float64), axis=1, keepdims=True) for a in (x, y))
+    gap = float(np.linalg.norm(xn.mean(0) - yn.mean(0)))
+    del x, y, xn, yn  # the child's peak counts what this process holds when it forks
+    peaks = {}
+    for size in ("tiny", "big"):
+        code, peaks[size], err = peak_rss("measure", f"image={size}/image.safetensors", f"text={size}/text.parquet",
+                                          "--memory", str(READER_BUDGET), "--metrics", "gap,alignment,cone", "-q",
+                                          "--json", f"{size}.json", cwd=tmp_path)
+        assert code == 0, err
+    print(f"readers: peak {peaks['big'] / 2**20:.1f} MiB, baseline {peaks['tiny'] / 2**20:.1f} MiB")
+    assert peaks["big"] - peaks["tiny"] < READER_BUDGET
+    report = json.loads((tmp_path / "big.json").read_text())
+    assert report["settings"]["memory"]["streamed"] == ["image", "text"]
+    assert report["metrics"]["gap"] == pytest.approx(gap, rel=1e-5)

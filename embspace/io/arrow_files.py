@@ -134,9 +134,14 @@ def _stored(path: Path, name: str, kind: pa.DataType, counts: list[int], load: G
 
 
 def open_parquet(path: Path, key: str | None = None) -> Stored:
-    """A list column of a parquet file, read one row group at a time."""
+    """A list column of a parquet file, read one row group at a time.
+
+    The file is read, not memory-mapped: pages a mapping has touched stay in the process's resident memory, so
+    streaming a file larger than the memory budget through a mapping would hold all of it. Peak memory is about one
+    decoded row group (and its compressed bytes).
+    """
     with translated(str(path)):
-        handle = pq.ParquetFile(path, memory_map=True)
+        handle = pq.ParquetFile(path, memory_map=False)  # read, not mapped: mapped pages would stay resident
         schema = handle.schema_arrow
         counts = [handle.metadata.row_group(i).num_rows for i in range(handle.metadata.num_row_groups)]
     name, kind = _pick_column(path, schema, key)
@@ -157,16 +162,18 @@ def _validated(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def open_arrow(path: Path, key: str | None = None) -> Stored:
-    """A list column of an Arrow IPC file (``.arrow`` / ``.feather`` v2) or stream, memory-mapped.
+    """A list column of an Arrow IPC file (``.arrow`` / ``.feather`` v2) or stream.
 
-    The file format is read one record batch at a time, decoding only the chosen column; counting the rows of a
-    compressed file decodes that column of each batch once when it is opened. The stream format cannot seek, so
-    its batches are indexed once (zero-copy when uncompressed, held decompressed otherwise).
+    The file format is read (not mapped) one record batch at a time, decoding only the chosen column: peak memory
+    is about one batch; counting the rows of a compressed file decodes that column of each batch once when it is
+    opened. The stream format cannot seek, so it is memory-mapped and its batches are indexed once (zero-copy when
+    uncompressed, held decompressed otherwise): every page read stays resident, the whole file by the end.
     """
     with translated(str(path)):
         source_map = pa.memory_map(str(path), "r")
         if source_map.read(len(_FILE_MAGIC)) == _FILE_MAGIC:
-            source_map.seek(0)
+            source_map.close()
+            source_map = pa.OSFile(str(path), "rb")  # batches are read, not mapped (see open_parquet)
             reader = pa.ipc.open_file(source_map)
             schema = reader.schema
         else:

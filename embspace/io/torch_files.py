@@ -7,6 +7,8 @@ before that call happens.
 
 from __future__ import annotations
 
+import ctypes
+import mmap as mmap_module
 import pickle
 import re
 import warnings
@@ -21,6 +23,7 @@ from embspace.io.stored import Stored, check_torch_dtype
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_DEPTH = 8
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _is_zip(path: Path) -> bool:
@@ -67,6 +70,20 @@ def tensors_in(tree: object, prefix: str = "", depth: int = 0) -> Iterator[tuple
             yield from tensors_in(value, f"{prefix}.{index}" if prefix else str(index), depth + 1)
 
 
+def release_mapped(tensor: torch.Tensor) -> None:
+    """Drop the pages of a memory-mapped tensor's storage from this process (they stay in the page cache and are
+    read again on the next access), so that streaming a file larger than the memory budget does not keep it all
+    resident. Only for storages ``torch.load(mmap=True)`` mapped from a file and never written to."""
+    if not hasattr(mmap_module, "MADV_DONTNEED"):
+        return
+    storage = tensor.untyped_storage()
+    page = mmap_module.PAGESIZE
+    first = storage.data_ptr() // page * page
+    last = -(-(storage.data_ptr() + storage.nbytes()) // page) * page
+    if last > first:
+        _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), mmap_module.MADV_DONTNEED)
+
+
 def open_pt(path: Path, key: str | None = None, *, ndim: int | None = None) -> Stored:
     """One tensor of a ``torch.save`` file: the tensor itself, or the entry at a dotted key."""
     tree = load_tree(path)
@@ -83,8 +100,13 @@ def open_pt(path: Path, key: str | None = None, *, ndim: int | None = None) -> S
     tensor = tensor.detach()
     dtype = check_torch_dtype(source, tensor.dtype)
 
+    mapped = _is_zip(path)  # load_tree memory-maps the zip format
+
     def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
         rows = tensor[start:stop] if plane is None else tensor[plane, start:stop]
-        return rows.clone(memory_format=torch.contiguous_format)
+        rows = rows.clone(memory_format=torch.contiguous_format)
+        if mapped:
+            release_mapped(tensor)
+        return rows
 
     return Stored(source, tuple(tensor.shape), dtype, read)
