@@ -290,5 +290,6 @@ def matched_similarities(x: Rows, y: Rows, *, tile: int = DEFAULT_TILE) -> torch
     out = []
     for r0 in range(0, x.n, tile):
         r1 = min(r0 + tile, x.n)
-        out.append(tile_product(x.block(r0, r1), y.block(r0, r1)).diagonal())
+        # a copy: a view of the diagonal would keep its whole tile alive until the end
+        out.append(tile_product(x.block(r0, r1), y.block(r0, r1)).diagonal().clone())
     return torch.cat(out)  # (N,)
