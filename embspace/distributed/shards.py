@@ -17,7 +17,7 @@ from embspace.distributed.group import Group
 from embspace.distributed.plan import shard_bounds
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.io.validate import DROP_HINT, BadRows, _drop, _require_equal, scan
+from embspace.io.validate import BadRows, _require_equal, refuse_or_drop, scan
 from embspace.kernels.rows import ResidentRows, Rows, normalize_block
 
 
@@ -56,18 +56,7 @@ def validate_shards(group: Group, modalities: dict[str, Embeddings], *, paired: 
     bad = {name: BadRows(np.concatenate([part[name][0] for part in gathered]).astype(np.int64),
                          np.concatenate([part[name][1] for part in gathered]).astype(np.int64))
            for name, _ in items}
-    if not drop_invalid:
-        for name, emb in items:
-            described = bad[name].describe()
-            if described:
-                raise InputError(emb.source, f"{described}; {DROP_HINT}")
-        return dict(items)
-    if paired and items:
-        union = np.unique(np.concatenate([rows.all for rows in bad.values()]))
-        drop = {name: union for name in bad}
-    else:
-        drop = {name: rows.all for name, rows in bad.items()}
-    return {name: _drop(emb, drop[name]) for name, emb in items}
+    return refuse_or_drop(items, bad, paired=paired, drop_invalid=drop_invalid)
 
 
 def resident_shard(group: Group, embeddings: Embeddings, device: torch.device, dtype: torch.dtype, *,

@@ -68,6 +68,12 @@ def validate(modalities: dict[str, Embeddings], *, paired: bool = True, same_dim
     if same_dim:
         _require_equal(items, lambda e: e.dim, "dims", "these metrics need the same dimension in every modality")
     bad = {name: scan(embeddings, chunk_rows) for name, embeddings in items}
+    return refuse_or_drop(items, bad, paired=paired, drop_invalid=drop_invalid)
+
+
+def refuse_or_drop(items: list[tuple[str, Embeddings]], bad: dict[str, BadRows], *, paired: bool,
+                   drop_invalid: bool) -> dict[str, Embeddings]:
+    """Refuse the first modality with bad rows, or drop them (the union over modalities when ``paired``)."""
     if not drop_invalid:
         for name, embeddings in items:
             described = bad[name].describe()
