@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
+
 T = 2.0
 K = 10
 UNIFORMITY = ("float64", "embspace exact", "embspace sampled", "torch.pdist", "torch chunked", "pykeops", "gemm")
@@ -213,14 +215,7 @@ def keops_uniformity(rows) -> float:
 def machine() -> dict[str, object]:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"platform": platform.platform(), "cpu": cpu, "nproc": os.cpu_count(), "memory_gib": round(memory, 1),
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
 
 import embspace
 from embspace.data import SAMPLE_PATH
@@ -234,14 +235,7 @@ def cli_timing(losses: tuple[str, ...]) -> dict[str, dict[str, float]]:
 
 # -------------------------------------------------------------------------------------------------------- output
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = f", load average {os.getloadavg()[1]:.1f} over the last 5 min (a shared machine)" \
         if hasattr(os, "getloadavg") else ""
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "

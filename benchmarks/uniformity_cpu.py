@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
+
 T = 2.0
 METHODS = ("embspace", "pdist", "gemm", "float64")
 
@@ -68,14 +70,7 @@ def run_method(method: str, n: int, dim: int, repeats: int) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
