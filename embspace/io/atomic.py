@@ -72,19 +72,8 @@ def atomic_fd(path: str | os.PathLike[str]) -> Iterator[int]:
     _remove_leftovers(folder, target)
     fd = _open_anonymous(folder)
     if fd is None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        try:
-            try:
-                os.fchmod(fd, 0o666 & ~_umask())
-                yield fd
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with _named_temporary(folder, target) as named:
+            yield named
     else:
         hidden = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
         try:
@@ -163,17 +152,25 @@ def _link_anonymous(fd: int, name: Path) -> None:
 def _copy_to_named(fd: int, folder: Path, target: Path) -> None:
     """Where an anonymous file cannot be named: copy its content into a named temporary file, renamed over
     ``target``."""
-    out, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    with _named_temporary(folder, target) as out:
+        offset = 0
+        while block := os.pread(fd, _COPY_BLOCK, offset):
+            _write_all(out, block)
+            offset += len(block)
+
+
+@contextlib.contextmanager
+def _named_temporary(folder: Path, target: Path) -> Iterator[int]:
+    """A hidden named temporary file ``.NAME.XXXX.tmp`` in ``folder`` (usual permissions) to fill through the
+    descriptor; on leaving it is fsynced, closed and renamed over ``target``, or removed after an error."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         try:
-            os.fchmod(out, 0o666 & ~_umask())
-            offset = 0
-            while block := os.pread(fd, _COPY_BLOCK, offset):
-                _write_all(out, block)
-                offset += len(block)
-            os.fsync(out)
+            os.fchmod(fd, 0o666 & ~_umask())
+            yield fd
+            os.fsync(fd)
         finally:
-            os.close(out)
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
