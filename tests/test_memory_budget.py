@@ -44,16 +44,20 @@ def peak_rss(*args: str, cwd: Path) -> tuple[int, int, str]:
     return child.returncode, int(peak_path.read_text()) * 1024, err_path.read_text()
 
 
+def write_big_and_tiny(folder: Path, n: int, dim: int, seed: int) -> Path:
+    """A (2, n, dim) float32 cone-shaped stack as big.npy, and its first 256 pairs as tiny.npy (the baseline run)."""
+    x, y = ref.paired_data("cone", n, dim, seed=seed)
+    stack = np.stack([x, y]).astype(np.float32)
+    np.save(folder / "big.npy", stack)
+    np.save(folder / "tiny.npy", stack[:, :256])
+    return folder / "big.npy"
+
+
 @pytest.mark.slow
 def test_a_dump_twice_the_budget_completes_under_the_budget(tmp_path):
-    x, y = ref.paired_data("cone", N, DIM, seed=4)
-    stack = np.stack([x, y]).astype(np.float32)
-    big = tmp_path / "big.npy"
-    np.save(big, stack)
+    big = write_big_and_tiny(tmp_path, N, DIM, seed=4)
     assert big.stat().st_size >= 2 * BUDGET
-    np.save(tmp_path / "tiny.npy", stack[:, :256])
     before = big.read_bytes()[-4096:]
-    del x, y, stack
     common = ["--memory", str(BUDGET), "--sample-above", "1000", "--pairs", "20000", "--queries", "300", "-q",
               "--metrics", "gap,alignment,cone,rmg,uniformity,spectrum,retrieval,separability,histograms"]
     code, baseline, err = peak_rss("measure", "pairs=tiny.npy", *common, "--json", "tiny.json", cwd=tmp_path)
@@ -74,13 +78,8 @@ def test_the_exact_pass_of_a_dump_twice_the_budget_stays_under_the_budget(tmp_pa
     """Every pair (uniformity, recall, hubness, histograms): tiles, top-k tables, rank counts, matched similarities
     and streamed row blocks together stay under the budget. Only the N² families are asked for, so that no import
     (scikit-learn, scipy) sets a higher peak in both runs and hides the pass."""
-    x, y = ref.paired_data("cone", EXACT_N, EXACT_DIM, seed=5)
-    stack = np.stack([x, y]).astype(np.float32)
-    big = tmp_path / "big.npy"
-    np.save(big, stack)
+    big = write_big_and_tiny(tmp_path, EXACT_N, EXACT_DIM, seed=5)
     assert big.stat().st_size >= 2 * EXACT_BUDGET
-    np.save(tmp_path / "tiny.npy", stack[:, :256])
-    del x, y, stack
     common = ["--memory", str(EXACT_BUDGET), "--estimate", "exact", "-q",
               "--metrics", "gap,uniformity,retrieval,hubness,histograms"]
     code, baseline, err = peak_rss("measure", "pairs=tiny.npy", *common, "--json", "tiny.json", cwd=tmp_path)
