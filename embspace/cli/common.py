@@ -135,6 +135,18 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(INPUT_EXIT)
 
 
+def check_out_folder(out_dir: Path | None, missing: str) -> Path:
+    """The output folder of a command that writes several files: required (``missing`` says why), a folder if it
+    exists, and inside an existing folder; refused before any work is done."""
+    if out_dir is None:
+        fail(missing)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: exists and is not a folder")
+    if not out_dir.parent.exists():
+        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
+    return out_dir
+
+
 def check_writable(path: Path | None) -> None:
     """Refuse an output path whose folder does not exist before any work is done."""
     if path is None or str(path) == "-":

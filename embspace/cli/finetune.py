@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from embspace.cli.common import app, err, fail, out
+from embspace.cli.common import app, check_out_folder, err, fail, out
 from embspace.errors import InputError
 
 
@@ -71,12 +71,8 @@ def finetune(
     from embspace.finetune import FitConfig, fit
     from embspace.finetune.data import pairs_from_specs, sample_pairs, split_pairs
 
-    if out_dir is None:
-        fail("--out DIR is required: the folder for the reports, the adapted embeddings and the checkpoint")
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.exists():
-        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
+    out_dir = check_out_folder(
+        out_dir, "--out DIR is required: the folder for the reports, the adapted embeddings and the checkpoint")
     try:
         config = FitConfig(loss=loss, loss_options=parse_options(loss_option), head=head, adapter=adapter, dim=dim,
                            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from embspace.cli.common import app, check_writable, err, fail, out
+from embspace.cli.common import app, check_out_folder, check_writable, err, fail, out
 from embspace.distributed import DistributedError, is_main, launched_ranks
 from embspace.errors import InputError
 
@@ -143,12 +143,7 @@ def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: 
     import embspace
     from embspace.trajectory import dump_labels, find_dumps, sample_snapshots
 
-    if out_dir is None:
-        fail("several dumps need --out DIR for their reports and trajectory.json")
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.exists():
-        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
+    out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json")
     try:
         if all_steps:
             if not sample:
