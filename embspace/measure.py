@@ -134,7 +134,9 @@ def measure(
         backend: the pairwise engine: ``"auto"`` (the fused Triton kernels on CUDA where they run, torch
             otherwise), ``"torch"`` or ``"triton"`` (an error where the kernels cannot run); None reads
             ``$EMBSPACE_BACKEND`` (default ``auto``). The report records the resolved one (``torch`` or
-            ``triton``) in ``settings["backend"]``. See :mod:`embspace.kernels.fused`.
+            ``triton``) in ``settings["backend"]``, and in ``settings["pairwise_passes"]`` how many tiled passes
+            each path really ran (under ``auto`` a pass without a fused kernel runs on torch). See
+            :mod:`embspace.kernels.fused`.
         progress: show a progress bar on stderr.
     """
     from embspace import distributed as sharded
@@ -165,7 +167,7 @@ def measure(
     }
     run = (_Run(embeddings, families, settings, progress, layout) if group is None
            else sharded.ShardedRun(group, embeddings, families, settings, progress, layout))
-    with matmul_precision(precision), fused.use_backend(passes), run.bar():
+    with matmul_precision(precision), fused.use_backend(passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, torch_device, dtype, require_normalized=not normalize, memory_budget=budget,
                                    chunk_rows=layout.block_rows) if group is None
                 else sharded.resident_shard(group, emb, torch_device, dtype, require_normalized=not normalize,
@@ -173,6 +175,7 @@ def measure(
                 for name, emb in embeddings.items()}
         settings["memory"]["streamed"] = [name for name, r in rows.items() if isinstance(r, StreamedRows)]
         run.compute(rows, alpha_req_range=alpha_req_range)
+        settings["pairwise_passes"] = dict(passes_run)  # which path each tiled pass really took
     return run.report()
 
 

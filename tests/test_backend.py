@@ -80,6 +80,26 @@ def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeyp
     assert fused.requested_backend(None)[0] == "auto"  # the choice does not outlive the call
 
 
+def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
+    """Uniformity of a pair is three tiled passes (X within, Y within, X against Y); gap alone is none. When the
+    fused path hands a pass to torch (here a stand-in that does exactly that), the count says torch."""
+    from embspace.measure import measure
+
+    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    x, y = ref.paired_data("random", 30, 8, seed=2)
+    assert measure(image=x, text=y, metrics="uniformity").settings["pairwise_passes"] == {"torch": 3}
+    assert measure(image=x, text=y, metrics="gap").settings["pairwise_passes"] == {}
+
+    def hands_to_torch(x_rows, y_rows, reductions, *, tile, progress=None):
+        stream_pairs(x_rows, y_rows, reductions, tile=tile, progress=progress, backend="torch")
+
+    monkeypatch.setattr(fused, "why_not_on", lambda device: None)
+    monkeypatch.setattr(fused, "stream_fused", hands_to_torch)
+    report = measure(image=x, text=y, metrics="uniformity", backend="triton", precision="fp32")
+    assert report.settings["backend"] == "triton"
+    assert report.settings["pairwise_passes"] == {"torch": 3}
+
+
 def test_cli_refuses_triton_without_cuda_or_interpreter_in_one_line(tmp_path):
     out = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", fused.BACKEND_ENV)}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,6 +51,7 @@ FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _IN_USE: ContextVar[str | None] = ContextVar("embspace_backend", default=None)
 _CHOSEN: ContextVar[str] = ContextVar("embspace_backend_chosen", default="triton")  # what the last choice came from
 _TF32: ContextVar[bool] = ContextVar("embspace_tf32", default=False)
+_PASSES: ContextVar[Counter[str] | None] = ContextVar("embspace_passes", default=None)  # path → pairwise passes
 
 
 @contextmanager
@@ -63,14 +65,26 @@ def use_tf32(enabled: bool) -> Iterator[None]:
 
 
 @contextmanager
-def use_backend(backend: str) -> Iterator[None]:
+def use_backend(backend: str) -> Iterator[Counter[str]]:
     """Within the block, calls that name no backend use ``backend`` (before ``$EMBSPACE_BACKEND``): how
-    :func:`embspace.measure` hands its ``backend=`` to every pairwise pass of its metrics."""
-    token = _IN_USE.set(backend)
+    :func:`embspace.measure` hands its ``backend=`` to every pairwise pass of its metrics. Yields a count of the
+    passes each path actually ran (``{"triton": 4, "torch": 1}``): under ``"auto"`` a pass without a fused kernel,
+    or whose kernels cannot be built, runs on torch."""
+    passes: Counter[str] = Counter()
+    token, ledger = _IN_USE.set(backend), _PASSES.set(passes)
     try:
-        yield
+        yield passes
     finally:
+        _PASSES.reset(ledger)
         _IN_USE.reset(token)
+
+
+def record_pass(path: str) -> None:
+    """Count one finished pairwise pass on ``path`` (``"triton"`` or ``"torch"``) for the enclosing
+    :func:`use_backend`, if any."""
+    passes = _PASSES.get()
+    if passes is not None:
+        passes[path] += 1
 
 
 def requested_backend(backend: str | None) -> tuple[str, str]:
@@ -227,6 +241,7 @@ def stream_fused(
         return
     for merge in pending:
         merge()
+    record_pass("triton")
 
 
 def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], *, diagonal: int,

@@ -255,10 +255,10 @@ def stream_pairs(
     ``"torch"`` or ``"triton"``; None reads ``$EMBSPACE_BACKEND`` (default ``"auto"``). See
     :mod:`embspace.kernels.fused`. Either path leaves the same statistics in the same reduction objects.
     """
-    from embspace.kernels import fused
+    from embspace.kernels import fused as fused_kernels
 
-    if fused.choose_backend(x, y, reductions, backend) == "triton":
-        fused.stream_fused(x, y, reductions, tile=tile, progress=progress)
+    if fused_kernels.choose_backend(x, y, reductions, backend) == "triton":
+        fused_kernels.stream_fused(x, y, reductions, tile=tile, progress=progress)
         return
     symmetric = y is None
     y = x if symmetric else y
@@ -275,6 +275,7 @@ def stream_pairs(
                     reduction.update(sim, r0, c0, diagonal=(r0 == c0))
             if progress is not None:
                 progress(1)
+    fused_kernels.record_pass("torch")
 
 
 def count_tiles(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> int:
