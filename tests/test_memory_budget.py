@@ -115,7 +115,7 @@ def test_matched_similarities_are_the_diagonal_of_the_tile_products():
     import torch
 
     from embspace.kernels.rows import prepare_rows
-    from embspace.metrics.retrieval import matched_similarities
+    from embspace.kernels.pairwise import matched_similarities
 
     x, y = ref.paired_data("cone", 300, 8, seed=6)
     rows = [prepare_rows(a, torch.device("cpu"), torch.float64) for a in (x, y)]

@@ -287,10 +287,13 @@ def count_tiles(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> in
 
 
 def matched_similarities(x: Rows, y: Rows, *, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """d_i = x̂_i·ŷ_i taken from the diagonal tiles, rounded exactly as :func:`stream_pairs` rounds them."""
-    out = []
+    """d_i = x̂_i·ŷ_i taken from the diagonal tiles, rounded exactly as :func:`stream_pairs` rounds them.
+
+    Each diagonal is copied out of its tile: a view would keep every R×R tile alive until the end (N·tile floats).
+    """
+    wide = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+    out = torch.empty(x.n, dtype=wide, device=x.device)  # (N,)
     for r0 in range(0, x.n, tile):
         r1 = min(r0 + tile, x.n)
-        # a copy: a view of the diagonal would keep its whole tile alive until the end
-        out.append(tile_product(x.block(r0, r1), y.block(r0, r1)).diagonal().clone())
-    return torch.cat(out)  # (N,)
+        out[r0:r1] = tile_product(x.block(r0, r1), y.block(r0, r1)).diagonal()
+    return out

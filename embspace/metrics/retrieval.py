@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK, stream_pairs, tile_product
+from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK, matched_similarities, stream_pairs
 from embspace.kernels.rows import Rows
 
 RECALL_KS = (1, 5, 10)
@@ -44,19 +44,6 @@ def state_bytes(n_rows: int, n_cols: int, hubness_k: int = HUBNESS_K) -> int:
     """Bytes the exact pass holds whatever the tile: top-k values (float64) and indices (int64) of every row and
     column, rank counts (int64) and the matched similarities (float64 at most)."""
     return 16 * hubness_k * (n_rows + n_cols) + 8 * (n_rows + n_cols) + 8 * n_rows
-
-
-def matched_similarities(x: Rows, y: Rows, *, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """d_i = x̂_i·ŷ_i taken from the diagonal tiles, rounded exactly as ``stream_pairs`` rounds them.
-
-    Each diagonal is copied out of its tile: a view would keep every R×R tile alive until the end (N·tile floats).
-    """
-    out = torch.empty(x.n, dtype=torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32,
-                      device=x.device)  # (N,)
-    for r0 in range(0, x.n, tile):
-        r1 = min(r0 + tile, x.n)
-        out[r0:r1] = tile_product(x.block(r0, r1), y.block(r0, r1)).diagonal()
-    return out
 
 
 def retrieval_metrics(
