@@ -28,7 +28,7 @@ import torch
 from embspace.kernels.rows import ResidentRows, Rows
 
 Z_95 = 1.959963984540054
-PAIR_BATCH = 8192  # pairs per batch: the two gathered (batch, D) operands stay in cache
+PAIR_BATCH = 2048  # pairs per batch: the two gathered (batch, D) float32 operands take 8 MiB at D = 512
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def gather(rows: Rows, index: np.ndarray, chunk: int = 65_536) -> torch.Tensor:
         hi = int(np.searchsorted(sorted_index, stop, side="left"))
         block = rows.block(start, stop)
         local = torch.from_numpy(sorted_index[lo:hi] - start).to(rows.device)
-        out[torch.from_numpy(order[lo:hi]).to(rows.device)] = block[local].double()
+        out.index_copy_(0, torch.from_numpy(order[lo:hi]).to(rows.device), block.index_select(0, local).double())
         lo = hi
     return out
 
@@ -173,11 +173,13 @@ def _draw_in_cell(a: Segment, b: Segment, size: int, generator: np.random.Genera
 
 
 def _dots(block_a: torch.Tensor, block_b: torch.Tensor, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
-    """Row-wise dot products a_i·b_j, in float32 (float64 for float64 rows), returned in float64."""
+    """Row-wise dot products a_i·b_j, in float32 (float64 for float64 rows), returned in float64.
+
+    ``index_select`` gathers the rows (several times faster than advanced indexing on the CPU)."""
     wide = torch.float64 if torch.float64 in (block_a.dtype, block_b.dtype) else torch.float32
-    a = block_a[torch.from_numpy(i).to(block_a.device)].to(wide)  # (m, D)
-    b = block_b[torch.from_numpy(j).to(block_b.device)].to(wide)  # (m, D)
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1).double()  # (m,)
+    a = block_a.index_select(0, torch.from_numpy(i).to(block_a.device)).to(wide)  # (m, D)
+    b = block_b.index_select(0, torch.from_numpy(j).to(block_b.device)).to(wide)  # (m, D)
+    return a.mul_(b).sum(1).double()  # (m,): index_select gave a a fresh tensor
 
 
 # ---- estimators --------------------------------------------------------------------------------------------
