@@ -298,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results[str(n)][method] = json.loads(child.stdout.strip().splitlines()[-1])
             print(f"N={n:>9,} {method:>16}: {describe(results[str(n)][method])}", flush=True)
+            write_tables(args, results)  # after every method: a run cut short still leaves what it measured
+    write_tables(args, results)
+    print(f"wrote {args.out / 'gpu_kernels.json'} and {args.out / 'gpu_kernels.md'}")
+    return 0
+
+
+def write_tables(args: argparse.Namespace, results: dict[str, dict[str, dict]]) -> None:
+    """gpu_kernels.json and gpu_kernels.md in ``args.out`` with every result so far and the machine."""
     summary = {"benchmark": "gpu_kernels", "dim": args.dim, "t": T, "hubness_k": K, "repeats": args.repeats,
                "smoke": args.smoke, "machine": machine(args.smoke), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                            time.gmtime()),
@@ -305,8 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_kernels.json").write_text(json.dumps(summary, indent=2) + "\n")
     (args.out / "gpu_kernels.md").write_text(markdown(summary))
-    print(f"wrote {args.out / 'gpu_kernels.json'} and {args.out / 'gpu_kernels.md'}")
-    return 0
 
 
 def describe(result: dict) -> str:
