@@ -240,6 +240,21 @@ def _source(name: str, data: Data) -> str:
     return data.source if isinstance(data, Embeddings) else f"<{name}: {type(data).__name__}>"
 
 
+SPECTRUM_KEYS = ("rankme", "effective_rank", "effective_rank_centered", "participation_ratio", "alpha_req")
+
+
+def in_table_order(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics in the order of the table: centroid metrics (gap … cone), uniformity, spectrum, recall@k,
+    hubness, separability (a stable sort: the order within each group is kept)."""
+
+    def group(key: str) -> int:
+        if key.startswith("recall@"):
+            return 3
+        return {"uniformity": 1, "hubness": 4, "linear_separability": 5}.get(key, 2 if key in SPECTRUM_KEYS else 0)
+
+    return dict(sorted(metrics.items(), key=lambda item: group(item[0])))
+
+
 class _Run:
     """One measurement: computes the requested families and collects values, conventions and timings."""
 
@@ -268,19 +283,12 @@ class _Run:
         from tqdm.auto import tqdm
 
         n = next(iter(self.embeddings.values())).n
-        tile = self.plan.tile
+        families = self.exact_pairwise()
         total = 0
-        exact = set(self.families) - (set(SAMPLED_FAMILIES) if self.sampled else set())
-        if self.sampled and "hubness" in self.families:
-            exact.add("retrieval")
-        if "uniformity" in exact:
-            total += len(self.names) * count_tiles(n, None, tile) + (count_tiles(n, n, tile) if len(self.names) == 2
-                                                                    else 0)
-        if {"retrieval", "hubness"} & exact:
-            total += count_tiles(n, n, tile)
-        if "histograms" in exact:
-            total += len(self.names) * count_tiles(n, None, tile) + (count_tiles(n, n, tile) if len(self.names) == 2
-                                                                    else 0)
+        if {"uniformity", "histograms"} & set(families):
+            total += len(self.names) * count_tiles(n, None, self.plan.tile)
+        if families and len(self.names) == 2:
+            total += count_tiles(n, n, self._cross_tile(families))
         with tqdm(total=total, desc="measuring", unit="tile", file=sys.stderr, leave=False) as bar:
             self.advance = bar.update
             yield
@@ -302,9 +310,11 @@ class _Run:
         if self.sampled and fams & {"uniformity", "histograms"}:
             with self.timed("uniformity" if "uniformity" in fams else "histograms"):
                 self._sampled_pairs(rows)
-        elif "uniformity" in fams:
-            with self.timed("uniformity"):
-                self._exact(rows, "uniformity", self._uniformity)
+        pairwise = self.exact_pairwise()
+        if pairwise:
+            label = "+".join(pairwise)
+            with self.timed(label):
+                self._exact(rows, label, partial(self._pairwise, families=pairwise))
         if "spectrum" in fams:
             with self.timed("spectrum"):
                 self._spectrum(rows, alpha_req_range)
@@ -314,15 +324,10 @@ class _Run:
                     *(rows[n] for n in names), names, ks=self.settings["recall_ks"],
                     queries=self.settings["estimate"]["queries"], seed=self.settings["seed"], tile=self.plan.tile)
                 self.metrics.update(values)
-        elif fams & {"retrieval", "hubness"}:
-            with self.timed("retrieval"):
-                self._exact(rows, "retrieval", lambda r: self._retrieval(*(r[n] for n in names)))
         if "separability" in fams:
             with self.timed("separability"):
                 self._separability(*(rows[n] for n in names))
-        if "histograms" in fams and not self.sampled:
-            with self.timed("histograms"):
-                self._exact(rows, "histograms", self._histograms)
+        self.metrics = in_table_order(self.metrics)
         self.settings["tile"] = self.plan.tile
 
     def _exact(self, rows: dict[str, Rows], what: str, compute: Callable[[dict[str, Rows]], None]) -> None:
@@ -337,6 +342,23 @@ class _Run:
                 r.max_rows = layout.block_rows
 
         retry_on_oom(attempt, self.plan, what=f"the exact {what} pass", on_retry=shrink)
+
+    def exact_pairwise(self) -> tuple[str, ...]:
+        """The families computed exactly from the tiles of X̂·Ŷᵀ, in one pass per pair space: uniformity,
+        retrieval (recall and hubness; exact whenever hubness is asked for) and histograms, those requested."""
+        fams = set(self.families)
+        wanted = {"uniformity": "uniformity" in fams and not self.sampled,
+                  "retrieval": bool(fams & {"retrieval", "hubness"}) and not (self.sampled and "hubness" not in fams),
+                  "histograms": "histograms" in fams and not self.sampled}
+        return tuple(family for family, asked in wanted.items() if asked)
+
+    def _cross_tile(self, families: tuple[str, ...]) -> int:
+        """The tile of the cross pass: with retrieval, top-k tables and rank counts (N·k) come out of the budget
+        first and the tiles fit what is left."""
+        if "retrieval" not in families:
+            return self.plan.tile
+        n = next(iter(self.embeddings.values())).n
+        return tile_within(self.plan, retrieval.state_bytes(n, n, self.settings["hubness_k"]))
 
     def _sampled_pairs(self, rows: dict[str, Rows]) -> None:
         fams = set(self.families)
@@ -387,23 +409,6 @@ class _Run:
         if "cone" in fams:
             self.metrics["cone"] = {a: values["cone_x"], b: values["cone_y"]}
 
-    def _uniformity(self, rows: dict[str, Rows]) -> None:
-        t, tile = self.settings["t"], self.plan.tile
-        sums = {n: uniformity.self_exp_sum(rows[n], t, tile=tile, progress=self.advance).log_sum()
-                for n in self.names}
-        n_rows = rows[self.names[0]].n
-        if len(self.names) == 1:
-            self.metrics["uniformity"] = {self.names[0]: uniformity.log_mean(sums[self.names[0]],
-                                                                             n_rows * (n_rows - 1) // 2)}
-            return
-        a, b = self.names
-        cross = ExpSum(t, symmetric=False, exclude_diagonal=True)
-        stream_pairs(rows[a], rows[b], [cross], tile=tile, progress=self.advance)
-        variants = uniformity.uniformity_variants(sums[a], sums[b], cross.log_sum(),
-                                                  uniformity.matched_log_sum(rows[a], rows[b], t), n_rows)
-        self.metrics["uniformity"] = {a: variants["x"], b: variants["y"], "mean": variants["mean"],
-                                      "joint": variants["joint"], "cross": variants["cross"]}
-
     def _spectrum(self, rows: dict[str, Rows], fit_range: tuple[int, int] | None) -> None:
         results = {n: spectrum.spectrum_metrics(self._gram(rows[n]), fit_range) for n in self.names}
         for key in ("rankme", "effective_rank", "effective_rank_centered", "participation_ratio", "alpha_req"):
@@ -413,33 +418,70 @@ class _Run:
                             "singular_values_centered": r["singular_values_centered"].tolist()}
                         for n, r in results.items()}
 
-    def _retrieval(self, x: Rows, y: Rows) -> None:
+    def _pairwise(self, rows: dict[str, Rows], families: tuple[str, ...]) -> None:
+        """Uniformity, retrieval and histograms (``families``: those asked for) from one pass per pair space.
+
+        Each modality against itself feeds its exp-sum (U) and its within histogram (pairs i < j); for a pair, the
+        cross pass over X̂·Ŷᵀ feeds the cross exp-sum (i ≠ j), the recall ranks and top-k tables, and the matched /
+        unmatched histogram. Each tile is computed once and handed to every reduction that needs it.
+        """
+        t, bins, tile = self.settings["t"], self.settings["histogram_bins"], self.plan.tile
+        sums: dict[str, ExpSum] = {}
+        within: dict[str, Histogram] = {}
+        for name in self.names if {"uniformity", "histograms"} & set(families) else ():
+            device = rows[name].device
+            if "uniformity" in families:
+                sums[name] = ExpSum(t, symmetric=True, exclude_diagonal=True)
+            if "histograms" in families:
+                within[name] = Histogram(bins, symmetric=True, device=device)
+            reductions = [r for r in (sums.get(name), within.get(name)) if r is not None]
+            stream_pairs(rows[name], None, reductions, tile=tile, progress=self.advance)
+        cross_sum = cross_hist = ranks = top = None
+        if len(self.names) == 2:
+            x, y = (rows[n] for n in self.names)
+            cross_tile = self._cross_tile(families)
+            if "uniformity" in families:
+                cross_sum = ExpSum(t, symmetric=False, exclude_diagonal=True)
+            if "histograms" in families:
+                cross_hist = Histogram(bins, symmetric=False, device=x.device)
+            if "retrieval" in families:
+                ranks, top = retrieval.retrieval_reductions(x, y, hubness_k=self.settings["hubness_k"],
+                                                            tile=cross_tile)
+            reductions = [r for r in (cross_sum, cross_hist, ranks, top) if r is not None]
+            stream_pairs(x, y, reductions, tile=cross_tile, progress=self.advance)
+        if "uniformity" in families:
+            self._uniformity_from(rows, {n: acc.log_sum() for n, acc in sums.items()}, cross_sum)
+        if ranks is not None and top is not None:
+            self._retrieval_from(retrieval.retrieval_results(ranks, top, self.settings["recall_ks"]))
+        if "histograms" in families:
+            self.histograms = {"edges": next(iter(within.values())).edges.tolist()}
+            if cross_hist is not None:
+                self.histograms.update(cross_hist.counts())
+            self.histograms["within"] = {n: h.counts()["within"] for n, h in within.items()}
+
+    def _uniformity_from(self, rows: dict[str, Rows], log_sums: dict[str, float], cross: ExpSum | None) -> None:
+        """The uniformity variants from the exp-sums of each modality (and of the cross pairs)."""
+        n_rows = rows[self.names[0]].n
+        if cross is None:
+            name = self.names[0]
+            self.metrics["uniformity"] = {name: uniformity.log_mean(log_sums[name], n_rows * (n_rows - 1) // 2)}
+            return
         a, b = self.names
-        # top-k tables and rank counts (N·k) come out of the budget first, the tiles fit what is left
-        tile = tile_within(self.plan, retrieval.state_bytes(x.n, y.n, self.settings["hubness_k"]))
-        result = retrieval.retrieval_metrics(x, y, ks=self.settings["recall_ks"], hubness_k=self.settings["hubness_k"],
-                                             tile=tile, progress=self.advance)
+        variants = uniformity.uniformity_variants(log_sums[a], log_sums[b], cross.log_sum(),
+                                                  uniformity.matched_log_sum(rows[a], rows[b], self.settings["t"]),
+                                                  n_rows)
+        self.metrics["uniformity"] = {a: variants["x"], b: variants["y"], "mean": variants["mean"],
+                                      "joint": variants["joint"], "cross": variants["cross"]}
+
+    def _retrieval_from(self, result: dict[str, object]) -> None:
+        """recall@k and hubness, both ways, from the exact pass's results."""
+        a, b = self.names
         if "retrieval" in self.families:
             for k in self.settings["recall_ks"]:
                 self.metrics[f"recall@{k}"] = {f"{a}->{b}": result["recall_x->y"][k],
                                                f"{b}->{a}": result["recall_y->x"][k]}
         if "hubness" in self.families:
             self.metrics["hubness"] = {f"{a}->{b}": result["hubness_x->y"], f"{b}->{a}": result["hubness_y->x"]}
-
-    def _histograms(self, rows: dict[str, Rows]) -> None:
-        """Similarity histograms: within each modality (i < j) and, for a pair, matched (i = j) and unmatched."""
-        bins, tile = self.settings["histogram_bins"], self.plan.tile
-        within = {}
-        for name in self.names:
-            hist = Histogram(bins, symmetric=True, device=rows[name].device)
-            stream_pairs(rows[name], None, [hist], tile=tile, progress=self.advance)
-            within[name] = hist.counts()["within"]
-        self.histograms = {"edges": hist.edges.tolist()}
-        if len(self.names) == 2:
-            cross = Histogram(bins, symmetric=False, device=rows[self.names[0]].device)
-            stream_pairs(rows[self.names[0]], rows[self.names[1]], [cross], tile=tile, progress=self.advance)
-            self.histograms.update(cross.counts())
-        self.histograms["within"] = within
 
     def _content_hash(self, embeddings: Embeddings) -> str | None:
         from embspace.io.digest import content_hash

@@ -81,7 +81,8 @@ def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeyp
 
 
 def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
-    """Uniformity of a pair is three tiled passes (X within, Y within, X against Y); gap alone is none. When the
+    """Uniformity of a pair is three tiled passes (X within, Y within, X against Y), and so are uniformity,
+    retrieval and histograms together; gap alone is none. When the
     fused path hands a pass to torch (here a stand-in that does exactly that), the count says torch."""
     from embspace.measure import measure
 
@@ -89,6 +90,11 @@ def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     x, y = ref.paired_data("random", 30, 8, seed=2)
     assert measure(image=x, text=y, metrics="uniformity").settings["pairwise_passes"] == {"torch": 3}
     assert measure(image=x, text=y, metrics="gap").settings["pairwise_passes"] == {}
+    # every exact N² family shares the same three passes: each tile feeds all the reductions that need it
+    every = measure(image=x, text=y, metrics="uniformity,retrieval,hubness,histograms")
+    assert every.settings["pairwise_passes"] == {"torch": 3}
+    assert list(every.timings)[0] == "uniformity+retrieval+histograms"
+    assert measure(image=x, metrics="uniformity,histograms").settings["pairwise_passes"] == {"torch": 1}
 
     def hands_to_torch(x_rows, y_rows, reductions, *, tile, progress=None):
         stream_pairs(x_rows, y_rows, reductions, tile=tile, progress=progress, backend="torch")

@@ -114,8 +114,8 @@ def test_per_row_state_comes_out_of_the_budget_before_the_tiles():
 def test_matched_similarities_are_the_diagonal_of_the_tile_products():
     import torch
 
-    from embspace.kernels.rows import prepare_rows
     from embspace.kernels.pairwise import matched_similarities
+    from embspace.kernels.rows import prepare_rows
 
     x, y = ref.paired_data("cone", 300, 8, seed=6)
     rows = [prepare_rows(a, torch.device("cpu"), torch.float64) for a in (x, y)]

@@ -71,7 +71,7 @@ def test_retry_after_out_of_memory_gives_the_uninjected_result(data, monkeypatch
 def test_out_of_memory_at_the_floor_fails_with_one_line(data, monkeypatch):
     x, y = data
     stream, _ = failing_stream(100, MemoryError)
-    monkeypatch.setattr(uniformity, "stream_pairs", stream)
+    monkeypatch.setattr(sys.modules["embspace.measure"], "stream_pairs", stream)
     with pytest.raises(InputError) as info:
         embspace.measure(image=x, text=y, metrics="uniformity", tile=256, device="cpu")
     message = str(info.value)

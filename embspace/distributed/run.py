@@ -122,6 +122,15 @@ class ShardedRun(_Run):
         return spectrum.Gram(self.n, self._sum(local.gram, "merging Gram matrices"),
                              self._sum(local.total, "merging Gram matrices"))
 
+    def _pairwise(self, rows: dict[str, Rows], families: tuple[str, ...]) -> None:
+        """The exact N² families, each in its own ring passes (one ring schedule per family)."""
+        if "uniformity" in families:
+            self._uniformity(rows)
+        if "retrieval" in families:
+            self._retrieval(*(rows[n] for n in self.names))
+        if "histograms" in families:
+            self._histograms(rows)
+
     def _uniformity(self, rows: dict[str, Rows]) -> None:
         t = self.settings["t"]
         sums = {}

@@ -46,6 +46,25 @@ def state_bytes(n_rows: int, n_cols: int, hubness_k: int = HUBNESS_K) -> int:
     return 16 * hubness_k * (n_rows + n_cols) + 8 * (n_rows + n_cols) + 8 * n_rows
 
 
+def retrieval_reductions(x: Rows, y: Rows, *, hubness_k: int = HUBNESS_K,
+                         tile: int = DEFAULT_TILE) -> tuple[RankCount, TopK]:
+    """The two reductions of the exact pass over X̂·Ŷᵀ: rank counts against the matched similarities, and top-k."""
+    return RankCount(matched_similarities(x, y, tile=tile)), TopK(x.n, y.n, hubness_k, x.device)
+
+
+def retrieval_results(ranks: RankCount, top: TopK, ks: Sequence[int] = RECALL_KS) -> dict[str, object]:
+    """recall@k and hubness both ways (``x->y`` and ``y->x``) from the reductions of a finished pass."""
+    n_rows, n_cols = top.row_index.shape[0], top.col_index.shape[1]
+    return {
+        "recall_x->y": recall_from_ranks(ranks.rows, ks),
+        "recall_y->x": recall_from_ranks(ranks.cols, ks),
+        "hubness_x->y": skewness(k_occurrence(top.row_index, n_cols)),
+        "hubness_y->x": skewness(k_occurrence(top.col_index, n_rows)),
+        "ranks_x->y": ranks.rows.cpu(),
+        "ranks_y->x": ranks.cols.cpu(),
+    }
+
+
 def retrieval_metrics(
     x: Rows,
     y: Rows,
@@ -56,14 +75,6 @@ def retrieval_metrics(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, object]:
     """recall@k and hubness both ways (``x->y`` and ``y->x``) from one pass over the N² similarities."""
-    ranks = RankCount(matched_similarities(x, y, tile=tile))
-    top = TopK(x.n, y.n, hubness_k, x.device)
+    ranks, top = retrieval_reductions(x, y, hubness_k=hubness_k, tile=tile)
     stream_pairs(x, y, [ranks, top], tile=tile, progress=progress)
-    return {
-        "recall_x->y": recall_from_ranks(ranks.rows, ks),
-        "recall_y->x": recall_from_ranks(ranks.cols, ks),
-        "hubness_x->y": skewness(k_occurrence(top.row_index, y.n)),
-        "hubness_y->x": skewness(k_occurrence(top.col_index, x.n)),
-        "ranks_x->y": ranks.rows.cpu(),
-        "ranks_y->x": ranks.cols.cpu(),
-    }
+    return retrieval_results(ranks, top, ks)
