@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from embspace.kernels.pairwise import TileBuffer, tile_product
 from embspace.kernels.rows import ResidentRows, Rows
 
 Z_95 = 1.959963984540054
@@ -295,9 +296,10 @@ def _ranks_of(x: Rows, y: Rows, chosen: np.ndarray, tile: int) -> np.ndarray:
     matched = (q * gather(y, chosen).to(wide)).sum(1)  # (q,)
     better = torch.zeros(len(chosen), dtype=torch.int64, device=q.device)
     own = torch.from_numpy(chosen).to(q.device)
+    buffer = TileBuffer()
     for c0, cols in y.blocks(tile):
-        beats = q @ cols.to(wide).T > matched[:, None]  # (q, C)
+        beats = tile_product(q, cols.to(wide), buffer) > matched[:, None]  # (q, C)
         inside = (own >= c0) & (own < c0 + len(cols))
         beats[inside.nonzero().flatten(), (own[inside] - c0)] = False  # the partner never beats itself
-        better += beats.sum(1)
+        better += beats.sum(1, dtype=torch.int32)
     return better.cpu().numpy()
