@@ -93,7 +93,7 @@ def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     # every exact N² family shares the same three passes: each tile feeds all the reductions that need it
     every = measure(image=x, text=y, metrics="uniformity,retrieval,hubness,histograms")
     assert every.settings["pairwise_passes"] == {"torch": 3}
-    assert list(every.timings)[0] == "uniformity+retrieval+histograms"
+    assert next(iter(every.timings)) == "uniformity+retrieval+histograms"
     assert measure(image=x, metrics="uniformity,histograms").settings["pairwise_passes"] == {"torch": 1}
 
     def hands_to_torch(x_rows, y_rows, reductions, *, tile, progress=None):
