@@ -315,6 +315,28 @@ main()
 """
 
 
+PROGRESS_SCRIPT = """
+import numpy as np
+import embspace
+
+x, y = np.load("x.npy"), np.load("y.npy")
+embspace.measure(image=x, text=y, metrics="uniformity,retrieval,hubness,histograms", tile=8, drop_invalid=True,
+                 progress=True)
+"""
+
+
+def test_rank_zero_alone_shows_progress_by_ring_step(uneven, tmp_path):
+    """Rank 0's bar counts the shards it visits: with 3 ranks, 2 per symmetric pass and 3 per cross pass; uniformity
+    and histograms take 2 symmetric + 1 cross each, retrieval 1 cross: 4 + 3 + 4 + 3 + 3 = 17 steps."""
+    for name in ("x.npy", "y.npy"):
+        (tmp_path / name).write_bytes((uneven / name).read_bytes())
+    (tmp_path / "progress.py").write_text(textwrap.dedent(PROGRESS_SCRIPT))
+    result = torchrun(3, "progress.py", cwd=tmp_path, env=environment(TQDM_MININTERVAL="0"))  # draw every step
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "measuring (rank 0 of 3)" in result.stderr and "| 17/17 [" in result.stderr
+    assert "rank 1 of 3" not in result.stderr and "rank 2 of 3" not in result.stderr
+
+
 def test_a_dead_rank_ends_the_run_without_a_report(tmp_path):
     (tmp_path / "dying.py").write_text(textwrap.dedent(DYING_SCRIPT))
     env = environment(EMBSPACE_DIST_TIMEOUT="20")

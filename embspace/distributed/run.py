@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,7 +45,7 @@ class ShardedRun(_Run):
 
     def __init__(self, group: Group, embeddings: dict[str, Embeddings], families: list[str],
                  settings: dict[str, Any], progress: bool, layout: Plan) -> None:
-        super().__init__(embeddings, families, settings, False, layout)
+        super().__init__(embeddings, families, settings, progress and group.main, layout)
         self.group = group
         self.n = next(iter(embeddings.values())).n
         self.sizes = [stop - start for start, stop in shard_bounds(self.n, group.world)]
@@ -57,7 +58,27 @@ class ShardedRun(_Run):
 
     @contextmanager
     def bar(self):
-        yield  # no progress bar: each rank would show only its share
+        """Rank 0's bar, one step per shard it visits in the ring passes (its 1/K share of every pass: the ranks
+        move in step, each waiting for the next shard). The other ranks show none."""
+        if not self.show_progress:
+            yield
+            return
+        from tqdm.auto import tqdm
+
+        world, names = self.group.world, self.names
+        within, cross = ring_steps(world, True), ring_steps(world, False) if len(names) == 2 else 0
+        per_family = {"uniformity": len(names) * within + cross, "histograms": len(names) * within + cross,
+                      "retrieval": cross}
+        total = sum(per_family[family] for family in self.exact_pairwise())
+        with tqdm(total=total, desc=f"measuring (rank 0 of {world})", unit="shard", file=sys.stderr,
+                  leave=False) as bar:
+            self.advance = bar.update
+            yield
+
+    def _visited(self) -> None:
+        """One shard of a ring pass done (the bar of rank 0)."""
+        if self.advance is not None:
+            self.advance(1)
 
     def compute(self, rows: dict[str, Rows], alpha_req_range: tuple[int, int] | None) -> None:
         super().compute(rows, alpha_req_range)
@@ -94,9 +115,10 @@ class ShardedRun(_Run):
         def visit(step: Visit, visiting: Rows, state: list[torch.Tensor]) -> None:
             if step.own:
                 stream_pairs(x, y, reductions, tile=tile)
-                return
-            r0, r1, c0, c1 = step.block(x.n, visiting.n)
-            stream_between(rows_of(x, r0, r1), rows_of(visiting, c0, c1), reductions, tile=tile)
+            else:
+                r0, r1, c0, c1 = step.block(x.n, visiting.n)
+                stream_between(rows_of(x, r0, r1), rows_of(visiting, c0, c1), reductions, tile=tile)
+            self._visited()
 
         ring_pass(self.group, x if y is None else y, self.sizes, y is None, visit, what=what)
 
@@ -214,6 +236,7 @@ class ShardedRun(_Run):
             found = top.col_index[:, offset:]
             found = torch.where(found >= 0, found + self.start, found)
             state[2], state[3] = _keep_best(col_values, col_index, top.col_values[:, offset:], found, dim=0)
+            self._visited()
 
         final = ring_pass(self.group, y, sizes, False, visit, state=state, state_shapes=state_shapes,
                           what="retrieval")
