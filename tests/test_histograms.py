@@ -49,7 +49,8 @@ def test_values_on_and_beside_every_edge_fall_in_numpys_bins(dtype):
     hist = Histogram(200, symmetric=True)
     edges = torch.from_numpy(hist.edges).to(dtype)
     values = torch.cat([edges, edges.nextafter(torch.tensor(2.0, dtype=dtype)),
-                        edges.nextafter(torch.tensor(-2.0, dtype=dtype)), torch.tensor([1.5, -3.0], dtype=dtype)])
+                        edges.nextafter(torch.tensor(-2.0, dtype=dtype)),
+                        torch.tensor([1.5, -3.0, 3e7, -1e10, float("inf"), -float("inf")], dtype=dtype)])
     expected = np.histogram(np.clip(values.double().numpy(), -1, 1), bins=hist.edges)[0]
     np.testing.assert_array_equal(hist._count(values).numpy(), expected)
 

@@ -215,12 +215,12 @@ class Histogram(Reduction):
         """Bin counts of a 1-D run of similarities.
 
         The bin k = ⌊(s + 1)·bins/2⌋ is computed in the tile's precision (float16/bfloat16 are widened to float32);
-        the few values within 1e-3 of a bin's width from an edge (or rounded just outside [−1, 1]) are then settled
-        exactly, as numpy does, by comparing them in float64 with the edges themselves, and clamped into the end
-        bins.
+        the few values within 1e-3 of a bin's width from an edge are then settled exactly, as numpy does, by
+        comparing them in float64 with the edges themselves. Values outside [−1, 1] (rounding; ±inf) fall in the end
+        bins: their coordinate is clamped to [−1, bins + 1], whole numbers that the exact step settles.
         """
         wide = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()  # (M,)
-        position = torch.add(wide, 1.0).mul_(self.bins / 2)  # (M,) bin coordinate
+        position = torch.add(wide, 1.0).mul_(self.bins / 2).clamp_(-1.0, self.bins + 1.0)  # (M,) bin coordinate
         index = position.to(torch.int32)  # ⌊position⌋ where position ≥ 0; just below 0 is "near an edge" too
         near = position.sub_(index).sub_(0.5).abs_().gt_(0.499).nonzero().squeeze(1)  # (K,), K ≪ M
         index.clamp_(0, self.bins - 1)  # s = 1 belongs to the last bin

@@ -29,7 +29,8 @@ from embspace.kernels.pairwise import TileBuffer, tile_product
 from embspace.kernels.rows import ResidentRows, Rows
 
 Z_95 = 1.959963984540054
-PAIR_BATCH = 2048  # pairs per batch: the two gathered (batch, D) float32 operands take 8 MiB at D = 512
+PAIR_BATCH = 8192  # pairs drawn per batch (the draws, and so a seed's sample, depend on it)
+DOT_CHUNK = 2048  # pairs gathered and multiplied at a time: two (2048, D) float32 operands, 8 MiB at D = 512
 
 
 @dataclass(frozen=True)
@@ -176,11 +177,16 @@ def _draw_in_cell(a: Segment, b: Segment, size: int, generator: np.random.Genera
 def _dots(block_a: torch.Tensor, block_b: torch.Tensor, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
     """Row-wise dot products a_i·b_j, in float32 (float64 for float64 rows), returned in float64.
 
-    ``index_select`` gathers the rows (several times faster than advanced indexing on the CPU)."""
+    Rows are gathered :data:`DOT_CHUNK` pairs at a time with ``index_select`` (several times faster than advanced
+    indexing on the CPU) and multiplied in place."""
     wide = torch.float64 if torch.float64 in (block_a.dtype, block_b.dtype) else torch.float32
-    a = block_a.index_select(0, torch.from_numpy(i).to(block_a.device)).to(wide)  # (m, D)
-    b = block_b.index_select(0, torch.from_numpy(j).to(block_b.device)).to(wide)  # (m, D)
-    return a.mul_(b).sum(1).double()  # (m,): index_select gave a a fresh tensor
+    left, right = torch.from_numpy(i).to(block_a.device), torch.from_numpy(j).to(block_b.device)
+    out = torch.empty(len(i), dtype=torch.float64, device=block_a.device)  # (m,)
+    for lo in range(0, len(i), DOT_CHUNK):
+        a = block_a.index_select(0, left[lo : lo + DOT_CHUNK]).to(wide)  # (chunk, D), a fresh tensor
+        b = block_b.index_select(0, right[lo : lo + DOT_CHUNK]).to(wide)  # (chunk, D)
+        out[lo : lo + DOT_CHUNK] = a.mul_(b).sum(1)
+    return out
 
 
 # ---- estimators --------------------------------------------------------------------------------------------
