@@ -312,9 +312,8 @@ class _Run:
                 self._sampled_pairs(rows)
         pairwise = self.exact_pairwise()
         if pairwise:
-            label = "+".join(pairwise)
-            with self.timed(label):
-                self._exact(rows, label, partial(self._pairwise, families=pairwise))
+            with self.timed("+".join(pairwise)):
+                self._pairwise(rows, pairwise)
         if "spectrum" in fams:
             with self.timed("spectrum"):
                 self._spectrum(rows, alpha_req_range)
@@ -423,40 +422,50 @@ class _Run:
 
         Each modality against itself feeds its exp-sum (U) and its within histogram (pairs i < j); for a pair, the
         cross pass over X̂·Ŷᵀ feeds the cross exp-sum (i ≠ j), the recall ranks and top-k tables, and the matched /
-        unmatched histogram. Each tile is computed once and handed to every reduction that needs it.
+        unmatched histogram. Each tile is computed once and handed to every reduction that needs it. A pass that
+        runs out of memory is rerun alone, with half the tile (:meth:`_exact`); the passes done before it stand.
         """
-        t, bins, tile = self.settings["t"], self.settings["histogram_bins"], self.plan.tile
+        t, bins, label = self.settings["t"], self.settings["histogram_bins"], "+".join(families)
         sums: dict[str, ExpSum] = {}
         within: dict[str, Histogram] = {}
         for name in self.names if {"uniformity", "histograms"} & set(families) else ():
-            device = rows[name].device
-            if "uniformity" in families:
-                sums[name] = ExpSum(t, symmetric=True, exclude_diagonal=True)
-            if "histograms" in families:
-                within[name] = Histogram(bins, symmetric=True, device=device)
-            reductions = [r for r in (sums.get(name), within.get(name)) if r is not None]
-            stream_pairs(rows[name], None, reductions, tile=tile, progress=self.advance)
-        cross_sum = cross_hist = ranks = top = None
+
+            def within_pass(r: dict[str, Rows], name: str = name) -> None:  # rerun whole after an out-of-memory
+                acc = ExpSum(t, symmetric=True, exclude_diagonal=True) if "uniformity" in families else None
+                hist = Histogram(bins, symmetric=True, device=r[name].device) if "histograms" in families else None
+                stream_pairs(r[name], None, [q for q in (acc, hist) if q is not None], tile=self.plan.tile,
+                             progress=self.advance)
+                if acc is not None:
+                    sums[name] = acc
+                if hist is not None:
+                    within[name] = hist
+
+            self._exact(rows, label, within_pass)
+        cross: dict[str, Any] = {}
         if len(self.names) == 2:
-            x, y = (rows[n] for n in self.names)
-            cross_tile = self._cross_tile(families)
-            if "uniformity" in families:
-                cross_sum = ExpSum(t, symmetric=False, exclude_diagonal=True)
-            if "histograms" in families:
-                cross_hist = Histogram(bins, symmetric=False, device=x.device)
-            if "retrieval" in families:
-                ranks, top = retrieval.retrieval_reductions(x, y, hubness_k=self.settings["hubness_k"],
-                                                            tile=cross_tile)
-            reductions = [r for r in (cross_sum, cross_hist, ranks, top) if r is not None]
-            stream_pairs(x, y, reductions, tile=cross_tile, progress=self.advance)
+
+            def cross_pass(r: dict[str, Rows]) -> None:
+                x, y = (r[n] for n in self.names)
+                tile = self._cross_tile(families)  # after a retry: from the halved plan
+                found = {"sum": ExpSum(t, symmetric=False, exclude_diagonal=True) if "uniformity" in families
+                         else None,
+                         "hist": Histogram(bins, symmetric=False, device=x.device) if "histograms" in families
+                         else None}
+                if "retrieval" in families:
+                    found["ranks"], found["top"] = retrieval.retrieval_reductions(
+                        x, y, hubness_k=self.settings["hubness_k"], tile=tile)
+                stream_pairs(x, y, [q for q in found.values() if q is not None], tile=tile, progress=self.advance)
+                cross.update(found)
+
+            self._exact(rows, label, cross_pass)
         if "uniformity" in families:
-            self._uniformity_from(rows, {n: acc.log_sum() for n, acc in sums.items()}, cross_sum)
-        if ranks is not None and top is not None:
-            self._retrieval_from(retrieval.retrieval_results(ranks, top, self.settings["recall_ks"]))
+            self._uniformity_from(rows, {n: acc.log_sum() for n, acc in sums.items()}, cross.get("sum"))
+        if "retrieval" in families:
+            self._retrieval_from(retrieval.retrieval_results(cross["ranks"], cross["top"], self.settings["recall_ks"]))
         if "histograms" in families:
             self.histograms = {"edges": next(iter(within.values())).edges.tolist()}
-            if cross_hist is not None:
-                self.histograms.update(cross_hist.counts())
+            if cross.get("hist") is not None:
+                self.histograms.update(cross["hist"].counts())
             self.histograms["within"] = {n: h.counts()["within"] for n, h in within.items()}
 
     def _uniformity_from(self, rows: dict[str, Rows], log_sums: dict[str, float], cross: ExpSum | None) -> None:

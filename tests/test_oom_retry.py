@@ -68,6 +68,28 @@ def test_retry_after_out_of_memory_gives_the_uninjected_result(data, monkeypatch
     assert retried["uniformity.image"] == pytest.approx(ref.uniformity(x), abs=1e-10)
 
 
+def test_an_out_of_memory_in_the_cross_pass_reruns_that_pass_alone(data, monkeypatch):
+    """The passes of each modality against itself are done when the cross pass runs out of memory: only the cross
+    pass is rerun, with half the tile, and the result is the uninjected one."""
+    x, y = data
+    clean = measure(x, y)
+    real = pairwise.stream_pairs
+    calls = []
+
+    def stream(x_rows, y_rows, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None):
+        calls.append(("cross" if y_rows is not None else "within", tile))
+        if calls.count(("cross", 256)) == 1 and y_rows is not None and tile == 256:
+            raise MemoryError("injected: out of memory")
+        return real(x_rows, y_rows, reductions, tile=tile, progress=progress)
+
+    monkeypatch.setattr(sys.modules["embspace.measure"], "stream_pairs", stream)
+    retried = measure(x, y)
+    assert calls == [("within", 256), ("within", 256), ("cross", 256), ("cross", 128)]
+    for path, value in clean.flat().items():
+        assert retried[path] == pytest.approx(value, rel=1e-12, abs=1e-12), path
+    assert retried.histograms == clean.histograms
+
+
 def test_out_of_memory_at_the_floor_fails_with_one_line(data, monkeypatch):
     x, y = data
     stream, _ = failing_stream(100, MemoryError)
