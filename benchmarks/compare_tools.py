@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
+from hostinfo import cpu_model, write_results  # benchmarks/hostinfo.py, beside this script
 
 T = 2.0
 K = 10
@@ -277,9 +277,7 @@ def main() -> None:
     summary = {"n": args.n, "dim": args.dim, "t": T, "k": K, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
                "load_average_before": load_before, "load_average_after": round(os.getloadavg()[0], 2),
                "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare_tools_cpu.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "compare_tools_cpu.md").write_text(markdown(summary, args))
+    write_results(args.out, "compare_tools_cpu", summary, markdown(summary, args))
     print(f"written {args.out / 'compare_tools_cpu.md'}")
 
 

@@ -1,7 +1,8 @@
-"""What the benchmark scripts record about the machine they ran on."""
+"""What the benchmark scripts record about the machine they ran on, and how they write their results."""
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 
@@ -15,3 +16,10 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_results(out: Path, name: str, summary: dict, markdown: str) -> None:
+    """``out/name.json`` (the summary, indented) and ``out/name.md`` (the table), creating ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
+from hostinfo import cpu_model, write_results  # benchmarks/hostinfo.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 CHUNK = 65_536
@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                "settings": {key: report["settings"].get(key) for key in
                             ("device", "precision", "backend", "pairwise_passes", "estimate", "tile")},
                "machine": machine(args.device), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "measure_scale.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "measure_scale.md").write_text(markdown(summary))
+    write_results(args.out, "measure_scale", summary, markdown(summary))
     print(markdown(summary))
     return 0
 

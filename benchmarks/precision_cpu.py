@@ -15,14 +15,13 @@ checked against float64 brute force in the tests. Writes ``precision_cpu.{md,jso
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from hostinfo import cpu_model  # benchmarks/hostinfo.py, beside this script
+from hostinfo import cpu_model, write_results  # benchmarks/hostinfo.py, beside this script
 
 RESULTS = Path(__file__).parent / "results"
 MIND_THE_GAP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mind-the-gap" / "features_clip.npy"
@@ -76,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"benchmark": "precision_cpu", "results": results, "machine": {
         "cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
         "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "precision_cpu.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "precision_cpu.md").write_text(markdown(summary))
+    write_results(args.out, "precision_cpu", summary, markdown(summary))
     print(markdown(summary))
     return 0
 
