@@ -58,7 +58,6 @@ ESTIMATES = ("auto", "exact", "sampled")
 SAMPLE_ABOVE = 200_000  # rows per modality above which estimate="auto" samples the N² families
 PAIRS = 1_000_000  # sampled pairs per uniformity variant and similarity histogram
 QUERIES = 10_000  # sampled queries per recall direction
-SAMPLED_FAMILIES = ("uniformity", "histograms", "retrieval")  # hubness is never sampled (see metrics/sampled.py)
 
 Data = Embeddings | np.ndarray | torch.Tensor
 
@@ -410,7 +409,7 @@ class _Run:
 
     def _spectrum(self, rows: dict[str, Rows], fit_range: tuple[int, int] | None) -> None:
         results = {n: spectrum.spectrum_metrics(self._gram(rows[n]), fit_range) for n in self.names}
-        for key in ("rankme", "effective_rank", "effective_rank_centered", "participation_ratio", "alpha_req"):
+        for key in SPECTRUM_KEYS:
             self.metrics[key] = {n: r[key] for n, r in results.items()}
         self.settings["alpha_req_range"] = {n: list(r["alpha_req_range"]) for n, r in results.items()}
         self.spectra = {n: {"singular_values": r["singular_values"].tolist(),
