@@ -5,11 +5,11 @@
 #
 # Steps (default: all, in this order; about 9 minutes at most on one H100/H200):
 #   environment  torch / Triton / GPU versions                                     (20 s)
-#   gpu-tests    pytest -m gpu tests/test_gpu.py: every fused reduction vs float64  (120 s)
+#   gpu-tests    pytest -m gpu tests/test_gpu.py: every fused reduction vs float64  (110 s)
 #   triton       tests/test_triton.py with the kernels compiled, not interpreted    (100 s)
 #   nccl         pytest -m gpu tests/test_distributed.py: NCCL ranks vs one process (60 s)
 #   kernels      benchmarks/gpu_kernels.py at N = 10^5 (every method) and 10^6      (180 s)
-#   measure      benchmarks/measure_scale.py: embspace measure on 10^6 pairs        (90 s)
+#   measure      benchmarks/measure_scale.py: embspace measure on 10^6 pairs        (100 s)
 #
 # It runs from the repository root with the machine's own python3 (PYTHON= to choose another) and PYTHONPATH=.,
 # installs nothing, writes each step's log and the benchmark tables under $OUT, and prints a summary last.
@@ -43,7 +43,7 @@ print(torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_nam
 'SMs', round(p.total_memory / 2**30), 'GiB, capability', torch.cuda.get_device_capability(0))"
             nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --format=csv \
                 >>"$OUT/environment.log" 2>&1 ;;
-        gpu-tests) run_step gpu-tests 120 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider ;;
+        gpu-tests) run_step gpu-tests 110 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider ;;
         triton) run_step triton 100 "$PY" -m pytest -q tests/test_triton.py -p no:cacheprovider ;;
         nccl) run_step nccl 60 "$PY" -m pytest -q -m gpu tests/test_distributed.py -p no:cacheprovider ;;
         kernels)
@@ -51,7 +51,7 @@ print(torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_nam
                 --out "$OUT/kernels-1e5"
             run_step kernels 80 "$PY" benchmarks/gpu_kernels.py --n 1000000 --repeats 2 --timeout 60 \
                 --methods fused-fp16 fused-bf16 gemm-fp16 chunked-bf16 retrieval-fused --out "$OUT/kernels-1e6" ;;
-        measure) run_step measure 90 "$PY" benchmarks/measure_scale.py --n 1000000 --device cuda --out "$OUT" ;;
+        measure) run_step measure 100 "$PY" benchmarks/measure_scale.py --n 1000000 --device cuda --out "$OUT" ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
     esac
 done
