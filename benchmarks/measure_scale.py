@@ -2,11 +2,11 @@
 
     python benchmarks/measure_scale.py [--n 1000000] [--dim 512] [--device cuda] [--estimate exact] [--out DIR]
 
-Writes two (N, D) float16 dumps of cone-shaped, L2-normalised rows with noisy partners (seeded; built in chunks, so
-N = 10⁶ needs ~2 GB of disk and little memory) into a temporary folder, then times the command a user types,
-``embspace measure image=….npy text=….npy --json …``, in a fresh process: start, reading, every family and the
-report. Records the wall time, the report's per-family timings, settings (backend, passes, precision) and the
-machine in ``measure_scale.{json,md}``. The issue's target for N = 10⁶ on one H100: ≤ 20 s.
+Writes two (N, D) float16 dumps of cone-shaped, L2-normalised rows with noisy partners (seeded, drawn by torch on
+the device; built in chunks, so N = 10⁶ needs ~2 GB of disk and little memory) into a temporary folder, then times
+the command a user types, ``embspace measure image=….npy text=….npy --json …``, in a fresh process: start, reading,
+every family and the report. Records the wall time, the report's per-family timings, settings (backend, passes,
+precision) and the machine in ``measure_scale.{json,md}``. The issue's target for N = 10⁶ on one H100: ≤ 20 s.
 """
 
 from __future__ import annotations
@@ -27,22 +27,25 @@ RESULTS = Path(__file__).parent / "results"
 CHUNK = 65_536
 
 
-def write_pairs(folder: Path, n: int, dim: int, seed: int = 0) -> tuple[Path, Path]:
-    """image.npy and text.npy: (n, dim) float16 unit rows in a cone and their noisy partners, chunk by chunk."""
+def write_pairs(folder: Path, n: int, dim: int, seed: int = 0, device: str = "cpu") -> tuple[Path, Path]:
+    """image.npy and text.npy: (n, dim) float16 unit rows in a cone and their noisy partners, drawn by torch on
+    ``device`` (seeded) chunk by chunk and written through memory maps."""
     import numpy as np
+    import torch
 
-    rng = np.random.default_rng(seed)
-    axis = rng.normal(size=dim)
-    axis /= np.linalg.norm(axis)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    axis = torch.randn(dim, generator=generator, device=device)
+    axis /= axis.norm()
     paths = folder / "image.npy", folder / "text.npy"
     image, text = (np.lib.format.open_memmap(p, mode="w+", dtype=np.float16, shape=(n, dim)) for p in paths)
     for start in range(0, n, CHUNK):
         rows = min(CHUNK, n - start)
-        x = axis + 1.5 * rng.normal(size=(rows, dim)) / np.sqrt(dim)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        y = x + 3.0 * rng.normal(size=(rows, dim)) / np.sqrt(dim)
-        y /= np.linalg.norm(y, axis=1, keepdims=True)
-        image[start : start + rows], text[start : start + rows] = x, y
+        x = axis + 1.5 * torch.randn(rows, dim, generator=generator, device=device) / dim**0.5
+        x /= x.norm(dim=1, keepdim=True)
+        y = x + 3.0 * torch.randn(rows, dim, generator=generator, device=device) / dim**0.5
+        y /= y.norm(dim=1, keepdim=True)
+        image[start : start + rows] = x.half().cpu().numpy()
+        text[start : start + rows] = y.half().cpu().numpy()
     image.flush()
     text.flush()
     del image, text
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="embspace-scale-") as tmp:
         folder = Path(tmp)
         began = time.perf_counter()
-        image, text = write_pairs(folder, args.n, args.dim)
+        image, text = write_pairs(folder, args.n, args.dim, device=args.device)
         print(f"wrote 2 × ({args.n:,}, {args.dim}) float16 in {time.perf_counter() - began:.1f} s", flush=True)
         report_path = folder / "report.json"
         command = [sys.executable, "-m", "embspace.cli", "measure", f"image={image}", f"text={text}", "--device",
