@@ -80,6 +80,40 @@ def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeyp
     assert fused.requested_backend(None)[0] == "auto"  # the choice does not outlive the call
 
 
+def test_auto_fuses_the_reductions_that_have_kernels_and_runs_the_rest_on_torch(monkeypatch):
+    """A histogram wider than the kernels' limit does not send the exp-sum that shares its pass to torch: under
+    auto the exp-sum goes to the fused path (here a stand-in that records it and runs torch) and the histogram gets
+    a torch pass of its own; both end as an all-torch call leaves them."""
+    from embspace.kernels import triton as kernels
+    from embspace.kernels.pairwise import Histogram
+
+    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    x, y = ref.paired_data("random", 40, 8, seed=6)
+    rx, ry = (prepare_rows(v, torch.device("cpu"), torch.float32) for v in (x, y))
+    handed = []
+
+    def records(x_rows, y_rows, reductions, *, tile, progress=None, backend=None):
+        handed.extend(reductions)
+        stream_pairs(x_rows, y_rows, reductions, tile=tile, progress=progress, backend="torch")
+
+    def reductions():
+        return [ExpSum(2.0, symmetric=False, exclude_diagonal=True),
+                Histogram(kernels.MAX_BINS + 1, symmetric=False)]
+
+    reference = reductions()
+    stream_pairs(rx, ry, reference, tile=16, backend="torch")
+    assert fused.fusable_part(rx, ry, reference) == []  # on the CPU auto is torch throughout
+    monkeypatch.setattr(fused, "_auto_runs_fused", lambda rows: True)  # as on a CUDA device
+    monkeypatch.setattr(fused, "why_not_on", lambda device: None)
+    monkeypatch.setattr(fused, "stream_fused", records)
+    mine = reductions()
+    assert fused.fusable_part(rx, ry, mine) == [mine[0]]
+    assert fused.fusable_part(rx, ry, mine[:1]) == []  # all of a call fusable: the whole call is fused
+    stream_pairs(rx, ry, mine, tile=16, backend="auto")
+    assert handed == [mine[0]]
+    assert mine[0].log_sum() == reference[0].log_sum() and mine[1].counts() == reference[1].counts()
+
+
 def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     """Uniformity of a pair is three tiled passes (X within, Y within, X against Y), and so are uniformity,
     retrieval and histograms together; gap alone is none. When the

@@ -3,8 +3,9 @@
 ``backend`` is ``"auto"``, ``"torch"`` or ``"triton"``; when a call names none, the environment variable
 ``EMBSPACE_BACKEND`` decides, and without it ``"auto"``:
 
-- ``"auto"``: the fused kernels of :mod:`embspace.kernels.triton` when the rows are on a CUDA device, Triton can be
-  imported and every reduction of the call has a fused kernel; the torch path otherwise.
+- ``"auto"``: the fused kernels of :mod:`embspace.kernels.triton` when the rows are on a CUDA device and Triton can
+  be imported, for the reductions of the call that have a fused kernel (the others, if any, take a torch pass of
+  their own: :func:`fusable_part`); the torch path otherwise.
 - ``"torch"``: always the torch path (the reference; runs everywhere).
 - ``"triton"``: the fused kernels, or an :class:`~embspace.errors.InputError` that says why they cannot run. On the
   CPU this needs Triton's interpreter (``TRITON_INTERPRET=1`` before the kernels are imported): slow, for tests.
@@ -112,6 +113,22 @@ def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], bac
     if name == "triton":
         raise InputError(f"{where}=triton", reason)
     return "torch"
+
+
+def fusable_part(x: Rows, y: Rows | None, reductions: Sequence[Reduction],
+                 backend: str | None = None) -> list[Reduction]:
+    """Under ``"auto"`` on a CUDA device where the kernels run: the reductions of a call that have a fused kernel,
+    when others of the same call have none (those take a torch pass of their own: a top-k with k > ``MAX_TOPK``
+    must not send the exp-sums that share its pass to torch). Empty otherwise."""
+    if requested_backend(backend)[0] != "auto" or not _auto_runs_fused(x):
+        return []
+    part = [r for r in reductions if why_not_fused(x, y, [r]) is None]
+    return part if 0 < len(part) < len(reductions) else []
+
+
+def _auto_runs_fused(x: Rows) -> bool:
+    """Whether ``"auto"`` may take the fused kernels for rows like ``x``: on CUDA, where they can run."""
+    return x.device.type == "cuda" and why_not_on(x.device) is None
 
 
 def resolve_backend(backend: str | None, device: torch.device, dtype: torch.dtype) -> str:

@@ -308,6 +308,12 @@ def stream_pairs(
     if fused_kernels.choose_backend(x, y, reductions, backend) == "triton":
         fused_kernels.stream_fused(x, y, reductions, tile=tile, progress=progress)
         return
+    fusable = fused_kernels.fusable_part(x, y, reductions, backend)
+    if fusable:  # "auto" on CUDA with some reductions that have no kernel: they get a torch pass of their own
+        fused_kernels.stream_fused(x, y, fusable, tile=tile, progress=progress, backend="auto")
+        rest = [r for r in reductions if not any(r is f for f in fusable)]
+        stream_pairs(x, y, rest, tile=tile, backend="torch")  # the bar counts the pair of passes once
+        return
     symmetric = y is None
     y = x if symmetric else y
     fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None
