@@ -17,7 +17,7 @@ import torch
 
 from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, block_tiles, visits
-from embspace.kernels.pairwise import ExpSum, Histogram, Reduction, TileBuffer, stream_pairs, tile_product
+from embspace.kernels.pairwise import ExpSum, Histogram, Reduction, TileBuffer, feed_tile, stream_pairs
 from embspace.kernels.rows import ResidentRows, Rows
 
 StateShapes = Callable[[int], list[tuple[tuple[int, ...], torch.dtype]]]
@@ -28,19 +28,11 @@ def stream_block(x: Rows, y: Rows, reductions: Sequence[Reduction], *, tile: int
     """Feed every tile of X̂·Ŷᵀ (two different shards: ``diagonal`` is always False) to the reductions.
 
     ``col_offset`` is added to the column position the reductions see (for reductions laid out over the rows of
-    both shards). The lone-ExpSum fused path is used exactly as :func:`~embspace.kernels.pairwise.stream_pairs`
-    uses it.
+    both shards). Each tile goes through :func:`~embspace.kernels.pairwise.feed_tile`, as in ``stream_pairs``.
     """
-    fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None
     buffer = TileBuffer()
     for r0, r1, c0, c1 in block_tiles(x.n, y.n, tile):
-        rows, cols = x.block(r0, r1), y.block(c0, c1)
-        if fused is not None:
-            fused.update_blocks(rows, cols, r0, col_offset + c0, diagonal=False, buffer=buffer)
-            continue
-        sim = tile_product(rows, cols, buffer)  # (R, C)
-        for reduction in reductions:
-            reduction.update(sim, r0, col_offset + c0, diagonal=False)
+        feed_tile(x.block(r0, r1), y.block(c0, c1), reductions, r0, col_offset + c0, diagonal=False, buffer=buffer)
 
 
 def stream_between(x: Rows, y: Rows, reductions: Sequence[ExpSum | Histogram], *, tile: int) -> None:

@@ -288,6 +288,18 @@ def tile_product(a: torch.Tensor, b: torch.Tensor, buffer: TileBuffer | None = N
     return torch.mm(a, b.T, out=buffer.take(len(a), len(b), a.dtype, a.device))
 
 
+def feed_tile(rows: torch.Tensor, cols: torch.Tensor, reductions: Sequence[Reduction], r0: int, c0: int, *,
+              diagonal: bool, buffer: TileBuffer) -> None:
+    """The tile rows·colsᵀ (its first row and column at r0, c0) into every reduction: a lone :class:`ExpSum`
+    takes its exponents straight out of addmm, the others share one product written into ``buffer``."""
+    if len(reductions) == 1 and hasattr(reductions[0], "update_blocks"):
+        reductions[0].update_blocks(rows, cols, r0, c0, diagonal=diagonal, buffer=buffer)
+        return
+    sim = tile_product(rows, cols, buffer)  # (R, C)
+    for reduction in reductions:
+        reduction.update(sim, r0, c0, diagonal=diagonal)
+
+
 def stream_pairs(
     x: Rows,
     y: Rows | None,
@@ -316,18 +328,12 @@ def stream_pairs(
         return
     symmetric = y is None
     y = x if symmetric else y
-    fused = reductions[0] if len(reductions) == 1 and hasattr(reductions[0], "update_blocks") else None
     buffer = TileBuffer()
     for r0 in range(0, x.n, tile):
         rows = x.block(r0, min(r0 + tile, x.n))
         for c0 in range(r0 if symmetric else 0, y.n, tile):
             cols = rows if (symmetric and c0 == r0) else y.block(c0, min(c0 + tile, y.n))
-            if fused is not None:
-                fused.update_blocks(rows, cols, r0, c0, diagonal=(r0 == c0), buffer=buffer)
-            else:
-                sim = tile_product(rows, cols, buffer)  # (R, C)
-                for reduction in reductions:
-                    reduction.update(sim, r0, c0, diagonal=(r0 == c0))
+            feed_tile(rows, cols, reductions, r0, c0, diagonal=(r0 == c0), buffer=buffer)
             if progress is not None:
                 progress(1)
     fused_kernels.record_pass("torch")
