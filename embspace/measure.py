@@ -475,11 +475,9 @@ class _Run:
             self.metrics["uniformity"] = {name: uniformity.log_mean(log_sums[name], n_rows * (n_rows - 1) // 2)}
             return
         a, b = self.names
-        variants = uniformity.uniformity_variants(log_sums[a], log_sums[b], cross.log_sum(),
-                                                  uniformity.matched_log_sum(rows[a], rows[b], self.settings["t"]),
-                                                  n_rows)
-        self.metrics["uniformity"] = {a: variants["x"], b: variants["y"], "mean": variants["mean"],
-                                      "joint": variants["joint"], "cross": variants["cross"]}
+        self.metrics["uniformity"] = uniformity.uniformity_variants(
+            log_sums[a], log_sums[b], cross.log_sum(), uniformity.matched_log_sum(rows[a], rows[b], self.settings["t"]),
+            n_rows, names=(a, b))
 
     def _retrieval_from(self, result: dict[str, object]) -> None:
         """recall@k and hubness, both ways, from the exact pass's results."""

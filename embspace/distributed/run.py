@@ -170,10 +170,8 @@ class ShardedRun(_Run):
         matched = self.group.all_gather(torch.tensor([uniformity.matched_log_sum(rows[a], rows[b], t)],
                                                      dtype=torch.float64), "merging matched sums")
         matched_log = float(torch.logsumexp(torch.cat(matched), 0))
-        variants = uniformity.uniformity_variants(sums[a], sums[b], self._merge_exp(cross, "merging cross sums"),
-                                                  matched_log, n)
-        self.metrics["uniformity"] = {a: variants["x"], b: variants["y"], "mean": variants["mean"],
-                                      "joint": variants["joint"], "cross": variants["cross"]}
+        self.metrics["uniformity"] = uniformity.uniformity_variants(
+            sums[a], sums[b], self._merge_exp(cross, "merging cross sums"), matched_log, n, names=(a, b))
 
     def _retrieval(self, x: Rows, y: Rows) -> None:
         a, b = self.names

@@ -45,17 +45,18 @@ def log_mean(log_sum: float, pairs: int) -> float:
 
 
 def uniformity_variants(log_xx: float, log_yy: float, log_xy_off: float, log_matched: float,
-                        n: int) -> dict[str, float]:
-    """Every uniformity variant of a paired problem (N pairs) from its four log-sums."""
+                        n: int, names: tuple[str, str] = ("x", "y")) -> dict[str, float]:
+    """Every uniformity variant of a paired problem (N pairs) from its four log-sums, the two modalities' own under
+    ``names``, then ``mean``, ``joint`` and ``cross`` (the order of the report)."""
     pairs_within = n * (n - 1) // 2
     u_x, u_y = log_mean(log_xx, pairs_within), log_mean(log_yy, pairs_within)
     joint_log_sum = torch.logsumexp(torch.tensor([log_xx, log_yy, log_xy_off, log_matched], dtype=torch.float64), 0)
     return {
-        "x": u_x,
-        "y": u_y,
+        names[0]: u_x,
+        names[1]: u_y,
         "mean": (u_x + u_y) / 2,
-        "cross": log_mean(log_xy_off, n * (n - 1)),
         "joint": log_mean(float(joint_log_sum), (2 * n) * (2 * n - 1) // 2),
+        "cross": log_mean(log_xy_off, n * (n - 1)),
     }
 
 
