@@ -9,8 +9,8 @@ import torch
 
 import embspace
 from embspace.errors import InputError
+from embspace.kernels.backend import precision_name
 from embspace.kernels.budget import parse_size, plan
-from embspace.kernels.rows import precision_name
 from tests import reference as ref
 
 UNIFORMITY_KEYS = ("image", "text", "mean", "joint", "cross")

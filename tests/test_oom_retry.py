@@ -10,7 +10,7 @@ import torch
 
 import embspace
 from embspace.errors import InputError
-from embspace.kernels import budget, pairwise, rows
+from embspace.kernels import budget, engine, pairwise, rows
 from embspace.metrics import retrieval, uniformity
 from tests import reference as ref
 
@@ -25,7 +25,7 @@ def data():
 def failing_stream(failures: int, error: type[BaseException]):
     """stream_pairs that raises ``error`` after its second tile in each of its first ``failures`` calls (leaving the
     reductions half filled), then behaves."""
-    real = pairwise.stream_pairs
+    real = engine.stream_pairs
     calls = {"failed": 0, "tiles": []}
 
     def stream(x, y, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None):
@@ -73,7 +73,7 @@ def test_an_out_of_memory_in_the_cross_pass_reruns_that_pass_alone(data, monkeyp
     pass is rerun, with half the tile, and the result is the uninjected one."""
     x, y = data
     clean = measure(x, y)
-    real = pairwise.stream_pairs
+    real = engine.stream_pairs
     calls = []
 
     def stream(x_rows, y_rows, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None):

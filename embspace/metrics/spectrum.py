@@ -43,6 +43,13 @@ class Gram:
             total += wide.sum(0)
         return Gram(rows.n, gram.cpu(), total.cpu())
 
+    def merge(self, other: Gram) -> Gram:
+        """Add another shard's rows (same dimension); returns self."""
+        self.n += other.n
+        self.gram = self.gram + other.gram.to(self.gram)
+        self.total = self.total + other.total.to(self.total)
+        return self
+
     def singular_values(self, centered: bool) -> np.ndarray:
         """σ_1 ≥ σ_2 ≥ …, min(N, D) of them (min(N−1, D) when centred)."""
         from scipy.linalg import eigh
