@@ -44,7 +44,7 @@ class Needs:
             known = self.sampled.get(need.what)
             options = {**need.options, **(known.options if known else {})}
             self.sampled[need.what] = Sampled(need.what, label=known.label if known else need.label, options=options)
-        self.pass_label = "+".join(dict.fromkeys(n.label for found in self.passes.values() for n in found))
+        self.pass_label = "+".join(dict.fromkeys(n.label for n in unique if isinstance(n, PairPass)))
 
     def row(self, kind: str) -> list[RowStat]:
         return [n for n in self.rows if n.kind == kind]

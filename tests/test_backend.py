@@ -13,7 +13,8 @@ import torch
 from embspace.errors import InputError
 from embspace.kernels import backend as backend_settings
 from embspace.kernels import fused
-from embspace.kernels.pairwise import ExpSum, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import ExpSum
 from embspace.kernels.rows import prepare_rows
 from tests import reference as ref
 
@@ -165,15 +166,15 @@ def test_matmul_precision_uses_one_tf32_api_and_tells_the_fused_path():
     try:
         matmul.fp32_precision = "tf32"
         with matmul_precision("fp32"):
-            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+            assert matmul.fp32_precision == "ieee" and not backend_settings.tf32_enabled()
         assert matmul.fp32_precision == "tf32"
         torch.set_float32_matmul_precision("high")
         matmul.fp32_precision = "none"
         with matmul_precision("tf32"):
-            assert matmul.fp32_precision == "tf32" and fused._TF32.get()
-        assert matmul.fp32_precision == "none" and not fused._TF32.get()
+            assert matmul.fp32_precision == "tf32" and backend_settings.tf32_enabled()
+        assert matmul.fp32_precision == "none" and not backend_settings.tf32_enabled()
         with matmul_precision("fp16"):
-            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+            assert matmul.fp32_precision == "ieee" and not backend_settings.tf32_enabled()
     finally:
         torch.set_float32_matmul_precision(previous[0])
         matmul.fp32_precision = previous[1]

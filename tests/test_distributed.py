@@ -299,7 +299,7 @@ def test_fused_kernels_across_ranks_under_the_interpreter(uneven, tmp_path):
 
 DYING_SCRIPT = """
 import os, sys
-import embspace.distributed.run as run
+import embspace.distributed.executor as run
 from embspace.cli import main
 
 real = run.stream_between
@@ -326,14 +326,14 @@ embspace.measure(image=x, text=y, metrics="uniformity,retrieval,hubness,histogra
 
 
 def test_rank_zero_alone_shows_progress_by_ring_step(uneven, tmp_path):
-    """Rank 0's bar counts the shards it visits: with 3 ranks, 2 per symmetric pass and 3 per cross pass; uniformity
-    and histograms take 2 symmetric + 1 cross each, retrieval 1 cross: 4 + 3 + 4 + 3 + 3 = 17 steps."""
+    """Rank 0's bar counts the shards it visits: with 3 ranks, 2 per symmetric pass and 3 per cross pass; uniformity,
+    retrieval, hubness and histograms share one ring pass per pair space (as in one process): 2 + 2 + 3 = 7 steps."""
     for name in ("x.npy", "y.npy"):
         (tmp_path / name).write_bytes((uneven / name).read_bytes())
     (tmp_path / "progress.py").write_text(textwrap.dedent(PROGRESS_SCRIPT))
     result = torchrun(3, "progress.py", cwd=tmp_path, env=environment(TQDM_MININTERVAL="0"))  # draw every step
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "measuring (rank 0 of 3)" in result.stderr and "| 17/17 [" in result.stderr
+    assert "measuring (rank 0 of 3)" in result.stderr and "| 7/7 [" in result.stderr
     assert "rank 1 of 3" not in result.stderr and "rank 2 of 3" not in result.stderr
 
 

@@ -16,6 +16,7 @@ from embspace.families.alignment import Alignment
 from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Sampled, Statistics, Weighted
 from embspace.families.cone import Cone
 from embspace.families.gap import Gap
+from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
 from embspace.families.hubness import Hubness
 from embspace.families.retrieval import Retrieval
@@ -35,6 +36,7 @@ REGISTRY: tuple[Family, ...] = (
     Hubness(),
     Separability(),
     Histograms(),
+    GapSplit(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)

@@ -31,7 +31,6 @@ class Histograms(Family):
     aliases = ("histogram",)
     table_position = 60.0
     conventions: ClassVar[dict[str, str]] = {"histograms": CONVENTION}
-    not_resampled = "histograms"
 
     def needs(self, context: Context) -> list[Need]:
         if context.sampled:

@@ -15,7 +15,6 @@ One streaming pass accumulates, in float64, Σx̂_i, Σŷ_i, Σ‖x̂_i‖², Σ
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
