@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from embspace.kernels.budget import MAX_BLOCK_ROWS
 from embspace.kernels.rows import Rows
 
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = MAX_BLOCK_ROWS
 
 
 @dataclass

@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from embspace.kernels.budget import MAX_BLOCK_ROWS
 from embspace.kernels.rows import Rows
 
 MAX_PAIRS = 20_000
 TEST_FRACTION = 0.2
 
 
-def gather_rows(rows: Rows, index: np.ndarray, chunk_rows: int = 65_536) -> np.ndarray:
+def gather_rows(rows: Rows, index: np.ndarray, chunk_rows: int = MAX_BLOCK_ROWS) -> np.ndarray:
     """Rows ``index`` (sorted) of a Rows as a float64 numpy array, read chunk by chunk."""
     out = np.empty((len(index), rows.dim), dtype=np.float64)
     for start, block in rows.blocks(chunk_rows):
