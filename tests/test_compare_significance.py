@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import embspace
-from embspace.compare import _Dense, _Moments, paired_bootstrap
+from embspace.compare import _Resampled, paired_bootstrap
 from embspace.errors import InputError
 from tests import reference as ref
 
@@ -39,7 +39,9 @@ def test_weighted_formulas_equal_the_metric_on_the_resampled_pairs(pair):
     n = len(x)
     idx = np.random.default_rng(0).integers(0, n, n)
     w = torch.from_numpy(np.bincount(idx, minlength=n)).float()[None]
-    got = {**_Moments(x, y, 2.0, ("image", "text")).values(w), **_Dense(x, y, 2.0, (1, 5), ("image", "text")).values(w)}
+    settings = {"t": 2.0, "alpha": 2.0, "recall_ks": (1, 5)}
+    got = {**_Resampled("pairs", x, y, ("image", "text"), settings).values(w),
+           **_Resampled("subsample", x, y, ("image", "text"), settings).values(w)}
     xr, yr = x.double().numpy()[idx], y.double().numpy()[idx]
     distinct = idx[:, None] != idx[None, :]  # (n, n) positions holding different original pairs
 
