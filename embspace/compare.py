@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embspace.bootstrap import acceleration, bca_interval, bias_share, jackknife_blocks, percentile_interval
 from embspace.errors import InputError
 from embspace.report import Report, format_value
 
@@ -29,6 +30,8 @@ RESAMPLES = 1000
 SUBSAMPLE = 2000
 RECALL_KS = (1, 5, 10)
 BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
+JACKKNIFE_GROUPS = 10_000  # leave-one-pair-out up to this many pairs, delete-one-of-this-many-groups beyond
+INTERVALS = ("bca", "percentile")
 
 __all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap", "provenance_warnings"]
 
@@ -273,22 +276,38 @@ def _number(value: object) -> float | None:
 # ------------------------------------------------------------------------------------------- paired bootstrap
 @dataclass
 class MetricTest:
-    """The paired bootstrap of one metric: the change, its percentile interval, and how it was resampled."""
+    """The paired bootstrap of one metric: the change, its interval, and how it was resampled.
+
+    ``ci`` is the interval named by ``interval``: ``"bca"`` (bias-corrected and accelerated, Efron 1987; see
+    :mod:`embspace.bootstrap`) or ``"percentile"``; ``percentile_ci`` is the percentile interval of the same
+    resamples, ``below_share`` the share of resampled changes below the measured one (the bias correction
+    z₀ = Φ⁻¹ of it) and ``acceleration`` the jackknife's a (NaN for the percentile interval).
+    """
 
     path: str
     before: float
     after: float
     change: float  # after − before: the reports' values where they have the metric, else the data's
-    ci: tuple[float, float]  # percentile interval of the resampled change
+    ci: tuple[float, float]  # the interval of the change (``interval``)
     method: str  # "all pairs" or "subsample" (the dense N² metrics)
     resampled_change: float  # the change on the data the bootstrap resamples (all pairs, or the subsample)
     data_before: float = math.nan  # the metric recomputed from the given embeddings
     data_after: float = math.nan
+    interval: str = "bca"  # "bca" or "percentile"
+    percentile_ci: tuple[float, float] = (math.nan, math.nan)  # percentile interval of the same resamples
+    below_share: float = math.nan  # share of resampled changes below resampled_change (ties half)
+    acceleration: float = math.nan  # BCa's a from the jackknife of the change
 
     @property
     def significant(self) -> bool:
         """The interval excludes 0: the change exceeds the resampling noise."""
         return self.ci[0] > 0 or self.ci[1] < 0
+
+    @property
+    def one_sided(self) -> bool:
+        """Fewer than 1 % of the resampled changes on one side of the measured change: the bootstrap distribution
+        is shifted by more than its spread, beyond what the bias correction can repair."""
+        return not 0.01 <= self.below_share <= 0.99 and not self.percentile_ci[0] == self.percentile_ci[1]
 
     def ci_text(self) -> str:
         return f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}]"
@@ -299,14 +318,26 @@ class MetricTest:
         return "yes, up" if self.ci[0] > 0 else "yes, down"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"before": self.before, "after": self.after, "change": self.change, "ci": list(self.ci),
-                "beyond_noise": self.significant, "resampled": self.method,
-                "resampled_change": self.resampled_change}
+        out = {"before": self.before, "after": self.after, "change": self.change, "ci": list(self.ci),
+               "interval": self.interval, "beyond_noise": self.significant, "resampled": self.method,
+               "resampled_change": self.resampled_change, "percentile_ci": list(self.percentile_ci),
+               "below_share": self.below_share}
+        if self.interval == "bca":
+            out["acceleration"] = self.acceleration
+        return out
+
+
+METHODS = {
+    "bca": "paired bootstrap over pairs, BCa interval of after − before (Efron 1987: bias correction from the share "
+           "of resampled changes below the measured one, acceleration from the leave-one-pair-out jackknife)",
+    "percentile": "paired bootstrap over pairs, percentile interval of after − before",
+}
 
 
 @dataclass
 class Significance:
-    """What the paired bootstrap found, metric by metric, and how it was run."""
+    """What the paired bootstrap found, metric by metric, and how it was run (``interval``: "bca" or
+    "percentile", described in ``to_dict()["method"]``)."""
 
     resamples: int
     seed: int
@@ -316,6 +347,7 @@ class Significance:
     metrics: dict[str, MetricTest] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     not_tested: list[str] = field(default_factory=list)
+    interval: str = "bca"
 
     def retrieval_losses(self) -> list[str]:
         """recall@k paths whose drop exceeds the noise."""
@@ -323,7 +355,7 @@ class Significance:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "paired bootstrap over pairs, percentile interval of after − before",
+            "method": METHODS[self.interval], "interval": self.interval,
             "resamples": self.resamples, "seed": self.seed, "confidence": self.confidence, "pairs": self.pairs,
             "subsample": {"pairs": self.subsample, "metrics": sorted(p for p, m in self.metrics.items()
                                                                      if m.method == "subsample")},
@@ -345,6 +377,7 @@ def paired_bootstrap(
     alpha: float = 2.0,
     recall_ks: Sequence[int] = RECALL_KS,
     reported: Mapping[str, Mapping[str, float]] | None = None,
+    interval: str = "bca",
 ) -> Significance:
     """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
 
@@ -371,6 +404,8 @@ def paired_bootstrap(
                                        "needs the same pairs before and after")
     if resamples < 10 or not 0 < confidence < 1:
         raise InputError("bootstrap", f"needs ≥ 10 resamples and 0 < confidence < 1, got {resamples}, {confidence}")
+    if interval not in INTERVALS:
+        raise InputError("bootstrap", f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     rng = np.random.default_rng(seed)
     s = min(n, subsample)
     sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
@@ -386,18 +421,31 @@ def paired_bootstrap(
         for path in diffs:
             diffs[path].append(values[1][path] - values[0][path])
     reported = reported or {}
-    level = ((1 - confidence) / 2, (1 + confidence) / 2)
-    result = Significance(resamples, seed, confidence, n, s)
+    jackknife = _jackknife_changes(stats, n, s, seed) if interval == "bca" else {}
+    result = Significance(resamples, seed, confidence, n, s, interval=interval)
     dense = set(stats[0][1].paths)
     for path, parts in diffs.items():
-        lo, hi = np.quantile(np.concatenate(parts), level)
+        changes = np.concatenate(parts)  # (B,) resampled after − before
         data_b, data_a = float(point[0][path][0]), float(point[1][path][0])
         old, new = reported.get("before", {}).get(path), reported.get("after", {}).get(path)
         before = float(old) if isinstance(old, int | float) else data_b
         after = float(new) if isinstance(new, int | float) else data_a
-        result.metrics[path] = MetricTest(path, before, after, after - before, (float(lo), float(hi)),
+        percentile = percentile_interval(changes, confidence)
+        share, a = bias_share(changes, data_a - data_b), math.nan
+        if interval == "bca":
+            a = acceleration(jackknife[path])
+            ci = bca_interval(changes, data_a - data_b, jackknife[path], confidence)
+        else:
+            ci = percentile
+        result.metrics[path] = MetricTest(path, before, after, after - before, ci,
                                           "subsample" if path in dense and s < n else "all pairs",
-                                          data_a - data_b, data_b, data_a)
+                                          data_a - data_b, data_b, data_a, interval=interval,
+                                          percentile_ci=percentile, below_share=share, acceleration=a)
+    one_sided = sorted(p for p, m in result.metrics.items() if m.one_sided)
+    if one_sided:
+        result.notes.append(f"{', '.join(one_sided)}: almost all resampled changes lie on one side of the measured "
+                            "change (the resampled form is biased more than its spread); their intervals are "
+                            "unreliable")
     result.not_tested = ["linear_separability", "spectrum (rankme, effective_rank, …)", "hubness"]
     if s < n:
         result.notes.append(f"uniformity and recall@k: bootstrap on a seeded subsample of {s:,} of {n:,} pairs with "
@@ -406,6 +454,22 @@ def paired_bootstrap(
     result.notes.append(f"paired bootstrap, {resamples} resamples, seed {seed}; 'beyond noise' = the "
                         f"{confidence:.0%} interval excludes 0 (one test per metric, no multiplicity correction)")
     return result
+
+
+def _jackknife_changes(stats: Sequence[tuple[Any, Any]], n: int, s: int, seed: int) -> dict[str, np.ndarray]:
+    """The jackknife values of every metric's change: leave one pair out (weights 1 − e_i) of the N pairs for the
+    O(N·D) metrics and of the S subsample pairs for the dense ones (delete-a-group above ``JACKKNIFE_GROUPS``);
+    computed in weight blocks of ``BLOCK_ELEMENTS`` entries through the metrics' own ``.values(w)``."""
+    out: dict[str, np.ndarray] = {}
+    for size, which in ((n, 0), (s, 1)):
+        parts: dict[str, list[np.ndarray]] = {}
+        for block in jackknife_blocks(size, BLOCK_ELEMENTS // size, JACKKNIFE_GROUPS, seed):
+            w = torch.from_numpy(block)  # (b, size)
+            before, after = (side[which].values(w) for side in stats)
+            for path in after:
+                parts.setdefault(path, []).append(after[path] - before[path])
+        out.update({path: np.concatenate(values) for path, values in parts.items()})
+    return out
 
 
 def _unit_pair(data: Mapping[str, Any] | Sequence[Any], names: tuple[str, str] | None,
@@ -495,12 +559,16 @@ class _Dense:
         s_xx = quad(self.e_xx) - (w2 @ self.e_xx.diagonal()).double()  # Σ_{a≠b}
         s_yy = quad(self.e_yy) - (w2 @ self.e_yy.diagonal()).double()
         all_xy = quad(self.e_xy)
+        # the union's image–text pairs: different original pairs, and each resampled row with its own partner once
+        # (not the w_a² combinations of a pair's copies)
+        cross_joint = all_xy - ((w2 - w) @ self.e_xy.diagonal()).double()
+        pairs_xy = distinct + n
         u_x, u_y = torch.log(s_xx / distinct), torch.log(s_yy / distinct)
         out = {f"uniformity.{a}": u_x, f"uniformity.{b}": u_y, "uniformity.mean": (u_x + u_y) / 2,
-               "uniformity.joint": torch.log((s_xx + s_yy + 2 * all_xy) / (2 * distinct + 2 * n * n)),
+               "uniformity.joint": torch.log((s_xx + s_yy + 2 * cross_joint) / (2 * distinct + 2 * pairs_xy)),
                "uniformity.cross": torch.log((all_xy - (w2 @ self.e_xy.diagonal()).double()) / distinct)}
         for direction, beats in ((f"{a}->{b}", self.beats_xy), (f"{b}->{a}", self.beats_yx)):
-            ranks = w @ beats.T  # (b, S): weighted count of candidates that outrank each query's partner
+            ranks = beats.sum(1)  # (S,): candidates of the whole subsample that outrank each query's partner
             for k in self.ks:
-                out[f"recall@{k}.{direction}"] = (w * (ranks < k)).double().sum(1) / n
+                out[f"recall@{k}.{direction}"] = (w @ (ranks < k).float()).double() / n
         return {k: v.numpy() for k, v in out.items()}
