@@ -53,8 +53,8 @@ def _levels(confidence: float) -> tuple[float, float]:
 def percentile_interval(resampled: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """The (1 − c)/2 and (1 + c)/2 quantiles of the resampled values (Efron & Tibshirani 1993, §13.3).
 
-    >>> percentile_interval(np.arange(101.0), 0.9)
-    (5.0, 95.0)
+    >>> percentile_interval(np.arange(101.0), 0.5)
+    (25.0, 75.0)
     """
     lo, hi = np.quantile(np.asarray(resampled, dtype=np.float64), _levels(confidence))
     return float(lo), float(hi)
