@@ -459,8 +459,8 @@ def paired_bootstrap(
     one_sided = sorted(p for p, m in result.metrics.items() if m.one_sided)
     if one_sided:
         result.notes.append(f"{', '.join(one_sided)}: almost all resampled changes lie on one side of the measured "
-                            "change (the resampled form is biased more than its spread); their intervals are "
-                            "unreliable")
+                            "change (a metric at its boundary, such as a gap closed to ≈ 0, is biased under "
+                            "resampling by more than its spread): the interval does not have its stated coverage")
     result.not_tested = ["linear_separability", "spectrum (rankme, effective_rank, …)", "hubness"]
     if s < n:
         result.notes.append(f"uniformity and recall@k: bootstrap on a seeded subsample of {s:,} of {n:,} pairs with "
