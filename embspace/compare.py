@@ -308,7 +308,8 @@ class MetricTest:
     def one_sided(self) -> bool:
         """Fewer than 1 % of the resampled changes on one side of the measured change: the bootstrap distribution
         is shifted by more than its spread, beyond what the bias correction can repair."""
-        return not 0.01 <= self.below_share <= 0.99 and not self.percentile_ci[0] == self.percentile_ci[1]
+        spread = self.percentile_ci[0] != self.percentile_ci[1]
+        return math.isfinite(self.below_share) and not 0.01 <= self.below_share <= 0.99 and spread
 
     def ci_text(self) -> str:
         return f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}]"

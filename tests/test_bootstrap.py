@@ -23,6 +23,14 @@ from embspace.compare import paired_bootstrap
 from tests import reference as ref
 
 
+def test_the_module_examples_run():
+    import doctest
+
+    import embspace.bootstrap
+
+    assert doctest.testmod(embspace.bootstrap).failed == 0
+
+
 def log_mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
     """A skewed, biased statistic (log of the mean of exponential data)."""
     return np.log(np.mean(a, axis=axis))
@@ -102,12 +110,10 @@ def test_paired_bootstrap_jackknife_is_leave_one_pair_out():
     x2 = ref.unit(x + 0.3 * np.random.default_rng(1).normal(size=x.shape))
     result = paired_bootstrap((x, y), (x2, y), resamples=50, recall_ks=(1,))
     drop = [np.delete(np.arange(40), i) for i in range(40)]
-    for path, metric, args in (("gap", ref.gap, ()), ("cone.image", ref.cone, ()),
-                               ("uniformity.image", ref.uniformity, ())):
-        if path == "gap":
-            values = [metric(x2[k], y[k]) - metric(x[k], y[k]) for k in drop]
-        else:
-            values = [metric(x2[k]) - metric(x[k]) for k in drop]
+    changes = {"gap": [ref.gap(x2[k], y[k]) - ref.gap(x[k], y[k]) for k in drop],
+               "cone.image": [ref.cone(x2[k]) - ref.cone(x[k]) for k in drop],
+               "uniformity.image": [ref.uniformity(x2[k]) - ref.uniformity(x[k]) for k in drop]}
+    for path, values in changes.items():
         assert result.metrics[path].acceleration == pytest.approx(acceleration(np.array(values)), rel=1e-3, abs=1e-6)
     assert result.metrics["gap"].interval == "bca" and result.to_dict()["interval"] == "bca"
     assert "BCa" in result.to_dict()["method"]
