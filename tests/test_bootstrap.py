@@ -120,3 +120,21 @@ def test_paired_bootstrap_jackknife_is_leave_one_pair_out():
     plain = paired_bootstrap((x, y), (x2, y), resamples=50, recall_ks=(1,), interval="percentile")
     assert plain.metrics["gap"].ci == result.metrics["gap"].percentile_ci
     assert math.isnan(plain.metrics["gap"].acceleration) and "BCa" not in plain.to_dict()["method"]
+
+
+def test_above_the_group_limit_the_jackknife_deletes_groups(monkeypatch):
+    """With more pairs than JACKKNIFE_GROUPS, a comes from the delete-a-group jackknife: the same groups recomputed
+    by brute force give the same a."""
+    import importlib
+
+    compare = importlib.import_module("embspace.compare")  # the module (embspace.compare is also the function)
+    x, y = ref.paired_data("cone", 60, 8, seed=4)
+    x2 = ref.unit(x + 0.3 * np.random.default_rng(2).normal(size=x.shape))
+    monkeypatch.setattr(compare, "JACKKNIFE_GROUPS", 12)
+    result = paired_bootstrap((x, y), (x2, y), resamples=50, recall_ks=(1,), seed=5)
+    keep = [block.astype(bool) for rows in jackknife_blocks(60, 100, groups=12, seed=5) for block in rows]
+    assert len(keep) == 12
+    values = [ref.gap(x2[k], y[k]) - ref.gap(x[k], y[k]) for k in keep]
+    assert result.metrics["gap"].acceleration == pytest.approx(acceleration(np.array(values)), rel=1e-3, abs=1e-6)
+    lo, hi = result.metrics["gap"].ci
+    assert lo <= result.metrics["gap"].resampled_change <= hi
