@@ -214,7 +214,8 @@ def test_a_method_is_compared_with_the_clip_run_of_the_same_seed(tmp_path):
     assert given.baseline_comparison.significance.metrics["gap"].ci == entry.ci
     assert given.baseline_out == tmp_path / "clip"
     # no baseline for clip itself, nor without one asked for
-    assert fit(train, evaluation, loss="clip", config=config, baseline="train", resamples=20).baseline_comparison is None
+    plain = fit(train, evaluation, loss="clip", config=config, baseline="train", resamples=20)
+    assert plain.baseline_comparison is None
     assert fit(train, evaluation, loss="cua", config=config, resamples=20).baseline_comparison is None
 
 
