@@ -31,7 +31,7 @@ RESAMPLES = 1000
 SUBSAMPLE = 2000
 RECALL_KS = (1, 5, 10)
 BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
-JACKKNIFE_GROUPS = 10_000  # leave-one-pair-out up to this many pairs, delete-one-of-this-many-groups beyond
+JACKKNIFE_GROUPS = 2_000  # leave-one-pair-out up to this many pairs, delete-one-of-this-many-groups beyond
 INTERVALS = ("bca", "percentile")
 
 __all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap", "provenance_warnings"]
