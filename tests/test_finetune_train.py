@@ -200,6 +200,8 @@ def test_a_method_is_compared_with_the_clip_run_of_the_same_seed(tmp_path):
     clip = fit(train, evaluation, loss="clip", config=config, out=tmp_path / "clip", resamples=50)
     base = np.load(tmp_path / "run" / "baseline_clip" / "eval_adapted.npy")
     np.testing.assert_array_equal(base[0], clip.image)  # the same seed: the same clip run, bit for bit
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "baseline_clip" / "eval_before.npy"),
+                                  np.load(tmp_path / "run" / "eval_before.npy"))  # and the method's initial towers
     assert json.loads((tmp_path / "run" / "baseline_clip" / "config.json").read_text())["loss"] == "clip"
     comparison = result.baseline_comparison
     assert comparison.before.metrics == clip.after.metrics and comparison.after is result.after
