@@ -65,6 +65,9 @@ def finetune(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the before/after check.")] = 1000,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+    baseline: Annotated[str, typer.Option(help="What a loss other than clip is compared with as well: train (the "
+                                               "clip run of the same seed, into OUT/baseline_clip), none, or the "
+                                               "folder of a finished clip run.")] = "train",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune projection heads or adapters on cached features and state what changed beyond the noise."""
@@ -95,7 +98,8 @@ def finetune(
             else:
                 fail(f"expected a TRAIN and an EVAL dump, got {len(dumps)} dumps")
         result = fit(train_pairs, eval_pairs, config=config, out=out_dir, resume=resume,
-                     progress=not quiet and sys.stderr.isatty(), resamples=resamples)
+                     progress=not quiet and sys.stderr.isatty(), resamples=resamples,
+                     baseline=None if baseline == "none" else baseline)
     except (InputError, ValueError) as exc:
         fail(str(exc))
     print_result(result)
@@ -110,5 +114,10 @@ def print_result(result) -> None:
               f"{config.epochs} epochs · seed {config.seed} · train loss {result.history[-1]['loss']:.4f}",
               highlight=False)
     print_comparison(result.comparison)
-    err.print(f"written to {result.out}: epoch_0…{config.epochs}.json, comparison.json, eval_adapted.npy, "
+    if result.baseline_comparison is not None:
+        out.print(f"\n[bold]clip baseline → {config.loss}[/] (the same seed and settings; "
+                  f"{result.baseline_out or 'in memory'})", highlight=False)
+        print_comparison(result.baseline_comparison)
+    extra = ", comparison_baseline.json" if result.baseline_comparison is not None else ""
+    err.print(f"written to {result.out}: epoch_0…{config.epochs}.json, comparison.json{extra}, eval_adapted.npy, "
               "eval_before.npy, checkpoint.pt", highlight=False)
