@@ -36,7 +36,9 @@ def runs() -> dict[str, embspace.Trajectory]:
 
 
 def legend_texts(ax) -> list[str]:
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+    """The entries of the Axes' legend, or of its figure's legend (the map puts its legend below the axes)."""
+    legend = ax.get_legend() or next(iter(ax.get_figure().legends), None)
+    return [t.get_text() for t in legend.get_texts()]
 
 
 def visible_axes(fig: Figure):
@@ -112,13 +114,23 @@ def test_spectrum_is_log_log_with_rankme_and_effective_rank_marked(runs):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     lines = ax.get_lines()
-    assert len(lines) == 2 * 3  # per modality: the spectrum, RankMe, effective rank
+    assert len(lines) == 2 * 3  # per modality: the spectrum, a RankMe mark, an effective-rank mark
     sigma = np.asarray(report.spectra["image"]["singular_values"])
     np.testing.assert_allclose(lines[0].get_ydata(), sigma[sigma > 0])
     assert lines[0].get_xdata()[0] == 1
-    assert list(lines[1].get_xdata()) == [report["rankme.image"]] * 2
-    assert list(lines[2].get_xdata()) == [report["effective_rank.image"]] * 2
-    assert f"image RankMe = {report['rankme.image']:.1f}" in legend_texts(ax)
+    k = np.arange(1, len(sigma) + 1)
+    for mark, metric in ((lines[1], "rankme.image"), (lines[2], "effective_rank.image")):
+        assert list(mark.get_xdata()) == [report[metric]] and mark.get_linestyle() == "None"
+        # on the spectrum line: its height is the spectrum at k = the rank (log–log interpolation)
+        at = np.exp(np.interp(np.log(report[metric]), np.log(k), np.log(sigma)))
+        assert mark.get_ydata()[0] == pytest.approx(at, rel=1e-12)
+        assert mark.get_markeredgecolor() == lines[0].get_color()
+    assert lines[1].get_marker() != lines[2].get_marker()
+    assert (f"image (RankMe {report['rankme.image']:.1f}, effective rank {report['effective_rank.image']:.1f})"
+            in legend_texts(ax))
+    # one legend entry per line and one per kind of mark (not one per mark: 2 reports × 2 modalities give 6, not 12)
+    assert legend_texts(ax)[-2:] == ["RankMe (marked on each line)", "effective rank (marked on each line)"]
+    assert len(legend_texts(plot.spectrum({"a": report, "b": runs["A"].reports[0]}).axes[0])) == 2 * 2 + 2
     assert "singular value" in ax.get_ylabel() and ax.get_xlabel() == "index k"
 
 
@@ -129,6 +141,8 @@ def test_spectrum_normalised_and_centred():
     first = ax.get_lines()[0].get_ydata()
     assert first[0] == pytest.approx(1.0) and ax.get_ylabel() == "σ_k / σ_1 (centred)"
     assert len(ax.get_lines()) == 2 * 2  # no RankMe (uncentred by definition), the centred effective rank
+    assert legend_texts(ax)[-1] == "effective rank (centred) (marked on each line)"
+    assert not [t for t in legend_texts(plot.spectrum(report, marks=False).axes[0]) if "rank" in t.lower()]
 
 
 # ---- histograms ------------------------------------------------------------------------------------------------
