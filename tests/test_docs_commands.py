@@ -254,7 +254,7 @@ def environment(folder: Path) -> dict[str, str]:
 
 def written(command: str) -> list[str]:
     """The files a command says it writes: the value of --json (unless '-') and --out."""
-    words = shlex.split(command)
+    words = shlex.split(command, comments=True)
     return [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--json", "--out") and words[i + 1] != "-"]
 
 

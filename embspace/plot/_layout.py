@@ -142,11 +142,12 @@ def _headroom(ax: Axes, legend: Legend, renderer) -> bool:
     if height > HEADROOM:
         return False
     low, high = ax.get_ylim()
-    top = ax.dataLim.y1 if np.isfinite(ax.dataLim.y1) else high
-    log = ax.get_yscale() == "log"
-    f = np.log10 if log else (lambda v: v)
-    span = (f(max(top, high * 1e-12) if log else top) - f(low)) / (1 - height - 0.06)
-    ax.set_ylim(low, 10 ** (f(low) + span) if log else low + span)
+    top = ax.dataLim.y1 if np.isfinite(ax.dataLim.y1) and ax.dataLim.y1 > low else high  # the data's highest y
+    share = 1 - height - 0.06  # of the axes height left to the data, below the legend and a small gap
+    if ax.get_yscale() == "log":
+        ax.set_ylim(low, 10 ** (np.log10(low) + (np.log10(top) - np.log10(low)) / share))
+    else:
+        ax.set_ylim(low, low + (top - low) / share)
     points, boxes = obstacles(ax, renderer)
     for loc in ("upper right", "upper left", "upper center"):
         set_loc(legend, loc)
@@ -185,21 +186,25 @@ def place_legends(fig: Figure, axes: Iterable[Axes], *, outside: Sequence[Axes] 
             renderer = renderer_of(fig)
 
 
-def free_offset(ax: Axes, renderer, text: Text, anchor: tuple[float, float],
-                directions: Sequence[tuple[float, float]], distance: float = 7.0) -> bool:
+def free_offset(ax: Axes, renderer, text: Text, directions: Sequence[tuple[float, float]],
+                distance: float = 7.0) -> bool:
     """Move an offset-points annotation to the first of ``directions`` (unit vectors, in points) where it lies
     inside the axes and covers no data; True when one was found (else it stays at the first direction)."""
     axes_box = ax.get_window_extent(renderer)
     points, boxes = obstacles(ax, renderer, skip=[text])
     for dx, dy in directions:
-        text.set_position((distance * dx, distance * dy))
-        text.set_horizontalalignment("left" if dx > 0.3 else "right" if dx < -0.3 else "center")
-        text.set_verticalalignment("bottom" if dy > 0.3 else "top" if dy < -0.3 else "center")
+        _put(text, dx, dy, distance)
         box = text.get_window_extent(renderer)
         inside = (box.x0 >= axes_box.x0 and box.x1 <= axes_box.x1 and box.y0 >= axes_box.y0
                   and box.y1 <= axes_box.y1)
         if inside and not covers(box, points, boxes, pad=1.0):
             return True
-    dx, dy = directions[0]
-    text.set_position((distance * dx, distance * dy))
+    _put(text, *directions[0], distance)
     return False
+
+
+def _put(text: Text, dx: float, dy: float, distance: float) -> None:
+    """An offset-points annotation ``distance`` points from its point towards (dx, dy), aligned to lean away."""
+    text.set_position((distance * dx, distance * dy))
+    text.set_horizontalalignment("left" if dx > 0.3 else "right" if dx < -0.3 else "center")
+    text.set_verticalalignment("bottom" if dy > 0.3 else "top" if dy < -0.3 else "center")

@@ -90,8 +90,8 @@ def _place_labels(fig: Figure, ax: Axes, labels: list[tuple[Any, np.ndarray, np.
             away = here - neighbour
             angle = np.arctan2(away[1], away[0]) if np.hypot(*away) > 0 else np.pi / 4
             turns = angle + np.deg2rad([0, 45, -45, 90, -90, 135, -135, 180])
-            placed &= free_offset(ax, renderer, text, (x[j], y[j]), list(zip(np.cos(turns), np.sin(turns),
-                                                                                strict=True)), distance=8.0)
+            directions = list(zip(np.cos(turns), np.sin(turns), strict=True))
+            placed &= free_offset(ax, renderer, text, directions, distance=8.0)
         if placed:
             return
         margin_x, margin_y = ax.margins()
