@@ -8,8 +8,9 @@ define (``image_embeddings``, ``report``, …) bound to placeholders. A plain bl
 is the command and its output: the command runs and the output must be what the block shows (elapsed seconds
 aside). ``embspace`` is this checkout's CLI (``python -m embspace.cli``).
 
-Every block is listed in ``HOW`` by the start of its first command: a new block fails
-:func:`test_every_block_is_accounted_for` until it is given a way to run (or a stated reason to be skipped).
+``HOW`` says, by the start of a block's commands, which files a block needs, which blocks are slow, and why a
+block is skipped (a GPU, torchrun on 8 GPUs, a Slurm cluster, the network); a block it does not name runs as written
+in an empty folder, and an entry that names no block fails :func:`test_every_entry_names_a_block`.
 """
 
 from __future__ import annotations
@@ -219,20 +220,19 @@ HOW: dict[str, How] = {
 }
 
 
-def how(block: Block) -> How | None:
-    """The entry of HOW whose key is the longest prefix of the block's commands (or lines)."""
+def how(block: Block) -> How:
+    """The entry of HOW whose key is the longest prefix of the block's commands (or lines); else: run it as is."""
     matches = [key for key in HOW if block.head.startswith(key)]
-    return HOW[max(matches, key=len)] if matches else None
+    return HOW[max(matches, key=len)] if matches else How()
 
 
 ALL = blocks()
 
 
-def test_every_block_is_accounted_for():
-    assert ALL, "no command blocks found"
-    assert not [b.id for b in ALL if how(b) is None], "blocks without an entry in HOW"
-    used = {id(how(b)) for b in ALL}
-    assert not [k for k, v in HOW.items() if id(v) not in used], "entries of HOW that match no block"
+def test_every_entry_names_a_block():
+    assert len(ALL) >= 15, [b.id for b in ALL]
+    heads = [b.head for b in ALL]
+    assert not [key for key in HOW if not any(h.startswith(key) for h in heads)], "entries of HOW naming no block"
 
 
 # ---- running them ----------------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ def params():
     for block in ALL:
         entry = how(block)
         marks = []
-        if entry is not None and entry.slow:
+        if entry.slow:
             marks.append(pytest.mark.slow)
         yield pytest.param(block, id=f"{block.id}", marks=marks)
 
@@ -314,8 +314,6 @@ def params():
 @pytest.mark.parametrize("block", params())
 def test_block_runs_as_written(block, tmp_path, monkeypatch):
     entry = how(block)
-    if entry is None:
-        pytest.fail(f"{block.id} has no entry in HOW")
     if entry.skip:
         pytest.skip(f"{block.id}: {entry.skip}")
     folder = tmp_path / "work"
