@@ -150,6 +150,22 @@ def _checkpoints(folder: Path) -> None:
         np.save(folder / "ckpts" / f"step{step}.npy", _pairs(n=64, seed=4, shift=1.0 / (1 + step)))
 
 
+def _clip_and_shifted(folder: Path) -> None:
+    """features_clip.npy (the real file where present), Liang et al.'s shift of it, and both reports."""
+    import torch
+
+    import embspace
+    from embspace.finetune import shift_gap
+
+    _clip_stack(folder)
+    stack = np.load(folder / "features_clip.npy")
+    moved = shift_gap(torch.from_numpy(stack[0]), torch.from_numpy(stack[1]), 0.5)
+    shifted = np.stack([part.numpy() for part in moved]).astype(np.float32)
+    np.save(folder / "shifted.npy", shifted)
+    for name, data in (("clip", stack), ("shifted", shifted)):
+        embspace.measure(image=data[0], text=data[1]).to_json(folder / f"{name}.json")
+
+
 def _features(folder: Path) -> None:
     np.save(folder / "features.npy", _pairs(n=120))
 
@@ -167,7 +183,8 @@ def _python_names(folder: Path) -> dict[str, object]:
     return {"image_embeddings": stack[0], "text_embeddings": stack[1], "report": report, "before": report,
             "after": later, "X": stack[0], "Y": stack[1], "image_features": features[0],
             "text_features": features[1], "logit_scale": torch.tensor(1 / 0.07), "image_dump": stack[0],
-            "text_dump": stack[1]}
+            "text_dump": stack[1], "embspace": embspace, "x0": stack[0], "y0": stack[1], "x1": stack[0],
+            "y1": stack[1] - 0.3 * (stack[1].mean(0) - stack[0].mean(0))}
 
 
 @dataclass
@@ -201,6 +218,8 @@ HOW: dict[str, How] = {
                "embspace finetune train.npy eval.npy": H4}),
     "$ embspace measure pairs=features_clip.npy --metrics gap,cone,uniformity,retrieval": How(
         makes=(lambda f: _clip_stack(f, real=True),)),
+    # docs/compare.md
+    "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md
     "torchrun --nproc-per-node 8 -m embspace.cli measure": How(skip="needs 8 GPUs (torchrun, NCCL)"),
     "torchrun --nproc-per-node 4 -m embspace.cli measure pairs=features.npy --device cpu": How(
@@ -209,6 +228,9 @@ HOW: dict[str, How] = {
     "head=$(scontrol show hostnames": How(skip="a Slurm batch script: needs a Slurm cluster (srun, scontrol) "
                                                 "and 4 nodes of 8 GPUs"),
     "export MASTER_ADDR=$(scontrol show hostnames": How(skip="a Slurm batch script fragment: needs a Slurm cluster"),
+    # docs/families.md
+    "embspace measure pairs=features_clip.npy --metrics gap,alignment,gap_split": How(
+        makes=(lambda f: _clip_stack(f, real=True),)),
     # docs/figures.md
     "embspace measure --sample --all-steps --out runs/": How(slow=True),
     # docs/finetune_results.md
