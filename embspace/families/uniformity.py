@@ -53,10 +53,10 @@ class Uniformity(Family):
     name = "uniformity"
     aliases = ("uniformity_mean", "uniformity_joint", "uniformity_cross")
     table_position = 10.0
-    conventions: ClassVar[dict[str, str]] = {"uniformity": "per modality: log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²) (Wang & Isola 2020); mean: "
-                                 "(U_A + U_B)/2; joint: U over the union of both modalities, 2N points (Oh et al. "
-                                 "2023); cross: log mean_{i≠j} exp(−t‖x̂_i − ŷ_j‖²) (Fahim et al. 2024); t from "
-                                 "settings"}
+    conventions: ClassVar[dict[str, str]] = {
+        "uniformity": "per modality: log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²) (Wang & Isola 2020); mean: (U_A + U_B)/2; "
+                      "joint: U over the union of both modalities, 2N points (Oh et al. 2023); cross: log "
+                      "mean_{i≠j} exp(−t‖x̂_i − ŷ_j‖²) (Fahim et al. 2024); t from settings"}
     resampled = "subsample"
 
     def needs(self, context: Context) -> list[Need]:
