@@ -21,6 +21,7 @@ from embspace.kernels.budget import OOM_ERRORS
 PRECISIONS = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
               "bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_TOLERANCE = 1e-3
+SAFE_PEAK = (2.0**-50, 2.0**50)  # largest |x_k| of rows that square safely in float32: D·2^100 < 2^128
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -72,19 +73,49 @@ def matmul_precision(precision: str) -> Iterator[None]:
         setattr(matmul, flag, previous)
 
 
+def row_norms(wide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / 2^e, 2^e) per row, 2^e the power of two just above the row's largest |x_k|: the scaled rows have
+    max |x_k| in [1/2, 1), so their squared norm lies in [1/4, D] whatever the scale of x — rows of norm 1e30 in
+    float32 or 1e200 in float64 no longer square to inf, subnormal rows no longer square to 0.
+
+    Scaling by a power of two is exact (it only moves the exponent); it is applied in two halves so that neither
+    factor leaves the dtype's range (2^149 does not exist in float32, 2^1074 not in float64). All-zero rows keep
+    scale 1 (the validation refuses them; their norm is 0). Rows inside :data:`SAFE_PEAK` are returned as
+they are (scale 1), so ordinary data are normalised exactly as a plain ``x / ‖x‖`` would. Returns ``(scaled (B, D), scale (B, 1))``.
+    """
+    peak = wide.abs().amax(dim=1, keepdim=True) if wide.shape[1] else wide.new_zeros((len(wide), 1))  # (B, 1)
+    if len(wide) == 0 or bool(((peak > SAFE_PEAK[0]) & (peak < SAFE_PEAK[1])).all()):
+        return wide, torch.ones_like(peak)  # squares can neither overflow nor underflow: nothing to scale
+    exponent = torch.frexp(peak).exponent.to(wide.dtype).masked_fill_(peak == 0, 0)  # peak = m·2^e, m ∈ [½, 1)
+    first = torch.floor(exponent / 2)
+    scaled = wide * torch.exp2(-first) * torch.exp2(first - exponent)
+    return scaled, torch.exp2(exponent)
+
+
 def normalize_block(
     block: torch.Tensor, source: str, start: int, require_normalized: bool, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """x̂ = x / ‖x‖ in float32 (float64 when either side is float64); refuses non-unit rows if asked to."""
+    """x̂ = x / ‖x‖ in float32 (float64 when either side is float64); refuses non-unit rows if asked to.
+
+    The norm is taken scale-safely (:func:`row_norms`): every finite non-zero row, from subnormal to the largest
+    float, gives a unit row; a row whose norm is 0 (all zeros) is refused here too, with its row number, in case
+    the validation scan was skipped.
+    """
     wide = block.double() if torch.float64 in (block.dtype, dtype) else block.float()
-    norms = wide.norm(dim=1, keepdim=True)  # (B, 1)
+    scaled, scale = row_norms(wide)  # (B, D), (B, 1)
+    norms = scaled.norm(dim=1, keepdim=True)  # (B, 1) in [1/2, √D] for non-zero rows
+    zero = norms.squeeze(1) == 0
+    if bool(zero.any()):
+        row = start + int(torch.nonzero(zero)[0])
+        raise InputError(source, f"row {row} has zero norm and cannot be normalised")
     if require_normalized:
-        off = (norms.squeeze(1) - 1).abs() > NORM_TOLERANCE
+        true_norms = norms.double() * scale.double()  # (B, 1), finite in float64 for any float32 row
+        off = ~((true_norms.squeeze(1) - 1).abs() <= NORM_TOLERANCE)
         if bool(off.any()):
             row = start + int(torch.nonzero(off)[0])
-            raise InputError(source, f"row {row} has norm {float(norms[row - start]):.6g}, not 1 "
+            raise InputError(source, f"row {row} has norm {float(true_norms[row - start]):.6g}, not 1 "
                                      f"(normalisation was refused; drop --require-normalized to normalise)")
-    return wide / norms
+    return scaled / norms
 
 
 @dataclass
