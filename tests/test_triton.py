@@ -532,7 +532,8 @@ COMPILE_CHECK = textwrap.dedent("""
     for dtype, precision, triangle, hist in [("fp16", "ieee", True, False), ("bf16", "ieee", False, True),
                                              ("fp32", "tf32", True, False)]:  # bf16: exp-sum + histograms, shifted
         typed = {"a_ptr": "*" + dtype, "b_ptr": "*" + dtype, "exp_out": "*fp64", "hist_out": "*i64",
-                    "matched_out": "*i64", "bounds_ptr": "*fp32", "scale": "fp32", "n_tiles": "i64"}
+                    "matched_out": "*i64", "bounds_ptr": "*fp32", "alpha_a_ptr": "*fp32", "beta_a_ptr": "*fp32",
+                    "alpha_b_ptr": "*fp32", "beta_b_ptr": "*fp32", "n_tiles": "i64"}
         constants = dict(TRIANGLE=triangle, EXCLUDE_EQUAL=not triangle, DO_EXP=True, SHIFT=hist,
                          DO_HIST=hist, BINS=200, BINS_POW2=256, BOUNDS_POW2=256, BLOCK_M=pair.block_m,
                          BLOCK_N=pair.block_n, BLOCK_K=pair.block_k, GROUP=pair.group, PRECISION=precision, EVEN_K=True,
