@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embspace import options
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.kernels.budget import Plan, parse_size, plan, retry_on_oom, tile_within
@@ -143,6 +144,8 @@ def measure(
 
     given = {**(dict(modalities) if modalities else {}), **named}
     families = _families(given, metrics)
+    options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
+                                  hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)
     if histogram_bins < 1:
         raise InputError("--histogram-bins", f"needs at least 1 bin, got {histogram_bins}")
     torch_device = resolve_device(device)
