@@ -4,9 +4,10 @@ Each check raises :class:`~embspace.errors.InputError` naming the API parameter 
 ``--t nan`` or ``alpha=-1`` is one clear line (exit code 2 from the command line) instead of a report of nulls:
 
 - ``t``, the uniformity temperature of exp(−t‖a − b‖²) (Wang & Isola 2020: t > 0, t = 2 by default): finite,
-  > 0 (t ≤ 0 turns the Gaussian potential into a growing one, t = nan makes every sum nan) and at most
-  :data:`MAX_T`: the float32 tiles round each exponent −t·d² to about 3·10⁻⁷·t, so beyond 10⁴ rounding alone
-  would move U by more than 10⁻³;
+  > 0 (t ≤ 0 turns the Gaussian potential into a growing one, t = nan makes every sum nan), from :data:`MIN_T`
+  (below it U ≈ −t·E‖a − b‖² is a mean of exponentials within 10⁻⁶ of 1, and float64 keeps too few of its
+  digits) to :data:`MAX_T` (the float32 tiles round each exponent −t·d² to about 3·10⁻⁷·t, so beyond 10⁴
+  rounding alone would move U by more than 10⁻³);
 - ``alpha``, the alignment exponent of ‖x̂ − ŷ‖^α (Wang & Isola 2020: α > 0, α = 2): finite, > 0 and at most
   :data:`MAX_ALPHA` (‖x̂ − ŷ‖ ≤ 2 and 2^1000 is still a float64);
 - counts (``histogram_bins``, ``hubness_k``, each of ``recall_ks``, ``tile``): integers ≥ 1, bins at most
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 
 from embspace.errors import InputError
 
-MAX_T = 1e4
+MIN_T, MAX_T = 1e-6, 1e4
 MAX_ALPHA = 1000.0
 MAX_BINS = 1_000_000
 
@@ -49,10 +50,13 @@ def _integer(value: object) -> int | None:
 
 
 def check_t(t: object, name: str = "t") -> None:
-    """The uniformity temperature: a finite number, 0 < t ≤ :data:`MAX_T`."""
+    """The uniformity temperature: a finite number, :data:`MIN_T` ≤ t ≤ :data:`MAX_T`."""
     value = _real(t)
     if value is None or not math.isfinite(value) or value <= 0:
         raise InputError(name, f"the uniformity temperature must be a finite number > 0 (Wang & Isola 2020), got {t!r}")
+    if value < MIN_T:
+        raise InputError(name, f"the uniformity temperature must be at least {MIN_T:g} (below, U ≈ −t·E‖a − b‖² "
+                               f"is lost in the rounding of the mean of exponentials), got {t!r}")
     if value > MAX_T:
         raise InputError(name, f"the uniformity temperature must be at most {MAX_T:g} (float32 tiles round the "
                                f"exponent −t·‖a − b‖² to ~3e-7·t), got {t!r}")
