@@ -188,20 +188,19 @@ def _histogram_bins(s, bounds, BINS: tl.constexpr):
 def _exp_sum(z, keep):
     """Σ 2^z over the kept entries of a tile, float64, accurate when every 2^z lies near 1 (narrow cones).
 
-    Terms with z·ln2 > −½ are written 1 + expm1(z·ln2), expm1 by its degree-8 Taylor polynomial (truncation below
-    6·10⁻⁹); their count is exact and their expm1 values are small, so what the sum holds beyond the count keeps
-    float32's relative precision (2^z itself, ~1 − 10⁻⁵, would keep 10⁻⁷ of 1: 1 % of U at cone 0.99999). The other
-    terms are taken as 2^z (hardware ex2). Each part is summed over the tile in float32, then added in float64.
+    Terms with z·ln2 > −⅛ are written 1 + expm1(z·ln2), expm1 by its degree-6 Taylor polynomial (truncation below
+    5·10⁻¹⁰ of expm1); their count is exact and their expm1 values are small, so what the sum holds beyond the
+    count keeps float32's relative precision (2^z itself, ~1 − 10⁻⁵, would keep 10⁻⁷ of 1: 1 % of U at cone
+    0.99999). The other terms are taken as 2^z (hardware ex2). Both are summed over the tile in one float32 tree
+    (the expm1 parts are negative, the others positive: no term is near the other's magnitude when it matters),
+    then added in float64 to the exact count.
     """
     y = z * 0.6931471805599453  # natural units
-    near = keep & (y > -0.5)
-    far = keep & ~near
-    m1 = y * (1.0 + y * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120 + y * (1.0 / 720 + y * (
-        1.0 / 5040 + y * (1.0 / 40320))))))))
-    near_sum = tl.sum(tl.sum(tl.where(near, m1, 0.0), axis=1), axis=0)
-    near_count = tl.sum(tl.sum(near.to(tl.int32), axis=1), axis=0)
-    far_sum = tl.sum(tl.sum(tl.where(far, tl.exp2(z), 0.0), axis=1), axis=0)
-    return near_count.to(tl.float64) + near_sum.to(tl.float64) + far_sum.to(tl.float64)
+    near = y > -0.125
+    m1 = y * (1.0 + y * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120 + y * (1.0 / 720))))))
+    part = tl.where(keep, tl.where(near, m1, tl.exp2(z)), 0.0)  # expm1 near 1, the exponential itself elsewhere
+    near_count = tl.sum(tl.sum((keep & near).to(tl.int32), axis=1), axis=0)
+    return near_count.to(tl.float64) + tl.sum(tl.sum(part, axis=1), axis=0).to(tl.float64)
 
 
 @triton.jit
