@@ -3,7 +3,9 @@
 Uniformity is the log of a mean over pairs, U = log μ with μ = E_pairs exp(−t‖a − b‖²). Drawing m pairs uniformly
 (with replacement) from the pairs the variant counts gives the unbiased estimate μ̂ = (1/m) Σ G_k with standard
 error se = s/√m; the normal interval μ̂ ± z·se maps through the (monotone) log to an interval for U, and the point
-estimate is log μ̂ (consistent; its Jensen bias, −se²/(2μ²), is far inside the interval). Recall@k is a mean of
+estimate is log μ̂ (consistent; its Jensen bias, −se²/(2μ²), is far inside the interval). Each ‖a − b‖² is the
+float64 squared difference of the rows' offsets from their centres (:meth:`~embspace.kernels.rows.Rows.centred`),
+never 2 − 2a·b, which cancels on narrow cones. Recall@k is a mean of
 Bernoulli outcomes over queries: sampled queries are ranked exactly against ALL candidates, and the Wilson score
 interval is reported.
 
