@@ -29,12 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from embspace.kernels.rows import CentredBlock, Rows
+from embspace.kernels.rows import HALF, CentredBlock, Rows
 
 DEFAULT_TILE = 4096
 UNDERFLOW_SAFE_EXPONENT = 80.0
 DEFAULT_BINS = 200  # histogram bins over [−1, 1]: width 0.01
 CPU_CHUNK = 1 << 18  # similarities a reduction takes at a time on the CPU (1 MiB of float32: in cache)
+F64_CHUNK = 1 << 15  # exponents widened to float64 at a time on the CPU (256 KiB)
 
 
 class Reduction:
@@ -85,10 +86,13 @@ class ExpSum(Reduction):
         t = self.t
         q_rows, q_cols = distance_terms(rows, cols)
         wide = torch.float64 if torch.float64 in (rows.vectors.dtype, cols.vectors.dtype) else torch.float32
-        left = rows.vectors.to(wide) * (rows.scale * (2 * t)).to(wide)[:, None]  # (R, D) 2t·w_i·v_i
-        right = cols.vectors.to(wide) * cols.scale.to(wide)[:, None]  # (C, D) w_j·v_j
+        if rows.vectors.dtype in HALF:  # widened (as tile_product does) with the powers of two folded in
+            left = rows.vectors.to(wide) * rows.scale.to(wide)[:, None]  # (R, D) w_i·v_i
+            right = left if cols is rows else cols.vectors.to(wide) * cols.scale.to(wide)[:, None]  # (C, D)
+        else:  # w = 1 (centre_block): the stored offsets themselves, no copy
+            left, right = rows.vectors, cols.vectors
         out = None if buffer is None else buffer.take(len(left), len(right), wide, left.device)
-        exponent = torch.addmm((q_cols * -t).to(wide)[None, :], left, right.T, out=out)  # (R, C)
+        exponent = torch.addmm((q_cols * -t).to(wide)[None, :], left, right.T, alpha=2 * t, out=out)  # (R, C)
         row_terms = (q_rows * t).to(wide)  # (R,)
         for first, part in row_chunks(exponent):
             part.sub_(row_terms[first : first + len(part), None]).clamp_(max=0.0)
@@ -110,7 +114,9 @@ class ExpSum(Reduction):
             return
         if shift != 0.0:
             exponent.sub_(shift)
-        tile_sum = float(exponent.double().exp_().sum())  # float64 exp: float32's is biased by ~1e-9 near 1
+        flat = exponent.reshape(-1)
+        step = F64_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
+        tile_sum = float(sum(piece.double().exp_().sum() for piece in flat.split(step)))  # float64 exp: see above
         if diagonal and self.symmetric:
             tile_sum /= 2  # the diagonal tile holds each of its pairs twice
         self._add(shift, tile_sum)

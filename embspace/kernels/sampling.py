@@ -157,28 +157,32 @@ def sampled_pairs(left: Sequence[Segment], right: Sequence[Segment], pairs: int,
     left × right (i ≠ j by key), in float64 batches of at most ``batch``; each None unless asked for.
 
     The distances come from the rows centred about a point of their cone (:meth:`Rows.centred
-    <embspace.kernels.rows.Rows.centred>`): ‖p_i − p'_j + (c_a − c_b)‖², a difference of small offsets formed in
-    float64, never 2 − 2·x̂_i·ŷ_j, which cancels in narrow cones. The same pairs are drawn either way.
+    <embspace.kernels.rows.Rows.centred>`): ‖p_i − p'_j + (c_a − c_b)‖², a difference of small offsets, never
+    2 − 2·x̂_i·ŷ_j, which cancels in narrow cones. With distances, the cosines of the same pairs are 1 − d²/2 (unit
+    rows), so only the centred blocks are held. The same pairs are drawn either way.
     """
     sizes = np.array([[len(a) * len(b) - _overlap(a, b) for b in right] for a in left], dtype=np.float64)
     counts = generator.multinomial(pairs, (sizes / sizes.sum()).ravel()).reshape(sizes.shape)
     for ai, a in enumerate(left):
         if not counts[ai].any():
             continue
-        block_a = a.rows.block(a.start, a.stop) if cosines else None  # (|A|, D)
+        block_a = a.rows.block(a.start, a.stop) if cosines and not distances else None  # (|A|, D)
         centred_a = a.rows.centred(a.start, a.stop) if distances else None
         for bi, b in enumerate(right):
             remaining = int(counts[ai, bi])
             if not remaining:
                 continue
             same = b.same_rows(a)
-            block_b = (block_a if same else b.rows.block(b.start, b.stop)) if cosines else None
+            block_b = (block_a if same else b.rows.block(b.start, b.stop)) if block_a is not None else None
             centred_b = (centred_a if same else b.rows.centred(b.start, b.stop)) if distances else None
             while remaining > 0:
                 size = min(batch, remaining)
                 i, j = _draw_in_cell(a, b, size, generator)
-                yield (_dots(block_a, block_b, i, j) if cosines else None,
-                       _distances(centred_a, centred_b, i, j) if distances else None)
+                if distances:
+                    squared = _distances(centred_a, centred_b, i, j)
+                    yield (1 - squared / 2 if cosines else None), squared
+                else:
+                    yield _dots(block_a, block_b, i, j), None
                 remaining -= size
 
 
@@ -213,16 +217,20 @@ def _dots(block_a: torch.Tensor, block_b: torch.Tensor, i: np.ndarray, j: np.nda
 
 def _distances(a: CentredBlock, b: CentredBlock, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
     """Row-wise ‖x̂_i − ŷ_j‖² = ‖p_i − p'_j + δ‖² (p the stored offsets about each block's centre, δ = c_a − c_b),
-    in float64, :data:`DOT_CHUNK` pairs at a time."""
+    formed in float32 (float64 for float64 rows: the difference keeps its relative precision, and a near-zero
+    difference is a near-zero distance), squared and summed in float64, :data:`DOT_CHUNK` pairs at a time: two
+    (chunk, D) float32 operands, as :func:`_dots` takes."""
     device = a.vectors.device
+    wide = torch.float64 if torch.float64 in (a.vectors.dtype, b.vectors.dtype) else torch.float32
     left, right = torch.from_numpy(i).to(device), torch.from_numpy(j).to(b.vectors.device)
-    delta = a.centre - b.centre.to(device)  # (D,)
+    delta = (a.centre - b.centre.to(device)).to(wide)  # (D,)
+    scale_a, scale_b = a.scale.to(wide), b.scale.to(wide)
     out = torch.empty(len(i), dtype=torch.float64, device=device)  # (m,)
     for lo in range(0, len(i), DOT_CHUNK):
         rows, cols = left[lo : lo + DOT_CHUNK], right[lo : lo + DOT_CHUNK]
-        p = a.vectors.index_select(0, rows).double().mul_(a.scale.index_select(0, rows)[:, None])  # (chunk, D)
-        q = b.vectors.index_select(0, cols).double().mul_(b.scale.index_select(0, cols)[:, None]).to(device)
-        out[lo : lo + DOT_CHUNK] = p.sub_(q).add_(delta).pow_(2).sum(1)
+        p = a.vectors.index_select(0, rows).to(wide).mul_(scale_a.index_select(0, rows)[:, None])  # (chunk, D)
+        q = b.vectors.index_select(0, cols).to(wide).mul_(scale_b.index_select(0, cols)[:, None]).to(device)
+        out[lo : lo + DOT_CHUNK] = p.sub_(q).add_(delta).square_().sum(1, dtype=torch.float64)
     return out
 
 
