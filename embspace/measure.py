@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from embspace import distributed as sharded
+from embspace import options
 from embspace.distributed.executor import ShardedExecutor
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
@@ -106,6 +107,8 @@ def measure(
     """
     given = {**(dict(modalities) if modalities else {}), **named}
     families = _families(given, metrics)
+    options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
+                                  hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)
     if histogram_bins < 1:
         raise InputError("histogram_bins", f"needs at least 1 bin, got {histogram_bins}")
     compute = resolve_compute(device, precision, backend)

@@ -40,13 +40,13 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
 from embspace.kernels import backend as backend_settings  # noqa: E402
 from embspace.kernels import fused  # noqa: E402
 from embspace.kernels.backend import matmul_precision  # noqa: E402
+from embspace.kernels.engine import stream_pairs  # noqa: E402
 from embspace.kernels.pairwise import (  # noqa: E402
     ExpSum,
     Histogram,
     RankCount,
     TopK,
     matched_similarities,
-    stream_pairs,
 )
 from embspace.kernels.rows import prepare_rows  # noqa: E402
 from embspace.metrics import retrieval  # noqa: E402

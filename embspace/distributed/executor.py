@@ -223,8 +223,10 @@ class ShardedExecutor(LocalExecutor):
             block += [r for r in (step_ranks, step_top) if r is not None]
             if step.own:
                 stream_pairs(x, visiting, block, tile=tile, backend=self.passes)
-            else:
-                stream_block(x, visiting, block, tile=tile, col_offset=offset)
+            else:  # sums and histograms through their all-pairs twins (centred exp-sums), positions tile by tile
+                if free:
+                    stream_between(x, visiting, free, tile=tile)
+                stream_block(x, visiting, block[len(free):], tile=tile, col_offset=offset)
             if step_ranks is not None:
                 row_rank.add_(step_ranks.rows[: x.n])
                 col_rank.add_(step_ranks.cols[offset:])

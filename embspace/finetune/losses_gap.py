@@ -27,6 +27,7 @@ from embspace.finetune.losses import (
     total_and_terms,
 )
 from embspace.kernels.dense import alignment, uniformity_cross, uniformity_mean
+from embspace.options import check_loss_options
 
 __all__ = ["CUALoss", "CUAXULoss", "cua_loss", "cuaxu_loss"]
 
@@ -100,6 +101,7 @@ class CUALoss(nn.Module):
         self, logit_scale: float = DEFAULT_LOGIT_SCALE, t: float = 2.0, alpha: float = 2.0, normalized: bool = False
     ) -> None:
         super().__init__()
+        check_loss_options(t=t, alpha=alpha)
         self.logit_scale = logit_scale
         self.t = t
         self.alpha = alpha

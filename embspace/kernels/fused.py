@@ -17,6 +17,9 @@ Precision: fp32 rows are multiplied in IEEE fp32 unless tf32 was asked for expli
 :func:`embspace.kernels.backend.matmul_precision` ``("tf32")`` (what ``measure(precision="tf32")`` uses), which sets
 :func:`use_tf32`; torch's global matmul flags are never read.
 
+Exp-sums are launched on the rows centred about a point of their cone (:meth:`Rows.centred
+<embspace.kernels.rows.Rows.centred>`, the same operands and exponent as the torch path's
+:meth:`~embspace.kernels.pairwise.ExpSum.update_centred`), histograms on the unit rows, each in a launch of its own.
 The fused path computes the same statistics and merges them into the same reduction objects, by the same rules
 (``ExpSum.add``, ``+=`` of counts, ``keep_best`` of top-k candidates), so nothing downstream changes. Rows held
 on the device (``ResidentRows``) go to the kernels whole; rows streamed from their source go block by block
@@ -25,7 +28,6 @@ on the device (``ResidentRows``) go to the kernels whole; rows streamed from the
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -49,10 +51,11 @@ from embspace.kernels.pairwise import (
     Reduction,
     TopK,
     count_tiles,
+    distance_terms,
     keep_best,
     stream_torch,
 )
-from embspace.kernels.rows import ResidentRows, Rows
+from embspace.kernels.rows import CentredBlock, ResidentRows, Rows
 
 if TYPE_CHECKING:
     from embspace.kernels.triton import PairResult, RowResult
@@ -181,16 +184,21 @@ def stream_fused(
     symmetric = y is None
     other = x if symmetric else y
     col_blocks = _blocks(other, tile)
+    has_sums = any(type(r) is ExpSum for r in reductions)
     pending: list[Callable[[], None]] = []  # merges (and progress) of the block pairs run so far, not yet applied
     launched = 0
     try:
         for r0, r1 in _blocks(x, tile):
             a = x.block(r0, r1)  # (R, D)
+            a_c = x.centred(r0, r1) if has_sums else None
             for c0, c1 in col_blocks:
                 if symmetric and c0 < r0:
                     continue
                 on_diagonal = symmetric and c0 == r0
                 b = a if on_diagonal else other.block(c0, c1)  # (C, D)
+                if has_sums:  # the exp-sums' own operands: the rows centred (CentredBlock)
+                    b_c = a_c if on_diagonal else other.centred(c0, c1)
+                    pending += _exp_pass(a_c, b_c, reductions, diagonal=c0 - r0, triangle=on_diagonal)
                 pending += _pair_pass(a, b, reductions, diagonal=c0 - r0, triangle=on_diagonal)
                 if not symmetric:
                     pending += _row_pass(a, b, reductions, r0, c0)
@@ -215,21 +223,33 @@ def stream_fused(
     record_pass("triton")
 
 
-def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], *, diagonal: int,
-               triangle: bool) -> list[Callable[[], None]]:
-    """ExpSum and Histogram reductions, one launch per (exp-sum, histogram) couple; returns the merges to run."""
+def _exp_pass(a: CentredBlock, b: CentredBlock, reductions: Sequence[Reduction], *, diagonal: int,
+              triangle: bool) -> list[Callable[[], None]]:
+    """ExpSum reductions, one launch each on the centred rows (:meth:`ExpSum.update_centred`'s exponent, with the
+    per-row terms of :func:`~embspace.kernels.pairwise.distance_terms`); returns the merges to run."""
     from embspace.kernels import triton as kernels
 
-    sums = [r for r in reductions if type(r) is ExpSum]
-    hists = [r for r in reductions if type(r) is Histogram]
+    merges = []
+    q_a, q_b = distance_terms(a, b)
+    for acc in (r for r in reductions if type(r) is ExpSum):
+        result = kernels.pair_reduce(a.vectors, b.vectors, diagonal=diagonal, triangle=triangle, t=acc.t,
+                                     exclude_equal=acc.exclude_diagonal, precision=_precision(a.vectors),
+                                     a_terms=(a.scale, q_a), b_terms=(b.scale, q_b))
+        merges.append(lambda acc=acc, result=result: acc.add(result.exp_shift, result.exp_total))
+    return merges
+
+
+def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], *, diagonal: int,
+               triangle: bool) -> list[Callable[[], None]]:
+    """Histogram reductions, one launch each on the unit rows; returns the merges to run."""
+    from embspace.kernels import triton as kernels
+
     precision = _precision(a)
     merges = []
-    for acc, hist in itertools.zip_longest(sums, hists):
-        result = kernels.pair_reduce(a, b, diagonal=diagonal, triangle=triangle,
-                                     t=None if acc is None else acc.t,
-                                     exclude_equal=acc is not None and acc.exclude_diagonal,
-                                     bins=None if hist is None else hist.bins, precision=precision)
-        merges.append(lambda acc=acc, hist=hist, result=result: _merge_pair(acc, hist, result))
+    for hist in (r for r in reductions if type(r) is Histogram):
+        result = kernels.pair_reduce(a, b, diagonal=diagonal, triangle=triangle, bins=hist.bins,
+                                     precision=precision)
+        merges.append(lambda hist=hist, result=result: _merge_pair(None, hist, result))
     return merges
 
 

@@ -7,8 +7,9 @@ so one pass over the N² products serves several metrics. Peak memory is a few t
 
 Reductions (each keeps only sufficient statistics, accumulated in float64 where they are sums):
 
-- :class:`ExpSum` — Σ exp(2t(s − 1)) over the counted pairs, kept as (shift, sum) so large t cannot underflow;
-  uniformity is ``log(sum / pairs) + shift``.
+- :class:`ExpSum` — Σ exp(−t‖x̂ − ŷ‖²) over the counted pairs, kept as (shift, sum) so large t cannot underflow;
+  uniformity is ``log(sum / pairs) + shift``. It reads its own tiles, of the rows centred about a point of their
+  cone (:meth:`~embspace.kernels.rows.Rows.centred`), so that narrow cones keep their precision.
 - :class:`RankCount` — for every row (and column) the number of other items more similar than its true partner:
   recall@k is ``count < k``.
 - :class:`TopK` — the k most similar columns of every row (and rows of every column): k-occurrence, hubness.
@@ -30,12 +31,13 @@ import numpy as np
 import torch
 
 from embspace.kernels.backend import record_pass
-from embspace.kernels.rows import Rows
+from embspace.kernels.rows import HALF, CentredBlock, Rows
 
 DEFAULT_TILE = 4096
 UNDERFLOW_SAFE_EXPONENT = 80.0
 DEFAULT_BINS = 200  # histogram bins over [−1, 1]: width 0.01
 CPU_CHUNK = 1 << 18  # similarities a reduction takes at a time on the CPU (1 MiB of float32: in cache)
+F64_CHUNK = 1 << 15  # exponents widened to float64 at a time on the CPU (256 KiB)
 
 
 class Reduction:
@@ -46,7 +48,18 @@ class Reduction:
 
 
 class ExpSum(Reduction):
-    """Σ over counted pairs of exp(2t(s − 1)) = exp(−t‖x̂ − ŷ‖²), in float64 with a running log-shift.
+    """Σ over counted pairs of exp(−t‖x̂ − ŷ‖²), in float64 with a running log-shift.
+
+    The engine feeds it blocks of centred rows (:meth:`update_centred`, from :meth:`Rows.centred
+    <embspace.kernels.rows.Rows.centred>`), never similarities: with x̂_i = c_a + w_i v_i and ŷ_j = c_b + w_j v_j,
+
+        ‖x̂_i − ŷ_j‖² = Q_i + Q'_j − 2 w_i w_j (v_i·v_j),   Q, Q' from :func:`distance_terms` (float64),
+
+    so the tile product v_i·v_j carries only the small offsets from the centres, and the large common part of the
+    rows never enters it. For unit rows in a narrow cone (cone 0.99998: 1 − s ≈ 2·10⁻⁵) the textbook
+    exp(2t(s − 1)) loses to cancellation what s's rounding costs (float32: 0.35 % of U, fp16 9 %, bf16 a positive
+    U); the centred form keeps the tiles' relative precision. The exponent is clamped to ≤ 0 (a squared distance
+    is never negative), so U ≤ 0 always. The value is the same whichever other reductions share the pass.
 
     Args:
         t: the uniformity temperature.
@@ -62,24 +75,39 @@ class ExpSum(Reduction):
         self.total = 0.0  # Σ exp(exponent − shift)
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+        """From a tile of similarities of unit rows, as exp(2t(s − 1)): only where 1 − s is large against the
+        rounding of s. The engine never calls this (it uses :meth:`update_centred`)."""
         for first, part in row_chunks(sim):
-            self._reduce(part.mul(2 * self.t).sub_(2 * self.t), diagonal, first)
+            self._reduce(part.mul(2 * self.t).sub_(2 * self.t).clamp_(max=0.0), diagonal, first)
 
-    def update_blocks(self, rows: torch.Tensor, cols: torch.Tensor, r0: int, c0: int, diagonal: bool,
-                      buffer: TileBuffer | None = None) -> None:
-        """Fused path when this is the only reduction: the exponent 2t·a·bᵀ − 2t comes straight out of addmm
-        (into ``buffer``'s tile when one is given)."""
-        rows, cols = _upcast(rows, cols)
-        bias = torch.tensor(-2 * self.t, dtype=rows.dtype, device=rows.device)
-        out = None if buffer is None else buffer.take(len(rows), len(cols), rows.dtype, rows.device)
-        self._reduce(torch.addmm(bias, rows, cols.T, alpha=2 * self.t, out=out), diagonal)  # (R, C) exponents
+    def update_centred(self, rows: CentredBlock, cols: CentredBlock, r0: int, c0: int, diagonal: bool,
+                       buffer: TileBuffer | None = None) -> None:
+        """One tile of exponents −t‖x̂_i − ŷ_j‖² = 2t·w_i w_j (v_i·v_j) − t·Q_i − t·Q'_j: the product and the
+        column term come out of one addmm (into ``buffer``'s tile when one is given), the row term and the clamp
+        are applied a cache-sized row chunk at a time."""
+        t = self.t
+        q_rows, q_cols = distance_terms(rows, cols)
+        wide = torch.float64 if torch.float64 in (rows.vectors.dtype, cols.vectors.dtype) else torch.float32
+        if rows.vectors.dtype in HALF:  # widened (as tile_product does) with the powers of two folded in
+            left = rows.vectors.to(wide) * rows.scale.to(wide)[:, None]  # (R, D) w_i·v_i
+            right = left if cols is rows else cols.vectors.to(wide) * cols.scale.to(wide)[:, None]  # (C, D)
+        else:  # w = 1 (centre_block): the stored offsets themselves, no copy
+            left, right = rows.vectors, cols.vectors
+        out = None if buffer is None else buffer.take(len(left), len(right), wide, left.device)
+        exponent = torch.addmm((q_cols * -t).to(wide)[None, :], left, right.T, alpha=2 * t, out=out)  # (R, C)
+        row_terms = (q_rows * t).to(wide)  # (R,)
+        for first, part in row_chunks(exponent):
+            part.sub_(row_terms[first : first + len(part), None]).clamp_(max=0.0)
+            self._reduce(part, diagonal, first)
 
     def _reduce(self, exponent: torch.Tensor, diagonal: bool, first_row: int = 0) -> None:
         """Fold one tile of exponents (modified in place) into the running sum.
 
-        The tile is summed in its own precision (torch's cascaded sum: ~1e-7 relative in float32), tiles are
-        added in float64. Excluded pairs (i = j) are masked before the shift is taken: a self-pair's exponent is 0,
-        far above the others when 4t is large, and subtracting it after the sum would cancel everything else.
+        The exponentials are taken and summed in float64 (for narrow cones every term lies within 10⁻⁴ of 1 and
+        U = log(mean) keeps only what the sum holds beyond 1: float32's exp and sum, biased by 5·10⁻⁵ and 2·10⁻⁴
+        of that excess, would show in U), and tiles are added in float64. Excluded pairs (i = j) are masked before
+        the shift is taken: a self-pair's exponent is 0, far above the others when 4t is large, and subtracting it
+        after the sum would cancel everything else.
         """
         if diagonal and self.exclude_diagonal:  # the pairs i = j: (k, first_row + k) of these rows
             exponent.diagonal(first_row).fill_(-math.inf)
@@ -88,7 +116,9 @@ class ExpSum(Reduction):
             return
         if shift != 0.0:
             exponent.sub_(shift)
-        tile_sum = float(exponent.exp_().sum())
+        flat = exponent.reshape(-1)
+        step = F64_CHUNK if flat.device.type == "cpu" else max(flat.numel(), 1)
+        tile_sum = float(sum(piece.double().exp_().sum() for piece in flat.split(step)))  # float64 exp: see above
         if diagonal and self.symmetric:
             tile_sum /= 2  # the diagonal tile holds each of its pairs twice
         self.add(shift, tile_sum)
@@ -109,6 +139,21 @@ class ExpSum(Reduction):
     def log_sum(self) -> float:
         """log Σ exp(−t‖x̂ − ŷ‖²) over the counted pairs (−inf when there were none)."""
         return self.shift + math.log(self.total) if self.total > 0 else -math.inf
+
+
+def distance_terms(a: CentredBlock, b: CentredBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-row terms of ‖x̂_i − ŷ_j‖² = Q_i + Q'_j − 2 w_i w_j (v_i·v_j) for blocks about centres c_a, c_b.
+
+    With p_i = w_i v_i, p'_j = w_j v_j and δ = c_a − c_b: x̂_i − ŷ_j = p_i − p'_j + δ, so
+    Q_i = ‖p_i‖² + 2 p_i·δ + ‖δ‖²/2 and Q'_j = ‖p'_j‖² − 2 p'_j·δ + ‖δ‖²/2, in float64 from the stored vectors
+    (Q = ‖p‖² when both blocks share their centre). Returns ``(Q (R,), Q' (C,))``.
+    """
+    if a.centre is b.centre:
+        return a.sq_norm, b.sq_norm
+    delta = a.centre - b.centre.to(a.centre.device)  # (D,)
+    half = float(delta @ delta) / 2
+    return (a.sq_norm + 2 * a.scale * (a.vectors.double() @ delta) + half,
+            b.sq_norm - 2 * b.scale * (b.vectors.double() @ delta.to(b.vectors.device)) + half)
 
 
 class RankCount(Reduction):
@@ -365,14 +410,18 @@ def tile_product(a: torch.Tensor, b: torch.Tensor, buffer: TileBuffer | None = N
 
 def feed_tile(rows: torch.Tensor, cols: torch.Tensor, reductions: Sequence[Reduction], r0: int, c0: int, *,
               diagonal: bool, buffer: TileBuffer) -> None:
-    """The tile rows·colsᵀ (its first row and column at r0, c0) into every reduction: a lone :class:`ExpSum`
-    takes its exponents straight out of addmm, the others share one product written into ``buffer``."""
-    if len(reductions) == 1 and hasattr(reductions[0], "update_blocks"):
-        reductions[0].update_blocks(rows, cols, r0, c0, diagonal=diagonal, buffer=buffer)
-        return
+    """The tile rows·colsᵀ (its first row and column at r0, c0) into every reduction, one product written into
+    ``buffer`` shared by all of them. (Exp-sums take their own centred tiles: :func:`feed_exp_sums`.)"""
     sim = tile_product(rows, cols, buffer)  # (R, C)
     for reduction in reductions:
         reduction.update(sim, r0, c0, diagonal=diagonal)
+
+
+def feed_exp_sums(rows: CentredBlock, cols: CentredBlock, sums: Sequence[ExpSum], r0: int, c0: int, *,
+                  diagonal: bool, buffer: TileBuffer) -> None:
+    """The centred tile of rows and cols into every exp-sum."""
+    for acc in sums:
+        acc.update_centred(rows, cols, r0, c0, diagonal=diagonal, buffer=buffer)
 
 
 def stream_torch(
@@ -387,12 +436,22 @@ def stream_torch(
     above the diagonal when ``y`` is None) into every reduction."""
     symmetric = y is None
     y = x if symmetric else y
+    sums = [r for r in reductions if isinstance(r, ExpSum)]
+    others = [r for r in reductions if not isinstance(r, ExpSum)]
     buffer = TileBuffer()
     for r0 in range(0, x.n, tile):
-        rows = x.block(r0, min(r0 + tile, x.n))
+        r1 = min(r0 + tile, x.n)
+        rows = x.block(r0, r1) if others else None
+        rows_c = x.centred(r0, r1) if sums else None
         for c0 in range(r0 if symmetric else 0, y.n, tile):
-            cols = rows if (symmetric and c0 == r0) else y.block(c0, min(c0 + tile, y.n))
-            feed_tile(rows, cols, reductions, r0, c0, diagonal=(r0 == c0), buffer=buffer)
+            c1 = min(c0 + tile, y.n)
+            same = symmetric and c0 == r0
+            if others:
+                cols = rows if same else y.block(c0, c1)
+                feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer)
+            if sums:
+                cols_c = rows_c if same else y.centred(c0, c1)
+                feed_exp_sums(rows_c, cols_c, sums, r0, c0, diagonal=(r0 == c0), buffer=buffer)
             if progress is not None:
                 progress(1)
     record_pass("torch")

@@ -3,7 +3,9 @@
 Uniformity is the log of a mean over pairs, U = log μ with μ = E_pairs exp(−t‖a − b‖²). Drawing m pairs uniformly
 (with replacement) from the pairs the variant counts gives the unbiased estimate μ̂ = (1/m) Σ G_k with standard
 error se = s/√m; the normal interval μ̂ ± z·se maps through the (monotone) log to an interval for U, and the point
-estimate is log μ̂ (consistent; its Jensen bias, −se²/(2μ²), is far inside the interval). Recall@k is a mean of
+estimate is log μ̂ (consistent; its Jensen bias, −se²/(2μ²), is far inside the interval). Each ‖a − b‖² is the
+float64 squared difference of the rows' offsets from their centres (:meth:`~embspace.kernels.rows.Rows.centred`),
+never 2 − 2a·b, which cancels on narrow cones. Recall@k is a mean of
 Bernoulli outcomes over queries: sampled queries are ranked exactly against ALL candidates, and the Wilson score
 interval is reported.
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from embspace.kernels.pairwise import TileBuffer, tile_product
-from embspace.kernels.rows import ResidentRows, Rows
+from embspace.kernels.rows import CentredBlock, ResidentRows, Rows
 
 Z_95 = 1.959963984540054
 PAIR_BATCH = 8192  # pairs drawn per batch (the draws, and so a seed's sample, depend on it)
@@ -144,19 +146,43 @@ def sampled_similarities(left: Sequence[Segment], right: Sequence[Segment], pair
                          generator: np.random.Generator, *, batch: int = PAIR_BATCH) -> Iterator[torch.Tensor]:
     """Cosines x̂_i·ŷ_j of ``pairs`` pairs drawn uniformly with replacement from left × right (i ≠ j by key),
     yielded in float64 batches of at most ``batch``."""
+    for sims, _ in sampled_pairs(left, right, pairs, generator, batch=batch):
+        yield sims
+
+
+def sampled_pairs(left: Sequence[Segment], right: Sequence[Segment], pairs: int, generator: np.random.Generator,
+                  *, batch: int = PAIR_BATCH, cosines: bool = True,
+                  distances: bool = False) -> Iterator[tuple[torch.Tensor | None, torch.Tensor | None]]:
+    """(cosines x̂_i·ŷ_j, squared distances ‖x̂_i − ŷ_j‖²) of ``pairs`` pairs drawn uniformly with replacement from
+    left × right (i ≠ j by key), in float64 batches of at most ``batch``; each None unless asked for.
+
+    The distances come from the rows centred about a point of their cone (:meth:`Rows.centred
+    <embspace.kernels.rows.Rows.centred>`): ‖p_i − p'_j + (c_a − c_b)‖², a difference of small offsets, never
+    2 − 2·x̂_i·ŷ_j, which cancels in narrow cones. With distances, the cosines of the same pairs are 1 − d²/2 (unit
+    rows), so only the centred blocks are held. The same pairs are drawn either way.
+    """
     sizes = np.array([[len(a) * len(b) - _overlap(a, b) for b in right] for a in left], dtype=np.float64)
     counts = generator.multinomial(pairs, (sizes / sizes.sum()).ravel()).reshape(sizes.shape)
     for ai, a in enumerate(left):
         if not counts[ai].any():
             continue
-        block_a = a.rows.block(a.start, a.stop)  # (|A|, D)
+        block_a = a.rows.block(a.start, a.stop) if cosines and not distances else None  # (|A|, D)
+        centred_a = a.rows.centred(a.start, a.stop) if distances else None
         for bi, b in enumerate(right):
             remaining = int(counts[ai, bi])
-            block_b = block_a if b.same_rows(a) else (b.rows.block(b.start, b.stop) if remaining else None)
+            if not remaining:
+                continue
+            same = b.same_rows(a)
+            block_b = (block_a if same else b.rows.block(b.start, b.stop)) if block_a is not None else None
+            centred_b = (centred_a if same else b.rows.centred(b.start, b.stop)) if distances else None
             while remaining > 0:
                 size = min(batch, remaining)
                 i, j = _draw_in_cell(a, b, size, generator)
-                yield _dots(block_a, block_b, i, j)
+                if distances:
+                    squared = _distances(centred_a, centred_b, i, j)
+                    yield (1 - squared / 2 if cosines else None), squared
+                else:
+                    yield _dots(block_a, block_b, i, j), None
                 remaining -= size
 
 
@@ -186,6 +212,25 @@ def _dots(block_a: torch.Tensor, block_b: torch.Tensor, i: np.ndarray, j: np.nda
         a = block_a.index_select(0, left[lo : lo + DOT_CHUNK]).to(wide)  # (chunk, D), a fresh tensor
         b = block_b.index_select(0, right[lo : lo + DOT_CHUNK]).to(wide)  # (chunk, D)
         out[lo : lo + DOT_CHUNK] = a.mul_(b).sum(1)
+    return out
+
+
+def _distances(a: CentredBlock, b: CentredBlock, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+    """Row-wise ‖x̂_i − ŷ_j‖² = ‖p_i − p'_j + δ‖² (p the stored offsets about each block's centre, δ = c_a − c_b),
+    formed in float32 (float64 for float64 rows: the difference keeps its relative precision, and a near-zero
+    difference is a near-zero distance), squared and summed in float64, :data:`DOT_CHUNK` pairs at a time: two
+    (chunk, D) float32 operands, as :func:`_dots` takes."""
+    device = a.vectors.device
+    wide = torch.float64 if torch.float64 in (a.vectors.dtype, b.vectors.dtype) else torch.float32
+    left, right = torch.from_numpy(i).to(device), torch.from_numpy(j).to(b.vectors.device)
+    delta = (a.centre - b.centre.to(device)).to(wide)  # (D,)
+    scale_a, scale_b = a.scale.to(wide), b.scale.to(wide)
+    out = torch.empty(len(i), dtype=torch.float64, device=device)  # (m,)
+    for lo in range(0, len(i), DOT_CHUNK):
+        rows, cols = left[lo : lo + DOT_CHUNK], right[lo : lo + DOT_CHUNK]
+        p = a.vectors.index_select(0, rows).to(wide).mul_(scale_a.index_select(0, rows)[:, None])  # (chunk, D)
+        q = b.vectors.index_select(0, cols).to(wide).mul_(scale_b.index_select(0, cols)[:, None]).to(device)
+        out[lo : lo + DOT_CHUNK] = p.sub_(q).add_(delta).square_().sum(1, dtype=torch.float64)
     return out
 
 
@@ -259,8 +304,9 @@ def sampled_uniformity(x: Rows, y: Rows | None = None, *, t: float = 2.0, pairs:
     batch = pair_batch(x.dim, budget)
     left, right = pair_space(x, y, joint, size)
     acc = MeanOfExp()
-    for sims in sampled_similarities(left, right, pairs, generator, batch=batch):
-        acc.update(sims.mul(2 * t).sub_(2 * t))  # exponent of exp(−t‖a − b‖²) for unit rows
+    for sims, squared in sampled_pairs(left, right, pairs, generator, batch=batch, cosines=bool(consumers),
+                                       distances=True):
+        acc.update(squared.mul_(-t))  # the exponent of exp(−t‖a − b‖²), from the centred rows
         for consume in consumers:
             consume(sims)
     return acc.log_estimate()

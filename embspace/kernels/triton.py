@@ -6,9 +6,12 @@ Two kernels cover every reduction of :mod:`embspace.kernels.pairwise`:
   tiles on and above the block diagonal when A is B (``triangle=True``; the diagonal tile is masked to i < j) — and
   folds each tile, still in registers, into per-program results:
 
-  * the uniformity sum (Wang & Isola 2020) Σ exp(−t‖a − b‖²) = Σ exp(2t(s − 1)) = Σ 2^(c(s − 1)), c = 2t·log₂e,
-    summed per tile in float32 and over tiles in float64 (with a running log-shift when 4t > 80, where float32
-    would underflow);
+  * the uniformity sum (Wang & Isola 2020) Σ exp(−t‖a − b‖²) = Σ 2^z, z = α_i α_j (a_i·b_j) + β_i + β_j ≤ 0 with
+    per-row α = w·√(2t·log₂e), β = −t·log₂e·Q: the squared distance Q_i + Q'_j − 2w_i w_j (a_i·b_j) of rows
+    written about centres (the engine passes the centred, scaled offsets and their terms, so that narrow cones
+    keep their precision; plain unit rows with w = 1, Q = ‖a‖² give 2t(s − 1)); terms near 1 are summed as
+    1 + expm1 (:func:`_exp_sum`), per tile in float32 and over tiles in float64 (with a running log-shift when
+    4t > 80, where float32 would underflow);
   * similarity histograms with ``numpy.histogram``'s bins over [−1, 1], the same bins as
     :class:`~embspace.kernels.pairwise.Histogram` gives (each float32 value is compared with the float32 bounds of
     the float64 edges: :func:`float32_bounds`), counted per tile with ``tl.histogram`` and added to the program's
@@ -27,7 +30,7 @@ Precision: the tile product is ``tl.dot`` with float32 accumulation. fp16 / bf16
 (for unit vectors fp16 is the more accurate of the two: 10 mantissa bits against 7, and no value exceeds 1); fp32
 rows use ``input_precision="ieee"`` unless tf32 is asked for explicitly (``precision="tf32"``; torch's global
 matmul flags are never read) — Triton's default tf32 dot on fp32 input is biased by ~3e-3 in uniformity
-(METHODS.md). Unit rows give s ≤ 1 + rounding, so the exponent never overflows.
+(METHODS.md). The exponent is clamped to ≤ 0, so it never overflows.
 
 Launches and the buffers they write go to the device holding the rows (Triton takes device and stream from the
 current CUDA device, so every launch runs under ``torch.cuda.device(rows.device)``).
@@ -182,8 +185,27 @@ def _histogram_bins(s, bounds, BINS: tl.constexpr):
 
 
 @triton.jit
+def _exp_sum(z, keep):
+    """Σ 2^z over the kept entries of a tile, float64, accurate when every 2^z lies near 1 (narrow cones).
+
+    Terms with z·ln2 > −⅛ are written 1 + expm1(z·ln2), expm1 by its degree-6 Taylor polynomial (truncation below
+    5·10⁻¹⁰ of expm1); their count is exact and their expm1 values are small, so what the sum holds beyond the
+    count keeps float32's relative precision (2^z itself, ~1 − 10⁻⁵, would keep 10⁻⁷ of 1: 1 % of U at cone
+    0.99999). The other terms are taken as 2^z (hardware ex2). Both are summed over the tile in one float32 tree
+    (the expm1 parts are negative, the others positive: no term is near the other's magnitude when it matters),
+    then added in float64 to the exact count.
+    """
+    y = z * 0.6931471805599453  # natural units
+    near = y > -0.125
+    m1 = y * (1.0 + y * (0.5 + y * (1.0 / 6 + y * (1.0 / 24 + y * (1.0 / 120 + y * (1.0 / 720))))))
+    part = tl.where(keep, tl.where(near, m1, tl.exp2(z)), 0.0)  # expm1 near 1, the exponential itself elsewhere
+    near_count = tl.sum(tl.sum((keep & near).to(tl.int32), axis=1), axis=0)
+    return near_count.to(tl.float64) + tl.sum(tl.sum(part, axis=1), axis=0).to(tl.float64)
+
+
+@triton.jit
 def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_tiles,
-                 exp_out, hist_out, matched_out, bounds_ptr, scale,
+                 exp_out, hist_out, matched_out, bounds_ptr, alpha_a_ptr, beta_a_ptr, alpha_b_ptr, beta_b_ptr,
                  TRIANGLE: tl.constexpr, EXCLUDE_EQUAL: tl.constexpr, DO_EXP: tl.constexpr, SHIFT: tl.constexpr,
                  DO_HIST: tl.constexpr, BINS: tl.constexpr, BINS_POW2: tl.constexpr, BOUNDS_POW2: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: tl.constexpr,
@@ -220,21 +242,24 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
             keep = valid
             if EXCLUDE_EQUAL:
                 keep = valid & ~same
-            z = (s - 1.0) * scale  # 2t(s − 1)·log₂e ≤ rounding
+            alpha_r = tl.load(alpha_a_ptr + rows, mask=rows < n_a, other=0.0)  # (BLOCK_M,) w_i·√(2t·log₂e)
+            beta_r = tl.load(beta_a_ptr + rows, mask=rows < n_a, other=0.0)  # (BLOCK_M,) −t·log₂e·Q_i
+            alpha_c = tl.load(alpha_b_ptr + cols, mask=cols < n_b, other=0.0)  # (BLOCK_N,)
+            beta_c = tl.load(beta_b_ptr + cols, mask=cols < n_b, other=0.0)  # (BLOCK_N,)
+            # −t‖a − b‖²·log₂e = 2t·log₂e·w_i w_j (v_i·v_j) − t·log₂e·(Q_i + Q'_j), never above 0
+            z = tl.minimum(s * alpha_r[:, None] * alpha_c[None, :] + beta_r[:, None] + beta_c[None, :], 0.0)
             if SHIFT:
                 z = tl.where(keep, z, -float("inf"))
                 tile_max = tl.max(tl.max(z, axis=1), axis=0)
-                tile_sum = tl.sum(tl.sum(tl.exp2(z - tile_max), axis=1), axis=0)
+                tile_sum = _exp_sum(z - tile_max, keep)  # float64
                 new_shift = tl.maximum(shift, tile_max)
                 old_scale = tl.where(shift == new_shift, 1.0, tl.exp2(shift - new_shift))
                 tile_scale = tl.where(tile_max == new_shift, 1.0, tl.exp2(tile_max - new_shift))
                 total = tl.where(tile_max > -float("inf"),
-                                 total * old_scale.to(tl.float64) + (tile_sum * tile_scale).to(tl.float64), total)
+                                 total * old_scale.to(tl.float64) + tile_sum * tile_scale.to(tl.float64), total)
                 shift = new_shift
-            elif _needs_mask(row_block, col_block, n_a, n_b, diagonal, BLOCK_M, BLOCK_N):
-                total += tl.sum(tl.sum(tl.where(keep, tl.exp2(z), 0.0), axis=1), axis=0).to(tl.float64)
-            else:  # most tiles: inside the matrix and off the diagonal, nothing to mask
-                total += tl.sum(tl.sum(tl.exp2(z), axis=1), axis=0).to(tl.float64)
+            else:
+                total += _exp_sum(z, keep)
         if DO_HIST:  # each program adds its tiles' counts to its own row of the output (atomics: no contention)
             k = _histogram_bins(tl.reshape(s, (BLOCK_M * BLOCK_N,)), bounds, BINS)
             if TRIANGLE:
@@ -397,6 +422,8 @@ def pair_reduce(
     bins: int | None = None,
     precision: str | None = None,
     config: Config | None = None,
+    a_terms: tuple[torch.Tensor, torch.Tensor] | None = None,
+    b_terms: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PairResult:
     """Exp-sum and/or histograms of the similarities s_ij = a_i·b_j, in one pass over fused tiles.
 
@@ -404,7 +431,12 @@ def pair_reduce(
         a, b: (N, D) and (M, D) unit rows. Global row i is a's row i, global column j is b's row j − ``diagonal``
             (``diagonal`` = column offset − row offset of the two blocks), so i = j marks true or self pairs.
         triangle: a is b and ``diagonal`` = 0: only pairs i < j, each once (upper-triangle tiles only).
-        t: if given, Σ exp(2t(s − 1)) = Σ exp(−t‖a_i − b_j‖²) (Wang & Isola 2020) over the counted pairs.
+        t: if given, Σ exp(−t·d²_ij) (Wang & Isola 2020) over the counted pairs, with
+            d²_ij = Q_i + Q'_j − 2 w_i w'_j (a_i·b_j) from ``a_terms = (w, Q)`` and ``b_terms = (w', Q')`` ((N,) and
+            (M,) float64; :func:`embspace.kernels.pairwise.distance_terms`): the squared distance of two rows written
+            about centres, a_i and b_j their scaled offsets (:class:`~embspace.kernels.rows.CentredBlock`). Without
+            them w = 1 and Q = ‖a_i‖² of the rows as cast: d² = ‖a_i − b_j‖², for unit rows 2 − 2s. The exponent is
+            clamped to ≤ 0.
         exclude_equal: leave the pairs i = j out of the exp-sum (cross uniformity).
         bins: if given (1 to :data:`MAX_BINS`), counts of s in ``bins`` equal bins over [−1, 1] with
             numpy.histogram's edges; pairs i = j of a non-triangle problem are counted in ``matched``, the others in
@@ -430,9 +462,11 @@ def pair_reduce(
         matched_out = torch.zeros_like(hist_out)
         bounds = float32_bounds(bins or 1)
         shift = t is not None and 4 * t > UNDERFLOW_SAFE_EXPONENT
+        alpha_a, beta_a = _exp_terms(a, a_terms, t)
+        alpha_b, beta_b = (alpha_a, beta_a) if b is a and b_terms is None else _exp_terms(b, b_terms, t)
         _pair_kernel[(programs,)](
             a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal, tiles,
-            exp_out, hist_out, matched_out, torch.from_numpy(bounds).to(a.device), 2 * (t or 0.0) * LOG2E,
+            exp_out, hist_out, matched_out, torch.from_numpy(bounds).to(a.device), alpha_a, beta_a, alpha_b, beta_b,
             TRIANGLE=triangle, EXCLUDE_EQUAL=exclude_equal, DO_EXP=t is not None, SHIFT=shift,
             DO_HIST=bins is not None, BINS=bins or 1, BINS_POW2=bins_pow2, BOUNDS_POW2=len(bounds),
             BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP=config.group,
@@ -446,6 +480,23 @@ def pair_reduce(
         if not triangle:
             result.matched = matched_out.sum(0)[:bins]
     return result
+
+
+def _exp_terms(rows: torch.Tensor, terms: tuple[torch.Tensor, torch.Tensor] | None,
+               t: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row α = w·√(2t·log₂e) and β = −t·log₂e·Q (float32 on the rows' device) of the kernel's exponent
+    α_i α_j (a_i·b_j) + β_i + β_j = −t·d²_ij·log₂e; w = 1, Q = ‖a_i‖² when no terms are given."""
+    if t is None:
+        empty = torch.zeros(1, dtype=torch.float32, device=rows.device)
+        return empty, empty
+    if terms is None:
+        scale = torch.ones(len(rows), dtype=torch.float64, device=rows.device)
+        sq_norm = rows.double().pow(2).sum(1)  # (N,)
+    else:
+        scale, sq_norm = (v.to(rows.device, torch.float64) for v in terms)
+    alpha = (scale * math.sqrt(2 * t * LOG2E)).float().contiguous()  # (N,)
+    beta = (sq_norm * (-t * LOG2E)).float().contiguous()  # (N,)
+    return alpha, beta
 
 
 def float32_bounds(bins: int) -> np.ndarray:

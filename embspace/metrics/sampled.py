@@ -1,7 +1,8 @@
 """The N² families estimated from samples, with 95 % intervals, for inputs too large for the exact pass.
 
 - uniformity (every variant): m pairs drawn uniformly with replacement from the pairs each variant averages over
-  (i < j within a modality, i ≠ j across, the union for joint), log of the mean of exp(−t‖a − b‖²) with the normal
+  (i < j within a modality, i ≠ j across, the union for joint), log of the mean of exp(−t‖a − b‖²) (‖a − b‖² from
+  the rows centred about their cones: no cancellation on collapsed spaces) with the normal
   interval of the mean mapped through the log (:mod:`embspace.kernels.sampling`). The mean variant
   (U_A + U_B)/2 combines two independent estimates: value ± z·√(se_A² + se_B²)/2 with the delta-method errors.
 - similarity histograms: the unmatched and within-modality counts are those of the same sampled pairs (m per

@@ -1,6 +1,7 @@
 """Uniformity (Wang & Isola 2020) and its multimodal variants, exact, through the tiled pairwise engine.
 
-With G(a, b) = exp(−t‖a − b‖²) = exp(2t(a·b − 1)) for unit rows (t = 2):
+With G(a, b) = exp(−t‖a − b‖²) = exp(2t(a·b − 1)) for unit rows (t = 2) — computed from the rows centred about a
+point of their cone, never from 2t(a·b − 1), which cancels for narrow cones (:class:`ExpSum`):
 
 - per modality:  U(X) = log mean_{i<j} G(x̂_i, x̂_j)  — each unordered pair once, as ``uniform_loss`` does;
 - mean:          (U(X) + U(Y)) / 2  — Wang & Isola's examples, Fahim et al. 2024;
@@ -22,11 +23,22 @@ from embspace.kernels.rows import Rows
 
 
 def matched_log_sum(x: Rows, y: Rows, t: float, chunk_rows: int = 65_536) -> float:
-    """log Σ_i G(x̂_i, ŷ_i), in float64."""
+    """log Σ_i G(x̂_i, ŷ_i), in float64.
+
+    The squared distances are those of the centred rows (:meth:`~embspace.kernels.rows.Rows.centred`),
+    ‖x̂_i − ŷ_i‖² = ‖p_i − p'_i + (c_x − c_y)‖², formed as a difference of small offsets and never as 2 − 2·x̂_i·ŷ_i,
+    which cancels when the pairs are close.
+    """
     acc = ExpSum(t, symmetric=False, exclude_diagonal=False)
-    for start, xb in x.blocks(chunk_rows):
-        exponent = 2 * t * ((xb.double() * y.block(start, start + len(xb)).double()).sum(1) - 1)  # (B,)
-        acc.add(float(exponent.max()), float(torch.exp(exponent - exponent.max()).sum()))
+    step = max(1, min(chunk_rows, x.max_rows, y.max_rows))
+    for start in range(0, x.n, step):
+        stop = min(start + step, x.n)
+        a, b = x.centred(start, stop), y.centred(start, stop)
+        delta = a.centre - b.centre.to(a.centre.device)  # (D,)
+        sq = (a.offsets() - b.offsets().to(a.vectors.device) + delta).pow(2).sum(1)  # (B,) float64
+        exponent = -t * sq
+        top = float(exponent.max())
+        acc.add(top, float(torch.exp(exponent - top).sum()))
     return acc.log_sum()
 
 
