@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from embspace.errors import InputError
-from embspace.io.atomic import atomic_write_text
+from embspace.io.atomic import atomic_write_text, note_input
 
 SCHEMA = "embspace.report/1"
 
@@ -284,7 +284,9 @@ def read_json_text(path: Path) -> str:
     if not stat.S_ISREG(mode):
         raise InputError(where, "is not a regular file (a fifo, socket or device); give a JSON file")
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        note_input(path)  # read: no embspace writer may replace it
+        return text
     except PermissionError:
         raise InputError(where, "permission denied (the file is not readable)") from None
     except UnicodeDecodeError:

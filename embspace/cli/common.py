@@ -10,8 +10,10 @@ GPU memory (exit 2: the input is too large for the memory at hand) and a full or
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -135,23 +137,33 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(INPUT_EXIT)
 
 
-def check_out_folder(out_dir: Path | None, missing: str) -> Path:
+def check_out_folder(out_dir: Path | None, missing: str, inputs: Iterable[str | os.PathLike[str]] = (),
+                     writes: Iterable[str] = ()) -> Path:
     """The output folder of a command that writes several files: required (``missing`` says why), a folder if it
-    exists, and inside an existing folder; refused before any work is done."""
+    exists, inside an existing folder, writable, and holding no input under a name it writes (``writes``: names or
+    glob patterns); refused before any work is done (:func:`embspace.io.atomic.resolve_folder`)."""
+    from embspace.io.atomic import resolve_folder
+    from embspace.io.spec import spec_paths
+
     if out_dir is None:
         fail(missing)
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.exists():
-        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
-    return out_dir
+    try:
+        return resolve_folder(out_dir, spec_paths(inputs), writes)
+    except InputError as exc:
+        fail(str(exc))
 
 
-def check_writable(path: Path | None) -> None:
-    """Refuse an output path whose folder does not exist before any work is done."""
+def check_writable(path: Path | None, inputs: Iterable[str | os.PathLike[str]] = (), *,
+                   regular: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot be written or that would destroy an input (the
+    specs or paths ``inputs`` name, or a file already read): :func:`embspace.io.atomic.resolve_output`. ``-`` is
+    standard output."""
+    from embspace.io.atomic import resolve_output
+    from embspace.io.spec import spec_paths
+
     if path is None or str(path) == "-":
         return
-    if path.is_dir():
-        fail(f"{path}: is a directory; --json needs a file path")
-    if not path.parent.exists():
-        fail(f"{path}: folder {path.parent} does not exist")
+    try:
+        resolve_output(path, spec_paths(inputs), regular=regular)
+    except InputError as exc:
+        fail(str(exc))

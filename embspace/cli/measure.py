@@ -104,7 +104,7 @@ def measure(
     for flag, value in (("--out", out_dir), ("--step-pattern", step_pattern), ("--steps", steps)):
         if value is not None:
             fail(f"{flag} is for several dumps (--each PATTERN or --sample --all-steps); one report goes to --json")
-    check_writable(json_path)
+    check_writable(json_path, specs or [])
     try:
         if sample:
             if specs:
@@ -127,12 +127,13 @@ def measure(
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
         return
-    print_report(report)
-    if json_path is not None:
+    if json_path is not None:  # saved before the table is printed: a terminal that fails cannot lose it
         try:
             report.to_json(json_path)
         except OSError as exc:
             fail(f"{json_path}: cannot write: {exc.strerror or exc}")
+    print_report(report)
+    if json_path is not None:
         err.print(f"report written to {json_path}", highlight=False)
 
 
@@ -143,7 +144,7 @@ def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: 
     import embspace
     from embspace.trajectory import dump_labels, find_dumps, sample_snapshots
 
-    out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json")
+    out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json", specs)
     try:
         if all_steps:
             if not sample:

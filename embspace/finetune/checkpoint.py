@@ -26,6 +26,9 @@ from embspace.io.atomic import atomic_write_bytes
 
 FORMAT = "embspace.finetune/1"
 CHECKPOINT_NAME = "checkpoint.pt"
+RUN_FILES = ("config.json", "epoch_*.json", "comparison.json", "history.json", "trajectory.json", "eval_before.npy",
+             "eval_adapted.npy", CHECKPOINT_NAME)
+"""The files a run writes into its output folder (names or glob patterns): none of them may be an input."""
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

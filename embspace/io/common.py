@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from embspace.errors import InputError
+from embspace.io.atomic import note_input
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 MAX_LISTED_KEYS = 12
@@ -45,6 +46,7 @@ def check_file(path: Path) -> None:
         raise InputError(str(path), "permission denied (the file is not readable)")
     if info.st_size == 0:
         raise InputError(str(path), "is empty (0 bytes)")
+    note_input(path)  # read from now on: no embspace writer may replace it
 
 
 def stat_or_refuse(path: Path) -> os.stat_result:

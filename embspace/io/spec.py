@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,3 +51,19 @@ def parse_spec(text: str) -> Spec:
             raise InputError(text, f"no path before ':{tail}'; {SYNTAX}")
         path_text, key = head, tail
     return Spec(name, Path(path_text), key)
+
+
+def spec_paths(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files and folders that command-line inputs name — ``NAME=PATH[:KEY]`` specs or plain paths (reports) —
+    for the output checks of :func:`embspace.io.atomic.resolve_output`: every reading of an item is listed (the
+    spec's path, the text after ``=`` whole, the item itself), since listing one that is not read costs nothing."""
+    paths: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        paths.append(Path(text))
+        name, sep, rest = text.partition("=")
+        if sep and rest:
+            paths.append(Path(rest))
+            with contextlib.suppress(InputError):
+                paths.append(parse_spec(text).path)
+    return paths
