@@ -102,6 +102,7 @@ class Embeddings:
 def from_tensor(tensor: torch.Tensor, source: str) -> Embeddings:
     """Check shape and dtype of a 2-D tensor and wrap it; used by the readers and :meth:`Embeddings.from_array`."""
     check_matrix(source, tuple(tensor.shape), tensor.dtype)
+    refuse_dataless(source, tensor)
     tensor = tensor.detach()
 
     def read(start: int, stop: int) -> torch.Tensor:
@@ -124,3 +125,15 @@ def check_matrix(source: str, shape: tuple[int, ...], dtype: torch.dtype) -> Non
         raise InputError(source, f"has {dim} dimensions per row; need at least 1")
     if n < 2:
         raise InputError(source, f"has {n} row{'s' if n != 1 else ''}; need at least 2")
+
+
+def refuse_dataless(source: str, tensor: torch.Tensor) -> None:
+    """Refuse a tensor that holds no numbers: on the ``meta`` device (shapes only, as a model initialised without
+    weights saves them), or a sparse / quantised layout the kernels cannot read row by row."""
+    if tensor.is_meta:
+        raise InputError(source, "is a tensor on the meta device: it has a shape but no data; save the real tensor")
+    if tensor.layout != torch.strided:
+        raise InputError(source, f"is a {str(tensor.layout).removeprefix('torch.')} tensor; save it dense "
+                                 "(tensor.to_dense())")
+    if tensor.is_quantized:
+        raise InputError(source, "is a quantised tensor; save it dequantised (tensor.dequantize())")

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from embspace.errors import InputError, printable
+from embspace.errors import InputError, ascii_text, printable
 from embspace.io.common import is_out_of_memory, one_line
 
 INPUT_EXIT = 2
@@ -116,6 +116,60 @@ class _Group(TyperGroup):
             _print_error(memory_message(exc, ctx.invoked_subcommand))
             raise typer.Exit(INPUT_EXIT) from None
 
+
+class _AsciiStream:
+    """A text stream whose encoding cannot show the symbols embspace prints (``LC_ALL=C``,
+    ``PYTHONIOENCODING=ascii``): what is written is spelled in ASCII (:func:`~embspace.errors.ascii_text`) instead
+    of failing; everything else is the wrapped stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(ascii_text(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _usable(stream: Any, mode: str) -> Any:
+    """The process's stdout / stderr as the commands can use it: a closed one (``>&-``; Python then holds None)
+    becomes the null device, one that cannot encode '×' spells its output in ASCII."""
+    if stream is None:
+        return open(os.devnull, mode, encoding="utf-8")  # noqa: SIM115  (open for the life of the process)
+    try:
+        "×→α—…".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return _AsciiStream(stream)
+    return stream
+
+
+_MPL_BACKENDS = {"gtk3agg", "gtk3cairo", "gtk4agg", "gtk4cairo", "macosx", "nbagg", "notebook", "qtagg", "qtcairo",
+                 "qt5agg", "qt5cairo", "tkagg", "tkcairo", "webagg", "wx", "wxagg", "wxcairo", "agg", "cairo", "pdf",
+                 "pgf", "ps", "svg", "template", "inline"}
+
+
+def _drawable_backend() -> None:
+    """The commands draw into files only: a ``MPLBACKEND`` that matplotlib would reject (a typo, a backend of
+    another machine) gives way to ``agg`` instead of stopping ``embspace plot`` with matplotlib's traceback."""
+    import importlib.util
+
+    chosen = os.environ.get("MPLBACKEND")
+    if chosen is None or chosen.lower() in _MPL_BACKENDS:
+        return
+    module = chosen.removeprefix("module://") if chosen.startswith("module://") else ""
+    try:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        os.environ["MPLBACKEND"] = "agg"
+
+
+_drawable_backend()
+sys.stdout = _usable(sys.stdout, "w")
+sys.stderr = _usable(sys.stderr, "w")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Measure and compare the geometry of embedding spaces (CLIP and its kin).")

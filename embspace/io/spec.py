@@ -61,7 +61,7 @@ def spec_paths(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for item in items:
         text = os.fspath(item)
         paths.append(Path(text))
-        name, sep, rest = text.partition("=")
+        _, sep, rest = text.partition("=")
         if sep and rest:
             paths.append(Path(rest))
             with contextlib.suppress(InputError):
