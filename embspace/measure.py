@@ -226,7 +226,7 @@ def _validated(given: Mapping[str, Data], families: list[str], budget: int, tile
 def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, queries: int) -> str:
     """``exact`` or ``sampled`` for N rows per modality: ``auto`` samples above ``sample_above`` rows.
 
-    Sampling that would draw at least (2N)² pairs — more than every ordered pair of the joint set of both
+    Sampling that would draw more than (2N)² pairs — more than every ordered pair of the joint set of both
     modalities, the largest set a uniformity variant averages over — costs more than the exact pass and is less
     accurate, so the exact estimate is chosen instead (the report's ``settings["estimate"]`` then shows
     ``"requested": "sampled"`` with ``"method": "exact"``): ``--pairs 10**15`` on 64 rows ends at once instead of
@@ -237,8 +237,8 @@ def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, querie
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
             raise InputError(option, f"must be an integer ≥ {least}, got {value!r}")
     method = estimate if estimate != "auto" else "sampled" if n > sample_above else "exact"
-    if method == "sampled" and int(pairs) >= (2 * int(n)) ** 2:
-        return "exact"  # as many draws as the exact pass has terms, or more: exact is cheaper and exact
+    if method == "sampled" and int(pairs) > (2 * int(n)) ** 2:
+        return "exact"  # more draws than the exact pass has terms: exact is cheaper, and exact
     return method
 
 

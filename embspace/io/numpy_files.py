@@ -3,7 +3,7 @@
 Rows of a C-order ``.npy`` (and of a stored ``.npz`` member, at its offset) are read with ``pread`` as they are
 asked for: nothing is mapped, so a file that another process truncates or rewrites while it is read is an
 :class:`~embspace.errors.InputError` naming it ("changed on disk while being read"), never a SIGBUS; every read
-checks that the file is still the one opened (inode, size, modification time). A compressed member is
+checks that the file is still the one opened (inode and size). A compressed member is
 decompressed as a stream, row block by row block, never held whole (so it respects the memory budget whatever it
 inflates to): reading forward continues the stream, reading backward starts it again. Fortran-order arrays are
 memory-mapped (rows are not contiguous there).
@@ -84,16 +84,16 @@ def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
 
 
 class FileIdentity:
-    """What a file was when it was opened (device, inode, size, modification time), to notice another process
-    truncating, rewriting or replacing it while it is read."""
+    """What a file was when it was opened (device, inode, size), to notice another process truncating, extending
+    or replacing it while it is read (bytes rewritten in place are read as they are at read time)."""
 
     def __init__(self, path: Path, source: str) -> None:
         self.path, self.source = path, source
         self.seen = self._now(os.stat(path))
 
     @staticmethod
-    def _now(info: os.stat_result) -> tuple[int, int, int, int]:
-        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    def _now(info: os.stat_result) -> tuple[int, int, int]:
+        return (info.st_dev, info.st_ino, info.st_size)
 
     def check(self, info: os.stat_result | None = None) -> None:
         """Refuse the file if it is no longer what was opened."""
@@ -104,7 +104,7 @@ class FileIdentity:
                                           "that nothing else writes") from None
         if now != self.seen:
             what = (f"its size went from {self.seen[2]:,} to {now[2]:,} bytes" if now[2] != self.seen[2]
-                    else "it was replaced or rewritten")
+                    else "another file took its place")
             raise InputError(self.source, f"changed on disk while being read ({what}); measure a file that "
                                           "nothing else writes")
 
