@@ -21,6 +21,7 @@ RowReader = Callable[[int, int], torch.Tensor]
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 DEFAULT_CHUNK_ROWS = 65_536
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,13 @@ class Embeddings:
                 raise InputError(source, f"expected a numeric array, got dtype {data.dtype}")
             if np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.bool_):
                 raise InputError(source, f"integer data (dtype {data.dtype}): embeddings must be floating point")
-            tensor = torch.from_numpy(np.ascontiguousarray(data))
+            native = data.dtype.newbyteorder("=")
+            if native not in _NUMPY_FLOATS:
+                kind = "complex data" if np.issubdtype(data.dtype, np.complexfloating) else "unsupported data"
+                raise InputError(source, f"{kind} (dtype {data.dtype}): embeddings must be float16, bfloat16, "
+                                         "float32 or float64")
+            # big-endian (or other non-native) arrays are read in the machine's byte order: the same numbers
+            tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=native))
         elif isinstance(data, torch.Tensor):
             tensor = data.detach()
         else:
