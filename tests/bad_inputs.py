@@ -424,6 +424,18 @@ def _(root: Path) -> Case:
     return Case("pt-float8", (f"image={root / 'f8.pt'}", f"text={good(root)}"), "unsupported data")
 
 
+@case("pt-meta-tensor")
+def _(root: Path) -> Case:
+    torch.save({"x": torch.empty(24, 8, device="meta")}, root / "meta.pt")
+    return Case("pt-meta-tensor", (f"image={root / 'meta.pt'}:x", f"text={good(root)}"), "meta device")
+
+
+@case("pt-sparse-tensor")
+def _(root: Path) -> Case:
+    torch.save(torch.ones(24, 8).to_sparse(), root / "sparse.pt")
+    return Case("pt-sparse-tensor", (f"image={root / 'sparse.pt'}", f"text={good(root)}"), "sparse_coo tensor")
+
+
 @case("pt-no-tensors")
 def _(root: Path) -> Case:
     torch.save({"a": 1, "b": "text"}, root / "notensors.pt")
@@ -745,6 +757,22 @@ _report_case("report-metric-infinity", _edited(_set("metrics.gap", float("inf"))
 _report_case("report-metric-nested-too-deep", _edited(_set("metrics.cone", {"image": {"deeper": 1.0}})), "cone")
 _report_case("report-settings-list", _edited(_set("settings", [])), "no 'settings'")
 _report_case("report-inputs-string", _edited(_set("inputs", "x")), "no 'inputs'")
+# numbers no float holds, and entries of the wrong kind, anywhere compare and plot look
+_report_case("report-metric-400-digits", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": ' + b"9" * 400 + b", \"was\": ", 1), "400 digits")
+_report_case("report-metric-5000-digits", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": ' + b"9" * 5000 + b", \"was\": ", 1), "digits")
+_report_case("report-metric-1e400", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": 1e400, "was": ', 1), "out of range")
+_report_case("report-setting-400-digits", _edited(_set("settings.t", 10**399)), "400 digits")
+for _entry, _value in (("string", "x"), ("number", 3), ("list", [1, 2]), ("null", None), ("true", True)):
+    _report_case(f"report-input-entry-{_entry}", _edited(_set("inputs.image", _value)), "inputs.image")
+for _i, (_field, _value) in enumerate((("n", "many"), ("n", -3), ("dim", [8]), ("source", 5), ("dtype", {"a": 1}),
+                                       ("content_hash", 7), ("n", 2**70), ("dropped", 1.5))):
+    _report_case(f"report-input-{_field}-{_i}", _edited(_set(f"inputs.image.{_field}", _value)),
+                 f"inputs.image.{_field}")
+for _section in ("uncertainty", "conventions", "timings", "vectors", "spectra", "histograms", "environment"):
+    _report_case(f"report-{_section}-list", _edited(_set(_section, [1, 2])), _section)
 
 
 @case("report-missing")

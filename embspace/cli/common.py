@@ -137,7 +137,7 @@ def _usable(stream: Any, mode: str) -> Any:
     """The process's stdout / stderr as the commands can use it: a closed one (``>&-``; Python then holds None)
     becomes the null device, one that cannot encode '×' spells its output in ASCII."""
     if stream is None:
-        return open(os.devnull, mode, encoding="utf-8")  # noqa: SIM115  (open for the life of the process)
+        return open(os.devnull, mode, encoding="utf-8")
     try:
         "×→α—…".encode(getattr(stream, "encoding", None) or "ascii")
     except (UnicodeEncodeError, LookupError):

@@ -224,9 +224,12 @@ def print_report(report) -> None:
     if sampled:
         table.add_column("95 % interval (sampled)", justify="left")
     previous = None
+    flags = report.flags()  # numbers that are not what they seem (a separability below chance)
     for metric, key, value, method in report.rows():
         shown = "" if metric == previous else metric
         note = "" if method in ("exact", "sampled") else f" ({method})"
+        note += f"  [bold red]{escape(flags[f'{metric}.{key}' if key else metric])}[/]" if (
+            f"{metric}.{key}" if key else metric) in flags else ""
         cells = [shown, key, f"{value:.4f}{note}" if isinstance(value, float) else str(value)]
         if sampled:
             cells.append(interval(report.uncertainty.get(f"{metric}.{key}" if key else metric, {})))

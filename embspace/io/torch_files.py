@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from embspace.embeddings import refuse_dataless
 from embspace.errors import InputError
 from embspace.io.common import choose_key, one_line, source_of, translated
-from embspace.embeddings import refuse_dataless
 from embspace.io.stored import Stored, check_torch_dtype
 
 _ZIP_MAGIC = b"PK\x03\x04"
