@@ -796,6 +796,58 @@ def _(root: Path) -> Case:
                 "which refuses a fifo instead of waiting on it")
 
 
+# --- outputs that would destroy a file, or that cannot be written ---------------------------------------------------
+
+
+def alias_paths(root: Path, target: Path, suffix: str | None = None) -> dict[str, Path]:
+    """Other names of the file ``target``, made in ``root`` (each a way an output path can be an input): its own
+    path, other spellings of it, symbolic links (a chain too, and through a linked folder) and a hard link. With
+    ``suffix``, only the names ending in it (a command that checks the suffix first)."""
+    names = {"same-path": target, "dot-spelling": target.parent / "." / target.name}
+    (root / "sub").mkdir(exist_ok=True)
+    names["dotdot-spelling"] = root / "sub" / ".." / target.relative_to(root)
+    end = suffix or target.suffix
+    links = {"symlink": root / f"link_{target.stem}{end}", "symlink-chain": root / f"chain_{target.stem}{end}",
+             "hardlink": root / f"hard_{target.stem}{end}"}
+    for path in links.values():
+        if path.is_symlink() or path.exists():
+            path.unlink()
+    links["symlink"].symlink_to(target)
+    links["symlink-chain"].symlink_to(links["symlink"])
+    os.link(target, links["hardlink"])
+    folder_link = root / "linked_folder"
+    if not folder_link.is_symlink():
+        folder_link.symlink_to(target.parent, target_is_directory=True)
+    names.update(links)
+    names["symlinked-folder"] = folder_link / target.relative_to(root)
+    return {name: path for name, path in names.items() if suffix is None or path.suffix == suffix}
+
+
+def unwritable_paths(root: Path, suffix: str) -> dict[str, tuple[Path, str]]:
+    """Outputs that cannot be written, each with the fragment its refusal names (made in ``root``)."""
+    import socket
+
+    (root / "a_file").write_text("x")
+    (root / f"a_folder{suffix}").mkdir(exist_ok=True)
+    sock = root / f"sock{suffix}"
+    if not sock.exists():
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(sock))
+        server.close()
+    dangling = root / f"dangling{suffix}"
+    if not dangling.is_symlink():
+        dangling.symlink_to(root / "no_such_folder" / f"x{suffix}")
+    return {
+        "missing-folder": (root / "no_such_folder" / f"out{suffix}", "does not exist"),
+        "parent-is-a-file": (root / "a_file" / f"out{suffix}", "a folder on the way is a file"),
+        "is-a-folder": (root / f"a_folder{suffix}", "is a directory"),
+        "socket": (sock, "socket"),
+        "link-into-missing-folder": (dangling, "does not exist"),
+        "read-only-file-system": (Path(f"/proc/embspace-out{suffix}"), "cannot write"),
+        "sys-file-system": (Path(f"/sys/embspace-out{suffix}"), "cannot write"),
+    }
+
+
 # --- building ---------------------------------------------------------------------------------------------------
 
 
