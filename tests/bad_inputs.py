@@ -848,6 +848,69 @@ def unwritable_paths(root: Path, suffix: str) -> dict[str, tuple[Path, str]]:
     }
 
 
+# --- damaged fine-tuning checkpoints (finetune --resume) -------------------------------------------------------------
+
+
+def checkpoints(root: Path, valid: bytes) -> dict[str, Path]:
+    """Checkpoints ``finetune --resume`` must refuse in one line, from a ``valid`` one's bytes: cut at several
+    places, damaged, not a checkpoint, and pickles whose loading would run code (they create ``SENTINEL``)."""
+    made: dict[str, bytes] = {}
+    for fraction in (0.0001, 0.1, 0.5, 0.9, 0.999):
+        made[f"cut-at-{fraction:g}"] = valid[: max(1, int(len(valid) * fraction))]
+    for how in ("header-only", "garbage", "zeroed-middle", "tail-cut"):
+        made[how] = damage(valid, how)
+    buffer = io.BytesIO()
+    torch.save({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)}, buffer)
+    made["pickle-zip"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    torch.save({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)}, buffer,
+               _use_new_zipfile_serialization=False)
+    made["pickle-legacy"] = buffer.getvalue()
+    made["pickle-raw"] = pickle.dumps({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)})
+    made["os-system"] = b"cos\nsystem\n(V touch " + str(root / SENTINEL).encode() + b"\ntR."
+    buffer = io.BytesIO()
+    torch.save({"format": "other/1", "epoch": 1}, buffer)
+    made["other-format"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    torch.save(torch.ones(3), buffer)
+    made["a-tensor"] = buffer.getvalue()
+    paths = {}
+    for name, raw in made.items():
+        folder = root / f"resume-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoint.pt").write_bytes(raw)
+        paths[name] = folder
+    return paths
+
+
+# --- valid inputs that must be read: keys holding ':' and non-native byte orders --------------------------------------
+
+COLON_KEYS = ("clip:vit-b32", "a:b", ":lead", "trail:", "a::b", "x:1:2", "ViT-L/14@336px:emb")
+
+
+def colon_key_files(root: Path, key: str) -> dict[str, tuple[Path, np.ndarray]]:
+    """A 24×8 matrix stored under ``key`` in every format whose entries are named (and a second entry beside it)."""
+    data, other = matrix(seed=11), matrix(seed=12)
+    tag = "".join(c if c.isalnum() else "_" for c in key)
+    out: dict[str, tuple[Path, np.ndarray]] = {}
+    table = pa.table({key: pa.array(list(data), type=pa.list_(pa.float32())),
+                      "other": pa.array(list(other), type=pa.list_(pa.float32()))})
+    out["parquet"] = (root / f"colon_{tag}.parquet", data)
+    pq.write_table(table, out["parquet"][0])
+    out["feather"] = (root / f"colon_{tag}.feather", data)
+    feather.write_feather(table, out["feather"][0])
+    out["npz"] = (root / f"colon_{tag}.npz", data)
+    np.savez(out["npz"][0], **{key: data, "other": other})
+    out["safetensors"] = (root / f"colon_{tag}.safetensors", data)
+    save_file({key: torch.from_numpy(data), "other": torch.from_numpy(other)}, str(out["safetensors"][0]))
+    return out
+
+
+def spellings(path: Path, key: str) -> list[str]:
+    """The ways a spec may name ``key`` in ``path``: as is, and with every colon of the key escaped."""
+    return [f"{path}:{key}", f"{path}:{key.replace(':', chr(92) + ':')}"]
+
+
 # --- building ---------------------------------------------------------------------------------------------------
 
 

@@ -288,7 +288,7 @@ def _streamed_member(path: Path, info: zipfile.ZipInfo, source: str, shape: tupl
     def skip(count: int) -> None:
         member = state["member"]
         while count > 0:
-            block = member.read(min(count, 1 << 22))  # type: ignore[attr-defined]
+            block = member.read(min(count, 1 << 18))  # type: ignore[attr-defined]  # small: zipfile reads ahead
             if not block:
                 raise InputError(source, "truncated: the compressed member ends before its data")
             count -= len(block)
