@@ -33,6 +33,7 @@ Metric values are floats, or one level of dicts keyed by modality name (``"image
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -183,6 +184,11 @@ class Report:
         for name, value in data.get("timings", {}).items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(where, f"timings.{name} is {_kind(value)}, not a number")
+        for name in ("t", "alpha"):
+            if name in data["settings"] and not _finite(data["settings"][name]):
+                raise InputError(where, f"settings.{name} is {_short(data['settings'][name])}, not a finite number")
+        _check_spectra(data.get("spectra", {}), where)
+        _check_histograms(data.get("histograms", {}), data["inputs"], where)
         for path, value in _metric_values(data["metrics"], where):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                       or not math.isfinite(value)):
@@ -326,6 +332,58 @@ def _check_inputs(inputs: dict[str, Any], where: str) -> None:
             if wrong:
                 want = "a count (an integer ≥ 0)" if kinds == (int,) else "a string"
                 raise InputError(where, f"inputs.{name}.{field_name} is {_short(value)}, expected {want}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value: Any, where: str, path: str, *, counts: bool = False, least: int = 0) -> list:
+    """``value`` as a list of finite numbers (counts: integers ≥ 0) with at least ``least`` entries, or refused."""
+    if not isinstance(value, list):
+        raise InputError(where, f"{path} is {_kind(value)}, not a list of numbers")
+    wrong = [v for v in value if not (_finite(v) and (not counts or (isinstance(v, int) and v >= 0)))][:1]
+    if wrong or len(value) < least:
+        want = "counts (integers ≥ 0)" if counts else "finite numbers"
+        found = f"holds {_short(wrong[0])}" if wrong else f"has {len(value)} entries"
+        raise InputError(where, f"{path} {found}; expected {want}" + (f", at least {least}" if least else ""))
+    return value
+
+
+def _check_spectra(spectra: dict[str, Any], where: str) -> None:
+    """Each modality's spectrum: an object with ``singular_values`` (and optionally the centred ones) as numbers."""
+    for name, entry in spectra.items():
+        if "singular_values" not in entry:
+            raise InputError(where, f"spectra.{name} has no 'singular_values'")
+        for key in ("singular_values", "singular_values_centered"):
+            if key in entry:
+                _numbers(entry[key], where, f"spectra.{name}.{key}")
+
+
+def _check_histograms(histograms: dict[str, Any], inputs: dict[str, Any], where: str) -> None:
+    """Edges: at least two increasing numbers; every count list as long as there are bins, of counts; the
+    within-modality lists keyed by the report's modalities; matched / unmatched only with two modalities."""
+    if not histograms:
+        return
+    if "edges" not in histograms:
+        raise InputError(where, "histograms has no 'edges'")
+    edges = _numbers(histograms["edges"], where, "histograms.edges", least=2)
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise InputError(where, "histograms.edges are not increasing")
+    lists = {key: histograms[key] for key in ("matched", "unmatched") if key in histograms}
+    if lists and len(inputs) != 2:
+        raise InputError(where, f"histograms of pairs need two modalities in 'inputs', found {len(inputs)}")
+    within = histograms.get("within", {})
+    if not isinstance(within, dict):
+        raise InputError(where, f"histograms.within is {_kind(within)}, not an object")
+    for name in within:
+        if name not in inputs:
+            raise InputError(where, f"histograms.within.{name} names no input of the report")
+    lists.update({f"within.{name}": counts for name, counts in within.items()})
+    for key, counts in lists.items():
+        _numbers(counts, where, f"histograms.{key}", counts=True)
+        if len(counts) != len(edges) - 1:
+            raise InputError(where, f"histograms.{key} has {len(counts)} bins, the edges {len(edges) - 1}")
 
 
 def _short(value: Any) -> str:

@@ -550,7 +550,8 @@ def test_a_compressed_member_is_streamed_not_held(dtype: str, stack: bool, tmp_p
         try:
             for start, stop in ((0, 1000), (30_000, 30_500), (10, 20), (39_000, 40_000)):
                 block = embeddings.read(start, stop)
-                np.testing.assert_array_equal(block.numpy(), expected[start:stop].astype(expected.dtype.newbyteorder("=")))
+                native = expected[start:stop].astype(expected.dtype.newbyteorder("="))
+                np.testing.assert_array_equal(block.numpy(), native)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -32,7 +32,9 @@ MANY_HELP = "\n\n".join([
 def measure(
     specs: Annotated[list[str] | None, typer.Argument(
         help="NAME=PATH[:KEY] per modality (image=coco.npz:img text=coco.npz:txt), or pairs=STACK for a (2,N,D) "
-             "array or a clip-retrieval folder. With --each, {} in a spec is the matched path.",
+             "array or a clip-retrieval folder. With --each, {} in a spec is the matched path. A KEY may hold ':' "
+             "(image=emb.parquet:clip:vit-b32 reads the column 'clip:vit-b32'); write \\: for a colon of the key "
+             "where the file does not exist yet.",
         show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Measure the bundled real sample.")] = False,
     step: Annotated[int | None, typer.Option(help="With --sample: a training step of the sample.")] = None,
