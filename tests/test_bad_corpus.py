@@ -327,15 +327,17 @@ def test_out_of_memory_anywhere_is_one_line(corpus, kind: str, command: str, tmp
 
 def test_memory_map_refused_is_out_of_memory_not_corrupt(corpus, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reader whose memory map fails with ENOMEM says memory, not "corrupt or truncated"."""
+    """A reader whose memory map (or, for the rows of a C-order .npy, read with pread, whose read) fails with
+    ENOMEM says memory, not "corrupt or truncated"."""
     import errno
 
     import numpy as np
 
     root, _, before = corpus
     monkeypatch.setattr(np, "memmap", _raiser(OSError(errno.ENOMEM, "Cannot allocate memory")))
+    monkeypatch.setattr(os, "preadv", _raiser(OSError(errno.ENOMEM, "Cannot allocate memory")))
     with pytest.raises(MemoryError, match=r"good\.npy"):
-        embspace.load(f"image={root / 'good.npy'}")
+        embspace.measure(embspace.load(f"image={root / 'good.npy'}"), metrics="cone")
     (tmp_path / "out").mkdir()
     result = CliRunner().invoke(app, ["measure", f"image={root / 'good.npy'}", "--json", str(tmp_path / "out" / "r")])
     one_error_line(result, "out of host memory in embspace measure")
