@@ -21,6 +21,7 @@ RowReader = Callable[[int, int], torch.Tensor]
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 DEFAULT_CHUNK_ROWS = 65_536
+_NUMPY_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,13 @@ class Embeddings:
                 raise InputError(source, f"expected a numeric array, got dtype {data.dtype}")
             if np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.bool_):
                 raise InputError(source, f"integer data (dtype {data.dtype}): embeddings must be floating point")
-            tensor = torch.from_numpy(np.ascontiguousarray(data))
+            native = data.dtype.newbyteorder("=")
+            if native not in _NUMPY_FLOATS:
+                kind = "complex data" if np.issubdtype(data.dtype, np.complexfloating) else "unsupported data"
+                raise InputError(source, f"{kind} (dtype {data.dtype}): embeddings must be float16, bfloat16, "
+                                         "float32 or float64")
+            # big-endian (or other non-native) arrays are read in the machine's byte order: the same numbers
+            tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=native))
         elif isinstance(data, torch.Tensor):
             tensor = data.detach()
         else:
@@ -102,6 +109,7 @@ class Embeddings:
 def from_tensor(tensor: torch.Tensor, source: str) -> Embeddings:
     """Check shape and dtype of a 2-D tensor and wrap it; used by the readers and :meth:`Embeddings.from_array`."""
     check_matrix(source, tuple(tensor.shape), tensor.dtype)
+    refuse_dataless(source, tensor)
     tensor = tensor.detach()
 
     def read(start: int, stop: int) -> torch.Tensor:
@@ -124,3 +132,15 @@ def check_matrix(source: str, shape: tuple[int, ...], dtype: torch.dtype) -> Non
         raise InputError(source, f"has {dim} dimensions per row; need at least 1")
     if n < 2:
         raise InputError(source, f"has {n} row{'s' if n != 1 else ''}; need at least 2")
+
+
+def refuse_dataless(source: str, tensor: torch.Tensor) -> None:
+    """Refuse a tensor that holds no numbers: on the ``meta`` device (shapes only, as a model initialised without
+    weights saves them), or a sparse / quantised layout the kernels cannot read row by row."""
+    if tensor.is_meta:
+        raise InputError(source, "is a tensor on the meta device: it has a shape but no data; save the real tensor")
+    if tensor.layout != torch.strided:
+        raise InputError(source, f"is a {str(tensor.layout).removeprefix('torch.')} tensor; save it dense "
+                                 "(tensor.to_dense())")
+    if tensor.is_quantized:
+        raise InputError(source, "is a quantised tensor; save it dequantised (tensor.dequantize())")

@@ -29,3 +29,21 @@ def printable(text: str) -> str:
 
 def _control(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") and char != "\u200d"
+
+
+_ASCII = {"×": "x", "→": "->", "←": "<-", "↔": "<->", "α": "alpha", "λ": "lambda", "Δ": "Delta", "δ": "delta",
+          "μ": "mu", "σ": "sigma", "τ": "tau", "ε": "eps", "‖": "||", "—": "-", "–": "-", "−": "-", "…": "...",
+          "≥": ">=", "≤": "<=", "≠": "!=", "≈": "~", "±": "+/-", "·": "*", "²": "^2", "³": "^3", "√": "sqrt",
+          "∞": "inf", "°": " deg", "’": "'", "‘": "'", "“": '"', "”": '"', "•": "*", "✓": "ok", "✗": "x",
+          "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+_ASCII_TABLE = str.maketrans(_ASCII)
+
+
+def ascii_text(text: str) -> str:
+    """``text`` for a terminal that shows ASCII only: the symbols of tables and messages spelled out (× → x,
+    → → ->, α → alpha, — → -), accents dropped (é → e), anything else escaped (ё → \\u0451)."""
+    if text.isascii():
+        return text
+    spelled = text.translate(_ASCII_TABLE)
+    plain = "".join(char for char in unicodedata.normalize("NFKD", spelled) if not unicodedata.combining(char))
+    return plain.encode("ascii", "backslashreplace").decode("ascii")

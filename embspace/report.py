@@ -33,6 +33,7 @@ Metric values are floats, or one level of dicts keyed by modality name (``"image
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from embspace.errors import InputError
-from embspace.io.atomic import atomic_write_text
+from embspace.io.atomic import atomic_write_text, note_input
 
 SCHEMA = "embspace.report/1"
 
@@ -116,6 +117,30 @@ class Report:
             return flat[path]
         raise KeyError(f"no metric {path!r}; available: {', '.join(flat)}")
 
+    def flags(self) -> dict[str, str]:
+        """Warnings on numbers that are not what they seem, by dotted path, for the printed tables.
+
+        ``linear_separability`` below chance by more than its noise: a probe that scores 0.5 − 2σ or less, where
+        σ = √(0.25 / m) is the standard deviation of the accuracy of a coin on the m held-out rows (2 per test
+        pair, ``settings["separability"]["test_pairs"]``; 0.4 as the bound when a report does not say), has
+        learnt something backwards — too few pairs for it to learn, or rows of the two modalities that do not
+        belong together — and is not a measure of how separable the modalities are.
+        """
+        out: dict[str, str] = {}
+        value = self.metrics.get("linear_separability")
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            info = self.settings.get("separability")
+            test_pairs = info.get("test_pairs") if isinstance(info, dict) else None
+            if isinstance(test_pairs, int) and not isinstance(test_pairs, bool) and test_pairs > 0:
+                bound = 0.5 - 2 * math.sqrt(0.25 / (2 * test_pairs))
+            else:
+                bound = 0.4
+            if value < bound:
+                out["linear_separability"] = (f"BELOW CHANCE: a probe that guesses scores 0.5; below {bound:.3f} it "
+                                              "learnt something backwards (too few pairs, or mismatched rows) "
+                                              "and does not measure separability")
+        return out
+
     def rows(self) -> Iterator[tuple[str, str, float, str]]:
         """(metric, key, value, how obtained) for every number, in report order."""
         for path, value in self.flat().items():
@@ -148,6 +173,22 @@ class Report:
         for key in ("inputs", "settings", "metrics"):
             if not isinstance(data.get(key), dict):
                 raise InputError(where, f"report has no {key!r} object")
+        for key in _SECTIONS:
+            if key in data and not isinstance(data[key], dict):
+                raise InputError(where, f"report's {key!r} is {_kind(data[key])}, not an object")
+        _check_inputs(data["inputs"], where)
+        for section in ("uncertainty", "spectra"):
+            for name, entry in data.get(section, {}).items():
+                if not isinstance(entry, dict):
+                    raise InputError(where, f"{section}.{name} is {_kind(entry)}, not an object")
+        for name, value in data.get("timings", {}).items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InputError(where, f"timings.{name} is {_kind(value)}, not a number")
+        for name in ("t", "alpha"):
+            if name in data["settings"] and not _finite(data["settings"][name]):
+                raise InputError(where, f"settings.{name} is {_short(data['settings'][name])}, not a finite number")
+        _check_spectra(data.get("spectra", {}), where)
+        _check_histograms(data.get("histograms", {}), data["inputs"], where)
         for path, value in _metric_values(data["metrics"], where):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                       or not math.isfinite(value)):
@@ -176,12 +217,15 @@ class Report:
         lines = [f"{self._title()}", ""]
         rows = list(self.rows())
         width = max((len(m) + len(k) + 3 for m, k, _, _ in rows), default=10)
+        flags = self.flags()
         for metric, key, value, method in rows:
             label = f"{metric} [{key}]" if key else metric
             note = "" if method == "exact" else f"  ({method})"
             if method == "sampled":
                 found = self.uncertainty.get(f"{metric}.{key}" if key else metric, self.uncertainty.get(metric, {}))
                 note = f"  {found.get('confidence', 0.95) * 100:g} % {interval_text(found)}{note}"
+            if (f"{metric}.{key}" if key else metric) in flags:
+                note += f"  {flags[f'{metric}.{key}' if key else metric]}"
             lines.append(f"  {label:<{width}} {format_value(value):>10}{note}")
         return "\n".join(lines)
 
@@ -259,6 +303,96 @@ def _json_safe(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+_SECTIONS = ("uncertainty", "conventions", "timings", "vectors", "spectra", "histograms", "environment")
+_INPUT_FIELDS: dict[str, tuple[type, ...]] = {"source": (str,), "n": (int,), "dim": (int,), "dtype": (str,),
+                                              "content_hash": (str,), "dropped": (int,)}
+
+
+def _kind(value: Any) -> str:
+    """``a list``, ``a string``, ``null``: what a JSON value is, for a message."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list",
+             dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_inputs(inputs: dict[str, Any], where: str) -> None:
+    """Every ``inputs`` entry an object whose known fields have their JSON types (counts: integers ≥ 0)."""
+    for name, entry in inputs.items():
+        if not isinstance(entry, dict):
+            raise InputError(where, f"inputs.{name} is {_kind(entry)}, not an object")
+        for field_name, kinds in _INPUT_FIELDS.items():
+            if field_name not in entry:
+                continue
+            value = entry[field_name]
+            wrong = isinstance(value, bool) or not isinstance(value, kinds)
+            if not wrong and kinds == (int,) and not 0 <= value < 2**63:
+                wrong = True
+            if wrong:
+                want = "a count (an integer ≥ 0)" if kinds == (int,) else "a string"
+                raise InputError(where, f"inputs.{name}.{field_name} is {_short(value)}, expected {want}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value: Any, where: str, path: str, *, counts: bool = False, least: int = 0) -> list:
+    """``value`` as a list of finite numbers (counts: integers ≥ 0) with at least ``least`` entries, or refused."""
+    if not isinstance(value, list):
+        raise InputError(where, f"{path} is {_kind(value)}, not a list of numbers")
+    wrong = [v for v in value if not (_finite(v) and (not counts or (isinstance(v, int) and v >= 0)))][:1]
+    if wrong or len(value) < least:
+        want = "counts (integers ≥ 0)" if counts else "finite numbers"
+        found = f"holds {_short(wrong[0])}" if wrong else f"has {len(value)} entries"
+        raise InputError(where, f"{path} {found}; expected {want}" + (f", at least {least}" if least else ""))
+    return value
+
+
+def _check_spectra(spectra: dict[str, Any], where: str) -> None:
+    """Each modality's spectrum: an object with ``singular_values`` (and optionally the centred ones) as numbers."""
+    for name, entry in spectra.items():
+        if "singular_values" not in entry:
+            raise InputError(where, f"spectra.{name} has no 'singular_values'")
+        for key in ("singular_values", "singular_values_centered"):
+            if key in entry:
+                _numbers(entry[key], where, f"spectra.{name}.{key}")
+
+
+def _check_histograms(histograms: dict[str, Any], inputs: dict[str, Any], where: str) -> None:
+    """Edges: at least two increasing numbers; every count list as long as there are bins, of counts; the
+    within-modality lists keyed by the report's modalities; matched / unmatched only with two modalities."""
+    if not histograms:
+        return
+    if "edges" not in histograms:
+        raise InputError(where, "histograms has no 'edges'")
+    edges = _numbers(histograms["edges"], where, "histograms.edges", least=2)
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise InputError(where, "histograms.edges are not increasing")
+    lists = {key: histograms[key] for key in ("matched", "unmatched") if key in histograms}
+    if lists and len(inputs) != 2:
+        raise InputError(where, f"histograms of pairs need two modalities in 'inputs', found {len(inputs)}")
+    within = histograms.get("within", {})
+    if not isinstance(within, dict):
+        raise InputError(where, f"histograms.within is {_kind(within)}, not an object")
+    for name in within:
+        if name not in inputs:
+            raise InputError(where, f"histograms.within.{name} names no input of the report")
+    lists.update({f"within.{name}": counts for name, counts in within.items()})
+    for key, counts in lists.items():
+        _numbers(counts, where, f"histograms.{key}", counts=True)
+        if len(counts) != len(edges) - 1:
+            raise InputError(where, f"histograms.{key} has {len(counts)} bins, the edges {len(edges) - 1}")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"a {len(str(abs(value)))}-digit number"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _metric_values(metrics: dict[str, Any], where: str) -> Iterator[tuple[str, Any]]:
     """(dotted path, value) of every metric; values nested deeper than one level are refused."""
     for name, value in metrics.items():
@@ -284,7 +418,9 @@ def read_json_text(path: Path) -> str:
     if not stat.S_ISREG(mode):
         raise InputError(where, "is not a regular file (a fifo, socket or device); give a JSON file")
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        note_input(path)  # read: no embspace writer may replace it
+        return text
     except PermissionError:
         raise InputError(where, "permission denied (the file is not readable)") from None
     except UnicodeDecodeError:
@@ -293,10 +429,30 @@ def read_json_text(path: Path) -> str:
         raise InputError(where, f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
 
 
+_MAX_DIGITS = 308
+"""Digits of the longest integer a report may hold: 10³⁰⁸ is the edge of a float's range."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
 def parse_json(text: str, where: str) -> Any:
     """``json.loads`` with every failure (syntax, nesting too deep for the parser) as one line."""
+    def whole(digits: str) -> int:
+        count = len(digits.lstrip("-"))
+        if count > _MAX_DIGITS:
+            raise InputError(where, f"invalid JSON: a number with {count} digits, more than a float holds")
+        return int(digits)
+
+    def real(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise InputError(where, f"invalid JSON: the number {_clip(text)} is out of range (beyond ±1.8e308)")
+        return value
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=whole, parse_float=real)
     except json.JSONDecodeError as exc:
         raise InputError(where, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:

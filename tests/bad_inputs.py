@@ -424,6 +424,18 @@ def _(root: Path) -> Case:
     return Case("pt-float8", (f"image={root / 'f8.pt'}", f"text={good(root)}"), "unsupported data")
 
 
+@case("pt-meta-tensor")
+def _(root: Path) -> Case:
+    torch.save({"x": torch.empty(24, 8, device="meta")}, root / "meta.pt")
+    return Case("pt-meta-tensor", (f"image={root / 'meta.pt'}:x", f"text={good(root)}"), "meta device")
+
+
+@case("pt-sparse-tensor")
+def _(root: Path) -> Case:
+    torch.save(torch.ones(24, 8).to_sparse(), root / "sparse.pt")
+    return Case("pt-sparse-tensor", (f"image={root / 'sparse.pt'}", f"text={good(root)}"), "sparse_coo tensor")
+
+
 @case("pt-no-tensors")
 def _(root: Path) -> Case:
     torch.save({"a": 1, "b": "text"}, root / "notensors.pt")
@@ -745,6 +757,22 @@ _report_case("report-metric-infinity", _edited(_set("metrics.gap", float("inf"))
 _report_case("report-metric-nested-too-deep", _edited(_set("metrics.cone", {"image": {"deeper": 1.0}})), "cone")
 _report_case("report-settings-list", _edited(_set("settings", [])), "no 'settings'")
 _report_case("report-inputs-string", _edited(_set("inputs", "x")), "no 'inputs'")
+# numbers no float holds, and entries of the wrong kind, anywhere compare and plot look
+_report_case("report-metric-400-digits", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": ' + b"9" * 400 + b", \"was\": ", 1), "400 digits")
+_report_case("report-metric-5000-digits", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": ' + b"9" * 5000 + b", \"was\": ", 1), "digits")
+_report_case("report-metric-1e400", lambda root: good_report(root).read_bytes().replace(
+    b'"gap": ', b'"gap": 1e400, "was": ', 1), "out of range")
+_report_case("report-setting-400-digits", _edited(_set("settings.t", 10**399)), "400 digits")
+for _entry, _value in (("string", "x"), ("number", 3), ("list", [1, 2]), ("null", None), ("true", True)):
+    _report_case(f"report-input-entry-{_entry}", _edited(_set("inputs.image", _value)), "inputs.image")
+for _i, (_field, _value) in enumerate((("n", "many"), ("n", -3), ("dim", [8]), ("source", 5), ("dtype", {"a": 1}),
+                                       ("content_hash", 7), ("n", 2**70), ("dropped", 1.5))):
+    _report_case(f"report-input-{_field}-{_i}", _edited(_set(f"inputs.image.{_field}", _value)),
+                 f"inputs.image.{_field}")
+for _section in ("uncertainty", "conventions", "timings", "vectors", "spectra", "histograms", "environment"):
+    _report_case(f"report-{_section}-list", _edited(_set(_section, [1, 2])), _section)
 
 
 @case("report-missing")
@@ -766,6 +794,121 @@ def _(root: Path) -> Case:
     return Case("report-fifo", (str(root / "report_fifo.json"), str(good_report(root))), "not a regular file",
                 entries=(REPORT,), notes="compare and plot both read it through embspace.report.read_json_text, "
                 "which refuses a fifo instead of waiting on it")
+
+
+# --- outputs that would destroy a file, or that cannot be written ---------------------------------------------------
+
+
+def alias_paths(root: Path, target: Path, suffix: str | None = None) -> dict[str, Path]:
+    """Other names of the file ``target``, made in ``root`` (each a way an output path can be an input): its own
+    path, other spellings of it, symbolic links (a chain too, and through a linked folder) and a hard link. With
+    ``suffix``, only the names ending in it (a command that checks the suffix first)."""
+    names = {"same-path": target, "dot-spelling": target.parent / "." / target.name}
+    (root / "sub").mkdir(exist_ok=True)
+    names["dotdot-spelling"] = root / "sub" / ".." / target.relative_to(root)
+    end = suffix or target.suffix
+    links = {"symlink": root / f"link_{target.stem}{end}", "symlink-chain": root / f"chain_{target.stem}{end}",
+             "hardlink": root / f"hard_{target.stem}{end}"}
+    for path in links.values():
+        if path.is_symlink() or path.exists():
+            path.unlink()
+    links["symlink"].symlink_to(target)
+    links["symlink-chain"].symlink_to(links["symlink"])
+    os.link(target, links["hardlink"])
+    folder_link = root / "linked_folder"
+    if not folder_link.is_symlink():
+        folder_link.symlink_to(target.parent, target_is_directory=True)
+    names.update(links)
+    names["symlinked-folder"] = folder_link / target.relative_to(root)
+    return {name: path for name, path in names.items() if suffix is None or path.suffix == suffix}
+
+
+def unwritable_paths(root: Path, suffix: str) -> dict[str, tuple[Path, str]]:
+    """Outputs that cannot be written, each with the fragment its refusal names (made in ``root``)."""
+    import socket
+
+    (root / "a_file").write_text("x")
+    (root / f"a_folder{suffix}").mkdir(exist_ok=True)
+    sock = root / f"sock{suffix}"
+    if not sock.exists():
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(sock))
+        server.close()
+    dangling = root / f"dangling{suffix}"
+    if not dangling.is_symlink():
+        dangling.symlink_to(root / "no_such_folder" / f"x{suffix}")
+    return {
+        "missing-folder": (root / "no_such_folder" / f"out{suffix}", "does not exist"),
+        "parent-is-a-file": (root / "a_file" / f"out{suffix}", "a folder on the way is a file"),
+        "is-a-folder": (root / f"a_folder{suffix}", "is a directory"),
+        "socket": (sock, "socket"),
+        "link-into-missing-folder": (dangling, "does not exist"),
+        "read-only-file-system": (Path(f"/proc/embspace-out{suffix}"), "cannot write"),
+        "sys-file-system": (Path(f"/sys/embspace-out{suffix}"), "cannot write"),
+    }
+
+
+# --- damaged fine-tuning checkpoints (finetune --resume) -------------------------------------------------------------
+
+
+def checkpoints(root: Path, valid: bytes) -> dict[str, Path]:
+    """Checkpoints ``finetune --resume`` must refuse in one line, from a ``valid`` one's bytes: cut at several
+    places, damaged, not a checkpoint, and pickles whose loading would run code (they create ``SENTINEL``)."""
+    made: dict[str, bytes] = {}
+    for fraction in (0.0001, 0.1, 0.5, 0.9, 0.999):
+        made[f"cut-at-{fraction:g}"] = valid[: max(1, int(len(valid) * fraction))]
+    for how in ("header-only", "garbage", "zeroed-middle", "tail-cut"):
+        made[how] = damage(valid, how)
+    buffer = io.BytesIO()
+    torch.save({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)}, buffer)
+    made["pickle-zip"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    torch.save({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)}, buffer,
+               _use_new_zipfile_serialization=False)
+    made["pickle-legacy"] = buffer.getvalue()
+    made["pickle-raw"] = pickle.dumps({"format": "embspace.finetune/1", "hook": Evil(root / SENTINEL)})
+    made["os-system"] = b"cos\nsystem\n(V touch " + str(root / SENTINEL).encode() + b"\ntR."
+    buffer = io.BytesIO()
+    torch.save({"format": "other/1", "epoch": 1}, buffer)
+    made["other-format"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    torch.save(torch.ones(3), buffer)
+    made["a-tensor"] = buffer.getvalue()
+    paths = {}
+    for name, raw in made.items():
+        folder = root / f"resume-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "checkpoint.pt").write_bytes(raw)
+        paths[name] = folder
+    return paths
+
+
+# --- valid inputs that must be read: keys holding ':' and non-native byte orders --------------------------------------
+
+COLON_KEYS = ("clip:vit-b32", "a:b", ":lead", "trail:", "a::b", "x:1:2", "ViT-L/14@336px:emb")
+
+
+def colon_key_files(root: Path, key: str) -> dict[str, tuple[Path, np.ndarray]]:
+    """A 24×8 matrix stored under ``key`` in every format whose entries are named (and a second entry beside it)."""
+    data, other = matrix(seed=11), matrix(seed=12)
+    tag = "".join(c if c.isalnum() else "_" for c in key)
+    out: dict[str, tuple[Path, np.ndarray]] = {}
+    table = pa.table({key: pa.array(list(data), type=pa.list_(pa.float32())),
+                      "other": pa.array(list(other), type=pa.list_(pa.float32()))})
+    out["parquet"] = (root / f"colon_{tag}.parquet", data)
+    pq.write_table(table, out["parquet"][0])
+    out["feather"] = (root / f"colon_{tag}.feather", data)
+    feather.write_feather(table, out["feather"][0])
+    out["npz"] = (root / f"colon_{tag}.npz", data)
+    np.savez(out["npz"][0], **{key: data, "other": other})
+    out["safetensors"] = (root / f"colon_{tag}.safetensors", data)
+    save_file({key: torch.from_numpy(data), "other": torch.from_numpy(other)}, str(out["safetensors"][0]))
+    return out
+
+
+def spellings(path: Path, key: str) -> list[str]:
+    """The ways a spec may name ``key`` in ``path``: as is, and with every colon of the key escaped."""
+    return [f"{path}:{key}", f"{path}:{key.replace(':', chr(92) + ':')}"]
 
 
 # --- building ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -326,15 +327,17 @@ def test_out_of_memory_anywhere_is_one_line(corpus, kind: str, command: str, tmp
 
 def test_memory_map_refused_is_out_of_memory_not_corrupt(corpus, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reader whose memory map fails with ENOMEM says memory, not "corrupt or truncated"."""
+    """A reader whose memory map (or, for the rows of a C-order .npy, read with pread, whose read) fails with
+    ENOMEM says memory, not "corrupt or truncated"."""
     import errno
 
     import numpy as np
 
     root, _, before = corpus
     monkeypatch.setattr(np, "memmap", _raiser(OSError(errno.ENOMEM, "Cannot allocate memory")))
+    monkeypatch.setattr(os, "preadv", _raiser(OSError(errno.ENOMEM, "Cannot allocate memory")))
     with pytest.raises(MemoryError, match=r"good\.npy"):
-        embspace.load(f"image={root / 'good.npy'}")
+        embspace.measure(embspace.load(f"image={root / 'good.npy'}"), metrics="cone")
     (tmp_path / "out").mkdir()
     result = CliRunner().invoke(app, ["measure", f"image={root / 'good.npy'}", "--json", str(tmp_path / "out" / "r")])
     one_error_line(result, "out of host memory in embspace measure")
@@ -354,7 +357,8 @@ main()
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux")
 def test_real_memory_pressure_in_a_process(tmp_path: Path) -> None:
-    """A 250 kB .npz that holds 256 MiB of float32 zeros, read with 150 MiB of address space to spare."""
+    """A 250 kB .npz that holds 256 MiB of float32 ones, read with 150 MiB of address space to spare: the member
+    is streamed through validation, and holding its rows for the measurement runs out of memory."""
     import zipfile
 
     import numpy as np
@@ -365,7 +369,7 @@ def test_real_memory_pressure_in_a_process(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "big.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
             archive.open("x.npy", "w", force_zip64=True) as member:
         member.write(header.getvalue())
-        chunk = bytes(16 << 20)
+        chunk = np.ones(4 << 20, dtype="<f4").tobytes()  # ones: valid rows (zeros would be refused as zero-norm)
         for _ in range(shape[0] * shape[1] * 4 // len(chunk)):
             member.write(chunk)
     digest = hashlib.sha256((tmp_path / "big.npz").read_bytes()).hexdigest()
@@ -396,3 +400,252 @@ def test_a_full_disk_is_one_line(corpus, code: str, tmp_path: Path, monkeypatch:
     assert lines == [f"error: {tmp_path / 'run' / 'checkpoint.pt'}: cannot write: {os.strerror(number)}; nothing "
                      "half-written was left (outputs are written atomically)"], result.stderr
     check_untouched(root, before, tmp_path / "none")
+
+
+# ---- finetune --resume from a damaged or code-bearing checkpoint: one line, exit 2, no code run --------------------
+
+
+def test_finetune_resume_from_every_damaged_checkpoint(corpus, tmp_path: Path) -> None:
+    root, _, before = corpus
+    good = str(root / "good.npy")
+    args = ["finetune", f"image={good}", f"text={good}", *FINETUNE_ARGS]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "valid")])
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    folders = bad_inputs.checkpoints(tmp_path, (tmp_path / "valid" / "checkpoint.pt").read_bytes())
+    assert len(folders) >= 15
+    for name, folder in folders.items():
+        saved = (folder / "checkpoint.pt").read_bytes()
+        result = CliRunner().invoke(app, [*args, "--out", str(folder), "--resume"])
+        if name == "zeroed-middle" and result.exit_code == 0:
+            continue  # zeros over tensor data are numbers: the checkpoint still loads (it holds no checksum)
+        line = one_error_line(result, "")
+        assert "checkpoint.pt" in line or "eval_before.npy" in line, (name, line)
+        assert (folder / "checkpoint.pt").read_bytes() == saved, name
+        assert not (tmp_path / SENTINEL).exists(), f"{name}: code from the checkpoint ran"
+    check_untouched(root, before, tmp_path / "none")
+
+
+# ---- the process's surroundings: closed stdout, ASCII-only terminals, an unusable MPLBACKEND ------------------------
+
+
+def _run(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("capture_output", True)
+    return subprocess.run([sys.executable, "-m", "embspace.cli", *args], timeout=300, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+ASCII_TERMINALS = [{"LC_ALL": "C", "PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C"},
+                   {"PYTHONIOENCODING": "latin-1"}]
+
+
+@pytest.mark.parametrize("env", ASCII_TERMINALS, ids=["ascii", "C-locale", "latin-1"])
+def test_an_ascii_terminal_gets_the_report_and_an_ascii_table(corpus, env: dict[str, str], tmp_path: Path) -> None:
+    """The JSON report is written first; the table degrades to ASCII (× → x, α → alpha), nothing fails. A file
+    name that is not ASCII is escaped in the messages."""
+    root, _, before = corpus
+    odd = tmp_path / "ёмбед.npy"
+    odd.write_bytes((root / "good.npy").read_bytes())
+    done = _run(["measure", f"image={odd}", f"text={root / 'good.npy'}", "--metrics", "gap,separability", "-q",
+                 "--json", str(tmp_path / "r.json")], env)
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    encoding = env.get("PYTHONIOENCODING", "utf-8")  # Python runs the C locale in UTF-8 (PEP 538)
+    done.stdout.decode(encoding)  # what the terminal can show
+    text = done.stdout.decode(encoding)
+    if encoding == "utf-8":
+        assert "24 × 8" in text and "α=2" in text
+    else:
+        assert text.isascii() and "24 x 8" in text and "alpha=2" in text and "\\u043c" in text
+    assert json.loads((tmp_path / "r.json").read_text())["schema"] == "embspace.report/1"
+    failed = _run(["measure", f"image={odd}", "--metrics", "nothing"], env)
+    assert failed.returncode == 2 and failed.stderr.decode(encoding).startswith("error: ")
+    check_untouched(root, before, tmp_path / "none")
+
+
+@pytest.mark.parametrize("command", ["measure", "compare", "plot"])
+def test_a_closed_stdout_still_writes_the_outputs(corpus, command: str, tmp_path: Path) -> None:
+    root, _, before = corpus
+    report = str(root / "good_report.json")
+    args = {"measure": ["measure", f"image={root / 'good.npy'}", "--metrics", "cone", "-q", "--json",
+                        str(tmp_path / "out.json")],
+            "compare": ["compare", report, report, "--json", str(tmp_path / "out.json")],
+            "plot": ["plot", "map", f"image={root / 'good.npy'}", f"text={root / 'partner_nan-rows.npy'}", "--out",
+                     str(tmp_path / "out.png")]}[command]
+    done = _run(args, stdin=subprocess.DEVNULL, capture_output=False, stderr=subprocess.PIPE,
+                preexec_fn=lambda: os.close(1))  # the shell's >&-
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    assert any(p.stem == "out" and p.stat().st_size > 0 for p in tmp_path.iterdir())
+    check_untouched(root, before, tmp_path / "none")
+
+
+@pytest.mark.parametrize("backend", ["bogus", "Qt9Agg", "module://no_such_backend", ""])
+def test_an_unusable_mplbackend_does_not_stop_plot(corpus, backend: str, tmp_path: Path) -> None:
+    root, _, before = corpus
+    done = _run(["plot", "map", f"image={root / 'good.npy'}", f"text={root / 'partner_nan-rows.npy'}", "--out",
+                 str(tmp_path / "f.png")], {"MPLBACKEND": backend})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    check_untouched(root, before, tmp_path / "none")
+
+
+# ---- hangs and memory ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 64])
+@pytest.mark.parametrize("pairs", ["(2n)^2+1", 10**15, 10**30])
+def test_more_pairs_than_the_exact_pass_has_terms_goes_exact(n: int, pairs, tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests import reference as ref
+
+    count = (2 * n) ** 2 + 1 if isinstance(pairs, str) else pairs
+    x, y = bad_inputs.matrix(n, 8, seed=n), bad_inputs.matrix(n, 8, seed=n + 1)
+    report = embspace.measure(image=x, text=y, metrics="uniformity", estimate="sampled", pairs=count,
+                              precision="fp64")
+    assert report.settings["estimate"]["method"] == "exact" and report.settings["estimate"]["requested"] == "sampled"
+    assert report["uniformity.image"] == pytest.approx(ref.uniformity(np.asarray(x, np.float64)), abs=1e-9)
+    assert report.uncertainty["uniformity.image"]["method"] == "exact"
+
+
+def test_up_to_the_exact_pass_size_stays_sampled() -> None:
+    n = 17
+    x, y = bad_inputs.matrix(n, 8, seed=1), bad_inputs.matrix(n, 8, seed=2)
+    report = embspace.measure(image=x, text=y, metrics="uniformity", estimate="sampled", pairs=(2 * n) ** 2)
+    assert report.settings["estimate"]["method"] == "sampled"
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 1000, 65_536])
+def test_the_scan_finds_the_same_rows_in_any_chunking(chunk_rows: int) -> None:
+    import numpy as np
+
+    from embspace.embeddings import Embeddings
+    from embspace.io.validate import scan
+
+    rng = np.random.default_rng(chunk_rows)
+    for dtype in (np.float16, np.float32, np.float64):
+        data = rng.standard_normal((5000, 3)).astype(dtype)
+        bad = rng.choice(5000, 60, replace=False)
+        data[bad[:20], 1] = np.nan
+        data[bad[20:30], 0] = np.inf
+        data[bad[30:]] = 0
+        data[bad[50:], 2] = -0.0
+        found = scan(Embeddings.from_array(data), chunk_rows)
+        np.testing.assert_array_equal(found.nonfinite, np.sort(bad[:30]))
+        np.testing.assert_array_equal(found.zero, np.sort(bad[30:]))
+
+
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f2", ">f8"])
+@pytest.mark.parametrize("stack", [False, True])
+def test_a_compressed_member_is_streamed_not_held(dtype: str, stack: bool, tmp_path: Path) -> None:
+    """Rows of a compressed .npz member come back exactly, in any order, holding about one read's rows at once."""
+    import tracemalloc
+
+    import numpy as np
+
+    shape = (2, 40_000, 64) if stack else (80_000, 64)  # 20 MB of float32
+    data = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    np.savez_compressed(tmp_path / "c.npz", x=data)
+    loaded = embspace.load(f"{'pairs' if stack else 'image'}={tmp_path / 'c.npz'}")
+    planes = [data[0], data[1]] if stack else [data]
+    for embeddings, expected in zip(loaded.values(), planes, strict=True):
+        tracemalloc.start()
+        try:
+            for start, stop in ((0, 1000), (30_000, 30_500), (10, 20), (39_000, 40_000)):
+                block = embeddings.read(start, stop)
+                native = expected[start:stop].astype(expected.dtype.newbyteorder("="))
+                np.testing.assert_array_equal(block.numpy(), native)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 5_000_000, peak  # the member inflates to 10-20 MB; a read of 1,000 rows holds 0.5 MB
+
+
+@pytest.mark.parametrize("change", ["truncate-to-half", "truncate-to-header", "truncate-to-0", "extend", "replace"])
+@pytest.mark.parametrize("fmt", [".npy", ".npz", ".pt", ".safetensors", "stack.npy"])
+def test_an_input_changed_while_read_is_named(change: str, fmt: str, tmp_path: Path) -> None:
+    """Another process truncates, extends or replaces the file after it was opened: one line naming it, never a
+    SIGBUS or half-read rows."""
+    import numpy as np
+
+    data = bad_inputs.matrix(2000, 16)
+    if fmt == "stack.npy":
+        path, spec = tmp_path / "s.npy", f"pairs={tmp_path / 's.npy'}"
+        np.save(path, np.stack([data, data]))
+    else:
+        spec = "image=" + bad_inputs.write_valid(tmp_path / "d", data, fmt)
+        path = Path(spec.split("=", 1)[1].split(":")[0])
+    modalities = embspace.load(spec)
+    raw = path.read_bytes()
+    if change == "replace":
+        other = tmp_path / "other"
+        other.write_bytes(raw)
+        other.replace(path)
+    elif change == "extend":
+        with open(path, "ab") as handle:
+            handle.write(b"\0" * 4096)
+    else:
+        size = {"truncate-to-half": len(raw) // 2, "truncate-to-header": 128, "truncate-to-0": 0}[change]
+        os.truncate(path, size)
+    with pytest.raises(InputError, match="changed on disk while being read") as caught:
+        embspace.measure(modalities, metrics="gap,uniformity,cone")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_input_truncated_while_read_in_a_real_process(tmp_path: Path) -> None:
+    """The CLI: exit 2 and one line, the process never killed by SIGBUS (the file is cut while the run reads it)."""
+    import numpy as np
+
+    path = tmp_path / "big.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((300_000, 64)).astype(np.float32))  # 77 MB
+    cut = "import os, sys, time\ntime.sleep(float(sys.argv[2]))\nos.truncate(sys.argv[1], 4096)\n"
+    cutter = subprocess.Popen([sys.executable, "-c", cut, str(path), "8"])
+    done = _run(["measure", f"image={path}", "--metrics", "uniformity", "--estimate", "exact", "--memory", "64MB",
+                 "-q"])  # rows streamed from the file, pass after pass, for minutes: the cut comes mid-run
+    cutter.wait(60)
+    assert done.returncode == 2, (done.returncode, done.stderr)  # -7 would be SIGBUS
+    lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
+    assert len(lines) == 1 and str(path) in lines[0], lines
+    assert "changed on disk while being read" in lines[0] or "truncated" in lines[0], lines  # cut before the open
+
+
+# ---- valid input that must be read ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", bad_inputs.COLON_KEYS)
+def test_keys_holding_colons_are_addressable(key: str, tmp_path: Path) -> None:
+    import numpy as np
+
+    for fmt, (path, data) in bad_inputs.colon_key_files(tmp_path, key).items():
+        for spec in bad_inputs.spellings(path, key):
+            (embeddings,) = embspace.load(f"image={spec}").values()
+            np.testing.assert_array_equal(embeddings.to_tensor().numpy(), data, err_msg=f"{fmt} {spec}")
+            result = CliRunner().invoke(app, ["measure", f"image={spec}", "--metrics", "cone", "-q"])
+            assert result.exit_code == 0, (fmt, spec, result.stderr)
+
+
+def test_the_key_syntax_is_documented() -> None:
+    from embspace.io.spec import KEY_HELP
+
+    result = CliRunner().invoke(app, ["measure", "--help"], env={"COLUMNS": "400"})
+    assert "may hold ':'" in " ".join(result.stdout.split())
+    assert KEY_HELP.split(";")[0] in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", [">f2", ">f4", ">f8", "<f4", "=f8"])
+def test_non_native_byte_orders_through_the_api(order: str, dtype: str) -> None:
+    import numpy as np
+
+    native = bad_inputs.matrix(40, 6, seed=4).astype(np.float64)
+    x = np.asarray(native, dtype=dtype, order="F" if order == "F" else "C")
+    y = np.asarray(native[::-1] + 0.5, dtype=dtype)
+    if order == "strided":
+        x = np.asarray(np.repeat(native, 2, axis=0), dtype=dtype)[::2]
+    want = embspace.measure(image=x.astype(x.dtype.newbyteorder("=")), text=y.astype(y.dtype.newbyteorder("=")),
+                            metrics="gap,uniformity,cone", precision="fp64")
+    got = embspace.measure(image=x, text=y, metrics="gap,uniformity,cone", precision="fp64")
+    assert got.flat() == want.flat()
+    assert finetune_package.fit((x, y), (x, y), config=finetune_package.FitConfig(epochs=1, dim=4, batch_size=8,
+                                                                                   eval_metrics="gap"),
+                                resamples=10).comparison is not None

@@ -125,3 +125,114 @@ def test_refusals():
         embspace.measure(image=np.arange(20).reshape(10, 2))
     with pytest.raises(embspace.InputError, match="need at least 2"):
         embspace.measure(image=x[:1])
+
+
+# ---- every mutation of a report: read, or refused in one line, by compare, the tables and the figures --------------
+
+_MUTANTS = [None, "x", [], {"a": 1}, 10**399, True, -1, 1.5, [1, "a"]]
+
+
+def _paths(tree, prefix=(), depth=3):
+    """Every key path of a report's JSON down to ``depth`` (the first element of lists included)."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield (*prefix, key)
+            if len(prefix) + 1 < depth:
+                yield from _paths(value, (*prefix, key), depth)
+    elif isinstance(tree, list) and tree and len(prefix) < depth:
+        yield (*prefix, 0)
+        yield from _paths(tree[0], (*prefix, 0), depth)
+
+
+def _mutations(data):
+    """(label, mutated JSON) for every path × every wrong value, and every key deleted."""
+    import copy
+
+    for path in _paths(data):
+        for value in [*_MUTANTS, "<deleted>"]:
+            mutated = copy.deepcopy(data)
+            parent = mutated
+            for key in path[:-1]:
+                parent = parent[key]
+            if value == "<deleted>":
+                if not isinstance(parent, dict):
+                    continue
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+            yield f"{'.'.join(map(str, path))}={value!r:.20}", mutated
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    x, y = ref.paired_data("random", 30, 6, seed=3)
+    path = tmp_path_factory.mktemp("mutants") / "good.json"
+    embspace.measure(image=x, text=y, histogram_bins=8).to_json(path)
+    return path
+
+
+def test_every_mutation_of_a_report_is_read_or_refused_in_one_line(full_report, tmp_path):
+    """~2,000 generated reports (every field of a full report, to depth 3, set to a wrong type, a 400-digit number,
+    or deleted): compare, the plain table and the flags either work or raise one InputError line — never another
+    exception."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    import embspace.plot as figures
+    from embspace.errors import InputError
+
+    good = json.loads(full_report.read_text())
+    bad = tmp_path / "bad.json"
+    count, crashes = 0, []
+    for label, data in _mutations(good):
+        bad.write_text(json.dumps(data))
+        count += 1
+        checks = [lambda: embspace.compare(str(bad), str(full_report)).to_dict(),
+                  lambda: embspace.compare(str(full_report), str(bad)).to_dict(),
+                  lambda: Report.from_json(bad).table(), lambda: Report.from_json(bad).flags()]
+        if label.split(".")[0].split("=")[0] in ("settings", "spectra", "histograms", "inputs"):
+            checks += [lambda: figures.plane([str(bad), str(full_report)]),
+                       lambda: figures.spectrum([str(bad)]),
+                       lambda: figures.histograms(Report.from_json(bad)),
+                       lambda: figures.before_after(Report.from_json(bad), Report.from_json(full_report))]
+        for check in checks:
+            try:
+                check()
+            except InputError as exc:
+                assert "\n" not in str(exc), (label, str(exc))
+            except Exception as exc:
+                crashes.append((label, type(exc).__name__, str(exc)[:80]))
+            finally:
+                plt.close("all")
+    assert count > 1500
+    assert not crashes, sorted({(label.split("=")[0], kind, text) for label, kind, text in crashes})[:20]
+
+
+@pytest.mark.parametrize("test_pairs", [1, 5, 13, 100, 4000])
+def test_a_separability_below_chance_is_flagged(test_pairs):
+    """Flagged exactly when the accuracy is below 0.5 − 2√(0.25 / 2m) on m test pairs, in Report.table and in the
+    CLI table; 0.255 on 13 test pairs (26 held-out rows) is flagged."""
+    from rich.console import Console
+
+    from embspace.cli import measure as cli_measure
+
+    bound = 0.5 - 2 * (0.25 / (2 * test_pairs)) ** 0.5
+    for value in np.linspace(0.0, 1.0, 41):
+        report = Report(inputs={"image": {"source": "a", "n": 10, "dim": 2, "dtype": "float32"}},
+                        settings={"t": 2.0, "alpha": 2.0, "device": "cpu", "precision": "fp32",
+                                  "separability": {"test_pairs": test_pairs}},
+                        metrics={"linear_separability": float(value)})
+        flagged = value < bound
+        assert ("linear_separability" in report.flags()) == flagged, (value, bound)
+        assert ("BELOW CHANCE" in report.table()) == flagged
+        console = Console(record=True, width=300)
+        original, cli_measure.out = cli_measure.out, console
+        try:
+            cli_measure.print_report(report)
+        finally:
+            cli_measure.out = original
+        assert ("BELOW CHANCE" in console.export_text()) == flagged
+    assert "linear_separability" in Report(inputs={}, settings={"separability": {"test_pairs": 13}},
+                                           metrics={"linear_separability": 0.255}).flags()

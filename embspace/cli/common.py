@@ -10,8 +10,10 @@ GPU memory (exit 2: the input is too large for the memory at hand) and a full or
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from embspace.errors import InputError, printable
+from embspace.errors import InputError, ascii_text, printable
 from embspace.io.common import is_out_of_memory, one_line
 
 INPUT_EXIT = 2
@@ -115,6 +117,60 @@ class _Group(TyperGroup):
             raise typer.Exit(INPUT_EXIT) from None
 
 
+class _AsciiStream:
+    """A text stream whose encoding cannot show the symbols embspace prints (``LC_ALL=C``,
+    ``PYTHONIOENCODING=ascii``): what is written is spelled in ASCII (:func:`~embspace.errors.ascii_text`) instead
+    of failing; everything else is the wrapped stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(ascii_text(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _usable(stream: Any, mode: str) -> Any:
+    """The process's stdout / stderr as the commands can use it: a closed one (``>&-``; Python then holds None)
+    becomes the null device, one that cannot encode '×' spells its output in ASCII."""
+    if stream is None:
+        return open(os.devnull, mode, encoding="utf-8")
+    try:
+        "×→α—…".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return _AsciiStream(stream)
+    return stream
+
+
+_MPL_BACKENDS = {"gtk3agg", "gtk3cairo", "gtk4agg", "gtk4cairo", "macosx", "nbagg", "notebook", "qtagg", "qtcairo",
+                 "qt5agg", "qt5cairo", "tkagg", "tkcairo", "webagg", "wx", "wxagg", "wxcairo", "agg", "cairo", "pdf",
+                 "pgf", "ps", "svg", "template", "inline"}
+
+
+def _drawable_backend() -> None:
+    """The commands draw into files only: a ``MPLBACKEND`` that matplotlib would reject (a typo, a backend of
+    another machine) gives way to ``agg`` instead of stopping ``embspace plot`` with matplotlib's traceback."""
+    import importlib.util
+
+    chosen = os.environ.get("MPLBACKEND")
+    if chosen is None or chosen.lower() in _MPL_BACKENDS:
+        return
+    module = chosen.removeprefix("module://") if chosen.startswith("module://") else ""
+    try:
+        found = bool(module) and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        os.environ["MPLBACKEND"] = "agg"
+
+
+_drawable_backend()
+sys.stdout = _usable(sys.stdout, "w")
+sys.stderr = _usable(sys.stderr, "w")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Measure and compare the geometry of embedding spaces (CLIP and its kin).")
 # Piped or redirected output is not cut to 80 columns (tables never pad to the width); a terminal keeps its own.
@@ -135,23 +191,33 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(INPUT_EXIT)
 
 
-def check_out_folder(out_dir: Path | None, missing: str) -> Path:
+def check_out_folder(out_dir: Path | None, missing: str, inputs: Iterable[str | os.PathLike[str]] = (),
+                     writes: Iterable[str] = ()) -> Path:
     """The output folder of a command that writes several files: required (``missing`` says why), a folder if it
-    exists, and inside an existing folder; refused before any work is done."""
+    exists, inside an existing folder, writable, and holding no input under a name it writes (``writes``: names or
+    glob patterns); refused before any work is done (:func:`embspace.io.atomic.resolve_folder`)."""
+    from embspace.io.atomic import resolve_folder
+    from embspace.io.spec import spec_paths
+
     if out_dir is None:
         fail(missing)
-    if out_dir.exists() and not out_dir.is_dir():
-        fail(f"{out_dir}: exists and is not a folder")
-    if not out_dir.parent.exists():
-        fail(f"{out_dir}: folder {out_dir.parent} does not exist")
-    return out_dir
+    try:
+        return resolve_folder(out_dir, spec_paths(inputs), writes)
+    except InputError as exc:
+        fail(str(exc))
 
 
-def check_writable(path: Path | None) -> None:
-    """Refuse an output path whose folder does not exist before any work is done."""
+def check_writable(path: Path | None, inputs: Iterable[str | os.PathLike[str]] = (), *,
+                   regular: bool = False) -> None:
+    """Refuse, before any work is done, an output path that cannot be written or that would destroy an input (the
+    specs or paths ``inputs`` name, or a file already read): :func:`embspace.io.atomic.resolve_output`. ``-`` is
+    standard output."""
+    from embspace.io.atomic import resolve_output
+    from embspace.io.spec import spec_paths
+
     if path is None or str(path) == "-":
         return
-    if path.is_dir():
-        fail(f"{path}: is a directory; --json needs a file path")
-    if not path.parent.exists():
-        fail(f"{path}: folder {path.parent} does not exist")
+    try:
+        resolve_output(path, spec_paths(inputs), regular=regular)
+    except InputError as exc:
+        fail(str(exc))

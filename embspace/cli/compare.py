@@ -41,7 +41,7 @@ def compare(
     import embspace
     from embspace.io.atomic import atomic_write_text
 
-    check_writable(json_path)
+    check_writable(json_path, [before, after, *(data_before or []), *(data_after or [])])
     try:
         data = {}
         if data_before or data_after:

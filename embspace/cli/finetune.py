@@ -72,10 +72,12 @@ def finetune(
 ) -> None:
     """Fine-tune projection heads or adapters on cached features and state what changed beyond the noise."""
     from embspace.finetune import FitConfig, fit
+    from embspace.finetune.checkpoint import RUN_FILES
     from embspace.finetune.data import pairs_from_specs, sample_pairs, split_pairs
 
     out_dir = check_out_folder(
-        out_dir, "--out DIR is required: the folder for the reports, the adapted embeddings and the checkpoint")
+        out_dir, "--out DIR is required: the folder for the reports, the adapted embeddings and the checkpoint",
+        specs or [], RUN_FILES)
     try:
         config = FitConfig(loss=loss, loss_options=parse_options(loss_option), head=head, adapter=adapter, dim=dim,
                            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,

@@ -32,7 +32,9 @@ MANY_HELP = "\n\n".join([
 def measure(
     specs: Annotated[list[str] | None, typer.Argument(
         help="NAME=PATH[:KEY] per modality (image=coco.npz:img text=coco.npz:txt), or pairs=STACK for a (2,N,D) "
-             "array or a clip-retrieval folder. With --each, {} in a spec is the matched path.",
+             "array or a clip-retrieval folder. With --each, {} in a spec is the matched path. A KEY may hold ':' "
+             "(image=emb.parquet:clip:vit-b32 reads the column 'clip:vit-b32'); write \\: for a colon of the key "
+             "where the file does not exist yet.",
         show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Measure the bundled real sample.")] = False,
     step: Annotated[int | None, typer.Option(help="With --sample: a training step of the sample.")] = None,
@@ -104,7 +106,7 @@ def measure(
     for flag, value in (("--out", out_dir), ("--step-pattern", step_pattern), ("--steps", steps)):
         if value is not None:
             fail(f"{flag} is for several dumps (--each PATTERN or --sample --all-steps); one report goes to --json")
-    check_writable(json_path)
+    check_writable(json_path, specs or [])
     try:
         if sample:
             if specs:
@@ -127,12 +129,13 @@ def measure(
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
         return
-    print_report(report)
-    if json_path is not None:
+    if json_path is not None:  # saved before the table is printed: a terminal that fails cannot lose it
         try:
             report.to_json(json_path)
         except OSError as exc:
             fail(f"{json_path}: cannot write: {exc.strerror or exc}")
+    print_report(report)
+    if json_path is not None:
         err.print(f"report written to {json_path}", highlight=False)
 
 
@@ -143,7 +146,7 @@ def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: 
     import embspace
     from embspace.trajectory import dump_labels, find_dumps, sample_snapshots
 
-    out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json")
+    out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json", specs)
     try:
         if all_steps:
             if not sample:
@@ -223,9 +226,12 @@ def print_report(report) -> None:
     if sampled:
         table.add_column("95 % interval (sampled)", justify="left")
     previous = None
+    flags = report.flags()  # numbers that are not what they seem (a separability below chance)
     for metric, key, value, method in report.rows():
         shown = "" if metric == previous else metric
         note = "" if method in ("exact", "sampled") else f" ({method})"
+        note += f"  [bold red]{escape(flags[f'{metric}.{key}' if key else metric])}[/]" if (
+            f"{metric}.{key}" if key else metric) in flags else ""
         cells = [shown, key, f"{value:.4f}{note}" if isinstance(value, float) else str(value)]
         if sampled:
             cells.append(interval(report.uncertainty.get(f"{metric}.{key}" if key else metric, {})))

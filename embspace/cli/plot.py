@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from embspace.cli.common import app, err, fail
+from embspace.cli.common import app, check_writable, err, fail
 from embspace.errors import InputError
 
 KINDS = {
@@ -61,10 +61,9 @@ def plot(
         fail("no output file: give --out FIG.png (or .svg, .pdf)")
     if out_path.suffix.lower() not in FORMATS:
         fail(f"{out_path}: unknown figure format {out_path.suffix or '(none)'!r}; use {', '.join(FORMATS)}")
-    if not out_path.parent.exists():
-        fail(f"{out_path}: folder {out_path.parent} does not exist")
     if coarsen is not None and kind not in ("histograms", "before-after"):
         fail("--coarsen is for the histograms and before-after figures")
+    check_writable(out_path, inputs or [])
     items = list(inputs or [])
     names_given = [n.strip() for n in labels.split(",")] if labels else None
     try:

@@ -44,8 +44,8 @@ def shift(
         fail("--out PATH.npy is required: where the shifted pairs go")
     if out_path.suffix.lower() != ".npy":
         fail(f"{out_path}: the shifted pairs are written as a (2, N, D) stack; give a .npy path")
-    check_writable(out_path)
-    check_writable(json_path)
+    check_writable(out_path, specs or [], regular=True)
+    check_writable(json_path, [*(specs or []), out_path])
     try:
         if sample:
             if specs:

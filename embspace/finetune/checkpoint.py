@@ -26,6 +26,9 @@ from embspace.io.atomic import atomic_write_bytes
 
 FORMAT = "embspace.finetune/1"
 CHECKPOINT_NAME = "checkpoint.pt"
+RUN_FILES = ("config.json", "epoch_*.json", "comparison.json", "history.json", "trajectory.json", "eval_before.npy",
+             "eval_adapted.npy", CHECKPOINT_NAME)
+"""The files a run writes into its output folder (names or glob patterns): none of them may be an input."""
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -36,10 +39,29 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: no pickled code runs)."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only``: no pickled code runs). A damaged,
+    truncated or foreign file — one whose unpickling would call anything but tensor constructors included — is an
+    :class:`~embspace.errors.InputError` in one line, naming the file."""
+    import pickle
+    import warnings
+
+    from embspace.errors import InputError
+    from embspace.io.common import check_file, translated
+    from embspace.io.torch_files import refusal
+
+    path = Path(path)
+    check_file(path, note=False)  # read, then replaced by the next epoch's checkpoint: not an input to protect
+    with translated(str(path), "cannot resume from this checkpoint"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's note on an unusual pickle protocol: refused below anyway
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Weights only" in str(exc) or "WeightsUnpickler" in str(exc):
+                raise InputError(str(path), f"cannot resume from this checkpoint: {refusal(exc)}") from None
+            raise
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an embspace fine-tuning checkpoint")
+        raise InputError(str(path), "not an embspace fine-tuning checkpoint; use another output folder")
     return state
 
 

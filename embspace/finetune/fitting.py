@@ -319,5 +319,9 @@ def _save_stack(path: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def _load_stack(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    stack = np.load(path)
+    from embspace.io.common import check_file, translated
+
+    check_file(path, note=False)  # a run folder resumed without its eval_before.npy: one line, not a traceback
+    with translated(str(path), "cannot resume this run"):
+        stack = np.load(path, allow_pickle=False)
     return stack[0], stack[1]

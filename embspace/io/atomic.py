@@ -13,6 +13,19 @@ temporary file.
 :func:`atomic_write_bytes` / :func:`atomic_write_text` write what is held in memory; :func:`atomic_npy` gives an
 ``.npy`` array mapped in memory to fill in place (an output larger than memory); :func:`atomic_fd` the bare file
 descriptor that both write through.
+
+Every write first resolves its target with :func:`resolve_output`, the one output check of embspace (the commands
+call it before they start any work, the writers again when they write):
+
+- a symbolic link is followed: its target is replaced atomically and the link stays a link;
+- a character device or a FIFO (``/dev/null``, ``/dev/stdout``, a named pipe, ``/proc/self/fd/N``) is written
+  through, never renamed over;
+- an output that is the same file as an input (the same inode: through links, hard links or another spelling of
+  the path) — a file this process has read (:func:`note_input`) or one of the inputs named — is refused;
+- a target that cannot be written (a folder, a missing folder, a folder on the way that is a file, no permission,
+  a read-only file system) is refused.
+
+Each refusal is one :class:`~embspace.errors.InputError` line naming the path.
 """
 
 from __future__ import annotations
@@ -21,14 +34,202 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embspace.errors import InputError
+
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _COPY_BLOCK = 1 << 22
+_PASS_THROUGH_ROOTS = ("/proc/", "/dev/fd/")
+
+_inputs: dict[tuple[int, int], tuple[str, int, int]] = {}  # (st_dev, st_ino) → (path, size, mtime_ns) when read
+_inputs_lock = threading.Lock()
+
+
+def note_input(path: str | os.PathLike[str]) -> None:
+    """Record that this process reads the regular file ``path``: no embspace writer replaces it afterwards (as long
+    as it holds what was read: same size and modification time)."""
+    with contextlib.suppress(OSError, ValueError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            with _inputs_lock:
+                _inputs[(info.st_dev, info.st_ino)] = (str(path), info.st_size, info.st_mtime_ns)
+
+
+def _read_input(info: os.stat_result) -> str | None:
+    """The path under which this process read the file ``info`` describes, if it did (and it is unchanged)."""
+    with _inputs_lock:
+        found = _inputs.get((info.st_dev, info.st_ino))
+    if found is not None and found[1:] == (info.st_size, info.st_mtime_ns):
+        return found[0]
+    return None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A resolved output: ``path`` is the file to write (symbolic links followed); ``through`` says that it is a
+    character device, FIFO or ``/proc`` descriptor, written through instead of replaced."""
+
+    path: Path
+    through: bool = False
+
+
+def resolve_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = (), *,
+                   regular: bool = False) -> Output:
+    """Check that ``path`` can be written without destroying anything, and say where the bytes go.
+
+    ``inputs`` are the paths the caller reads (files or folders; missing ones are ignored) besides those already
+    recorded by :func:`note_input`. ``regular`` requires a regular file (an array filled in place cannot go to a
+    device). Every refusal is an :class:`InputError` on ``path``; nothing is created.
+    """
+    where = str(path)
+    if not where:
+        raise InputError("output", "empty path")
+    given = Path(path)
+    try:
+        info: os.stat_result | None = os.stat(given)
+    except FileNotFoundError:
+        info = None
+    except NotADirectoryError:
+        raise InputError(where, "cannot write: a folder on the way is a file") from None
+    except PermissionError:
+        raise InputError(where, "cannot write: permission denied (a folder on the way is not searchable)") from None
+    except OSError as exc:
+        raise InputError(where, f"cannot write: {exc.strerror or type(exc).__name__}") from None
+    real = Path(os.path.realpath(given))
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(where, "is a directory; give a file path")
+        through = stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode) or (
+            stat.S_ISREG(info.st_mode) and _through_proc(given))
+        if not (through or stat.S_ISREG(info.st_mode)):
+            raise InputError(where, "is a socket or block device; give a file path")
+        if through and regular:
+            raise InputError(where, "is a device or FIFO; this output is filled in place and needs a regular file")
+        if not is_writable(given):
+            raise InputError(where, "cannot write: permission denied (the file is read-only)")
+        if stat.S_ISREG(info.st_mode):
+            _refuse_alias(where, real, info, inputs)
+        if through:
+            return Output(given, through=True)
+    else:
+        _refuse_alias(where, real, None, inputs)
+    folder = real.parent
+    try:
+        folder_info = os.stat(folder)
+    except FileNotFoundError:
+        raise InputError(where, f"folder {folder} does not exist") from None
+    except NotADirectoryError:
+        raise InputError(where, "cannot write: a folder on the way is a file") from None
+    except OSError as exc:
+        raise InputError(where, f"cannot write in {folder}: {exc.strerror or type(exc).__name__}") from None
+    if not stat.S_ISDIR(folder_info.st_mode):
+        raise InputError(where, f"cannot write: {folder} is not a folder")
+    problem = _probe(folder)
+    if problem:
+        raise InputError(where, f"cannot write in folder {folder}: {problem}")
+    return Output(real)
+
+
+def resolve_folder(folder: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]] = (),
+                   writes: Iterable[str] = ()) -> Path:
+    """Check an output folder (existing, or to be created in an existing folder) before any work: writable, and
+    none of the files it will hold (``writes``: names or glob patterns) is an input. Returns the folder."""
+    folder = Path(folder)
+    where = str(folder)
+    try:
+        info: os.stat_result | None = os.stat(folder)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise InputError(where, f"cannot write: {exc.strerror or type(exc).__name__}") from None
+    if info is not None and not stat.S_ISDIR(info.st_mode):
+        raise InputError(where, "exists and is not a folder")
+    real = Path(os.path.realpath(folder))
+    home = real if info is not None else real.parent
+    if info is None:
+        try:
+            parent = os.stat(home)
+        except OSError:
+            raise InputError(where, f"folder {folder.parent} does not exist") from None
+        if not stat.S_ISDIR(parent.st_mode):
+            raise InputError(where, f"cannot write: {folder.parent} is not a folder")
+    problem = _probe(home)
+    if problem:
+        raise InputError(where, f"cannot write in folder {home}: {problem}")
+    patterns = tuple(writes)
+    if info is not None and patterns:
+        for candidate in (path for pattern in patterns for path in real.glob(pattern)):
+            with contextlib.suppress(OSError):
+                found = os.stat(candidate)
+                if stat.S_ISREG(found.st_mode):
+                    _refuse_alias(str(folder / candidate.name), candidate, found, inputs)
+    return folder
+
+
+def _refuse_alias(where: str, real: Path, info: os.stat_result | None,
+                  inputs: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse an output that is an input: the same inode, the same real path, or a file inside an input folder."""
+    if info is not None:
+        read = _read_input(info)
+        if read is not None:
+            raise InputError(where, f"is an input of this run ({read}); writing here would destroy it — give "
+                                    "another output path")
+    for item in inputs:
+        name = str(item)
+        try:
+            other: os.stat_result | None = os.stat(item)
+            other_real = Path(os.path.realpath(item))
+        except (OSError, ValueError):
+            other, other_real = None, Path(os.path.abspath(item))  # an output named twice, not written yet
+        same = other_real == real or (info is not None and other is not None
+                                      and (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino))
+        inside = (other is not None and stat.S_ISDIR(other.st_mode) and info is not None
+                  and other_real in real.parents)
+        if same and other is None:
+            raise InputError(where, f"is also another output of this command ({name}); give each its own path")
+        if same or inside:
+            what = "inside the input folder" if inside and not same else "the input"
+            raise InputError(where, f"is {what} {name}; writing here would destroy it — give another output path")
+
+
+def _through_proc(path: Path) -> bool:
+    """Whether ``path`` names an open descriptor (``/dev/stdout``, ``/proc/self/fd/1``): written through."""
+    text = os.path.abspath(path)
+    if text.startswith(_PASS_THROUGH_ROOTS) or text in ("/dev/stdout", "/dev/stderr"):
+        return True
+    with contextlib.suppress(OSError):
+        return os.path.realpath(os.path.dirname(text)).startswith(_PASS_THROUGH_ROOTS)
+    return False
+
+
+def is_writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (split out so that tests can simulate a permission error)."""
+    return os.access(path, os.W_OK)
+
+
+def _probe(folder: Path) -> str:
+    """'' when a file can be created in ``folder`` (tried for real: an anonymous or hidden file, removed at once),
+    else why not."""
+    fd = _open_anonymous(folder)
+    if fd is not None:
+        os.close(fd)
+        return ""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".embspace-probe.", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return ""
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -50,7 +251,7 @@ def atomic_npy(path: str | os.PathLike[str], shape: tuple[int, ...], dtype: np.d
     dtype = np.dtype(dtype)
     header = _npy_header(tuple(int(n) for n in shape), dtype)
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    with atomic_fd(path) as fd:
+    with atomic_fd(path, regular=True) as fd:
         _write_all(fd, header)
         os.ftruncate(fd, len(header) + size)
         if size == 0:
@@ -63,11 +264,19 @@ def atomic_npy(path: str | os.PathLike[str], shape: tuple[int, ...], dtype: np.d
 
 
 @contextlib.contextmanager
-def atomic_fd(path: str | os.PathLike[str]) -> Iterator[int]:
+def atomic_fd(path: str | os.PathLike[str], *, regular: bool = False) -> Iterator[int]:
     """A file descriptor, open for reading and writing on a new empty file, whose content appears at ``path`` only
     when the block exits without error (it is then fsynced, named and renamed over ``path``; see the module
-    docstring). The descriptor is closed on leaving; an error in the block leaves ``path`` untouched."""
-    target = Path(path)
+    docstring). The descriptor is closed on leaving; an error in the block leaves ``path`` untouched.
+
+    ``path`` is first checked by :func:`resolve_output`: a symbolic link's target is replaced, a device or FIFO is
+    written through (its descriptor is then open for writing only), an input is never replaced."""
+    output = resolve_output(path, regular=regular)
+    if output.through:
+        with _written_through(output.path) as fd:
+            yield fd
+        return
+    target = output.path
     folder = target.parent if str(target.parent) else Path(".")
     _remove_leftovers(folder, target)
     fd = _open_anonymous(folder)
@@ -92,6 +301,21 @@ def atomic_fd(path: str | os.PathLike[str]) -> Iterator[int]:
         finally:
             os.close(fd)
     _sync_folder(folder)
+
+
+@contextlib.contextmanager
+def _written_through(path: Path) -> Iterator[int]:
+    """A descriptor on a character device, FIFO or open descriptor's path, written in place (a regular file behind
+    ``/proc/self/fd`` is truncated first)."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+        fd = os.open(path, os.O_WRONLY | (os.O_TRUNC if regular else 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(str(path), f"cannot write: {exc.strerror or type(exc).__name__}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def leftovers(folder: Path, name: str) -> list[Path]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from embspace.errors import InputError
+from embspace.io.atomic import note_input
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 MAX_LISTED_KEYS = 12
@@ -33,8 +34,9 @@ def is_readable(path: Path) -> bool:
     return os.access(path, os.R_OK)
 
 
-def check_file(path: Path) -> None:
-    """Refuse a missing path, a directory, a fifo or device, an unreadable or empty file, naming it."""
+def check_file(path: Path, *, note: bool = True) -> None:
+    """Refuse a missing path, a directory, a fifo or device, an unreadable or empty file, naming it; ``note``
+    records it as an input that no output may replace (:func:`embspace.io.atomic.note_input`)."""
     info = stat_or_refuse(path)
     if stat.S_ISDIR(info.st_mode):
         raise InputError(str(path), "is a directory, expected a file "
@@ -45,6 +47,8 @@ def check_file(path: Path) -> None:
         raise InputError(str(path), "permission denied (the file is not readable)")
     if info.st_size == 0:
         raise InputError(str(path), "is empty (0 bytes)")
+    if note:
+        note_input(path)  # read from now on: no embspace writer may replace it
 
 
 def stat_or_refuse(path: Path) -> os.stat_result:

@@ -1,10 +1,19 @@
-"""``.npy`` (memory-mapped) and ``.npz`` (stored members memory-mapped at their offset, compressed ones
-decompressed once) — always with ``allow_pickle=False``: object arrays are refused from the header alone."""
+"""``.npy`` and ``.npz`` — always with ``allow_pickle=False``: object arrays are refused from the header alone.
+
+Rows of a C-order ``.npy`` (and of a stored ``.npz`` member, at its offset) are read with ``pread`` as they are
+asked for: nothing is mapped, so a file that another process truncates or rewrites while it is read is an
+:class:`~embspace.errors.InputError` naming it ("changed on disk while being read"), never a SIGBUS; every read
+checks that the file is still the one opened (inode and size). A compressed member is
+decompressed as a stream, row block by row block, never held whole (so it respects the memory budget whatever it
+inflates to): reading forward continues the stream, reading backward starts it again. Fortran-order arrays are
+memory-mapped (rows are not contiguous there).
+"""
 
 from __future__ import annotations
 
 import math
 import mmap
+import os
 import struct
 import threading
 import zipfile
@@ -48,23 +57,98 @@ def data_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return math.prod(shape) * dtype.itemsize
 
 
-def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
-    """Memory-map the ``.npy`` image that starts ``offset`` bytes into ``path`` (read-only)."""
+def _header_at(path: Path, offset: int, source: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data offset) of the ``.npy`` image that starts ``offset`` bytes into ``path``,
+    refused when the file is too short for the data the header promises."""
     with open(path, "rb") as handle:
         handle.seek(offset)
         shape, fortran, dtype = read_npy_header(handle, source)
         torch_dtype_of_numpy(source, dtype)
         data_offset = handle.tell()
-    if math.prod(shape) == 0:
-        return np.empty(shape, dtype=dtype)
     needed = data_bytes(shape, dtype)
     available = path.stat().st_size - data_offset
-    if available < needed:
+    if math.prod(shape) and available < needed:
         raise InputError(source, f"truncated: shape {shape} of {dtype} needs {needed} bytes of data, "
                                  f"only {max(available, 0)} present")
+    return shape, fortran, dtype, data_offset
+
+
+def _memmap(path: Path, offset: int, source: str) -> np.ndarray:
+    """Memory-map the ``.npy`` image that starts ``offset`` bytes into ``path`` (read-only)."""
+    shape, fortran, dtype, data_offset = _header_at(path, offset, source)
+    if math.prod(shape) == 0:
+        return np.empty(shape, dtype=dtype)
     with translated(source):
         return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape,
                          order="F" if fortran else "C")
+
+
+class FileIdentity:
+    """What a file was when it was opened (device, inode, size), to notice another process truncating, extending
+    or replacing it while it is read (bytes rewritten in place are read as they are at read time)."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path, self.source = path, source
+        self.seen = self._now(os.stat(path))
+
+    @staticmethod
+    def _now(info: os.stat_result) -> tuple[int, int, int]:
+        return (info.st_dev, info.st_ino, info.st_size)
+
+    def check(self, info: os.stat_result | None = None) -> None:
+        """Refuse the file if it is no longer what was opened."""
+        try:
+            now = self._now(info if info is not None else os.stat(self.path))
+        except OSError as exc:
+            raise InputError(self.source, f"changed on disk while being read: {exc.strerror or exc}; measure a file "
+                                          "that nothing else writes") from None
+        if now != self.seen:
+            what = (f"its size went from {self.seen[2]:,} to {now[2]:,} bytes" if now[2] != self.seen[2]
+                    else "another file took its place")
+            raise InputError(self.source, f"changed on disk while being read ({what}); measure a file that "
+                                          "nothing else writes")
+
+
+def _stored_from_file(path: Path, offset: int, source: str) -> Stored:
+    """The ``.npy`` image at ``offset`` in ``path``, its rows read with ``pread`` on demand (C order), checked
+    against changes of the file at every read; Fortran order is memory-mapped."""
+    shape, fortran, dtype, data_offset = _header_at(path, offset, source)
+    if fortran or math.prod(shape) == 0:
+        array = _memmap(path, offset, source)
+        identity = FileIdentity(path, source)
+
+        def mapped(plane: int | None, start: int, stop: int) -> torch.Tensor:
+            identity.check()
+            return numpy_rows(array[start:stop] if plane is None else array[plane, start:stop])
+
+        return Stored(source, shape, torch_dtype_of_numpy(source, dtype), mapped)
+    identity = FileIdentity(path, source)
+    row_bytes = shape[-1] * dtype.itemsize
+    plane_bytes = shape[-2] * row_bytes if len(shape) == 3 else 0
+    native = dtype.newbyteorder("=")
+
+    def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
+        where = data_offset + (plane or 0) * plane_bytes + start * row_bytes
+        size = (stop - start) * row_bytes
+        buffer = bytearray(size)
+        view, got = memoryview(buffer), 0
+        with open(path, "rb") as handle:
+            identity.check(os.fstat(handle.fileno()))
+            while got < size:  # one call reads at most ~2 GiB
+                count = os.preadv(handle.fileno(), [view[got:]], where + got)
+                if count == 0:
+                    break
+                got += count
+        if got != size:
+            identity.check()
+            raise InputError(source, "changed on disk while being read (it holds fewer bytes than when it was "
+                                     "opened); measure a file that nothing else writes")
+        rows = np.frombuffer(buffer, dtype=dtype).reshape(stop - start, shape[-1])  # (rows, D)
+        if dtype != native:
+            rows = rows.astype(native)
+        return torch.from_numpy(rows)
+
+    return Stored(source, shape, torch_dtype_of_numpy(source, dtype), read)
 
 
 def _stored_from_array(source: str, array_of: Callable[[], np.ndarray], shape: tuple[int, ...],
@@ -93,8 +177,7 @@ def open_npy(path: Path, key: str | None = None) -> Stored:
     source = str(path)
     if key is not None:
         raise InputError(source_of(path, key), "a .npy file holds one array and takes no key")
-    array = _memmap(path, 0, source)
-    return _stored_from_array(source, lambda: array, array.shape, array.dtype)
+    return _stored_from_file(path, 0, source)
 
 
 def _member_data_offset(path: Path, info: zipfile.ZipInfo, source: str) -> int:
@@ -134,13 +217,14 @@ def open_npz(path: Path, key: str | None = None, *, ndim: int | None = None) -> 
     shape, _, dtype = headers[name]
     torch_dtype_of_numpy(source, dtype)
     if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1:
-        array = _memmap(path, _member_data_offset(path, info, source), source)
-        return _stored_from_array(source, lambda: array, shape, dtype)
+        return _stored_from_file(path, _member_data_offset(path, info, source), source)
     header_bytes = _header_size(path, info, source)
     if data_bytes(shape, dtype) > info.file_size - header_bytes:  # a lying header: refuse before allocating
         raise InputError(source, f"truncated: shape {shape} of {dtype} needs {data_bytes(shape, dtype)} bytes of "
                                  f"data, the member holds {max(info.file_size - header_bytes, 0)}")
-    return _stored_from_array(source, _decompress_once(path, info, source), shape, dtype)
+    if headers[name][1]:  # Fortran order: rows are not contiguous in the stream
+        return _stored_from_array(source, _decompress_once(path, info, source), shape, dtype)
+    return _streamed_member(path, info, source, shape, dtype, header_bytes)
 
 
 def _header_size(path: Path, info: zipfile.ZipInfo, source: str) -> int:
@@ -176,3 +260,57 @@ def _decompress_once(path: Path, info: zipfile.ZipInfo, source: str) -> Callable
             return cache[0]
 
     return array
+
+
+def _streamed_member(path: Path, info: zipfile.ZipInfo, source: str, shape: tuple[int, ...], dtype: np.dtype,
+                     header_bytes: int) -> Stored:
+    """A compressed C-order member read as a stream: rows ``[start, stop)`` are decompressed from where the last
+    read ended (forward) or from the start of the member again (backward); only the rows asked for are held."""
+    lock = threading.Lock()
+    identity = FileIdentity(path, source)
+    row_bytes = shape[-1] * dtype.itemsize
+    plane_bytes = shape[-2] * row_bytes if len(shape) == 3 else 0
+    native = dtype.newbyteorder("=")
+    state: dict[str, object] = {}
+
+    def rewind() -> None:
+        close()
+        archive = zipfile.ZipFile(path, "r")
+        state.update(archive=archive, member=archive.open(info), at=0)
+        skip(header_bytes)
+
+    def close() -> None:
+        for key in ("member", "archive"):
+            handle = state.pop(key, None)
+            if handle is not None:
+                handle.close()
+
+    def skip(count: int) -> None:
+        member = state["member"]
+        while count > 0:
+            block = member.read(min(count, 1 << 18))  # type: ignore[attr-defined]  # small: zipfile reads ahead
+            if not block:
+                raise InputError(source, "truncated: the compressed member ends before its data")
+            count -= len(block)
+            state["at"] = int(state["at"]) + len(block)  # type: ignore[call-overload]
+
+    def read(plane: int | None, start: int, stop: int) -> torch.Tensor:
+        begin = header_bytes + (plane or 0) * plane_bytes + start * row_bytes
+        size = (stop - start) * row_bytes
+        with lock, translated(source):
+            identity.check()
+            if "member" not in state or int(state["at"]) > begin:  # type: ignore[call-overload]
+                rewind()
+            skip(begin - int(state["at"]))  # type: ignore[call-overload]
+            raw = state["member"].read(size)  # type: ignore[attr-defined]
+            state["at"] = int(state["at"]) + len(raw)  # type: ignore[call-overload]
+            if len(raw) < size:
+                raise InputError(source, f"truncated: shape {shape} of {dtype} needs more data than the member "
+                                         "holds")
+            if int(state["at"]) == header_bytes + data_bytes(shape, dtype):  # type: ignore[call-overload]
+                state["member"].read(1)  # type: ignore[attr-defined]  # the end: zipfile checks the CRC here
+                close()
+        rows = np.frombuffer(bytearray(raw), dtype=dtype).reshape(stop - start, shape[-1])  # (rows, D)
+        return torch.from_numpy(rows.astype(native) if dtype != native else rows)
+
+    return Stored(source, shape, torch_dtype_of_numpy(source, dtype), read)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from embspace.errors import InputError
 from embspace.io.arrow_files import open_arrow, open_parquet
 from embspace.io.clip_retrieval import is_clip_retrieval_folder, open_folder, side_of
 from embspace.io.common import PICKLE_SUFFIXES, check_file
-from embspace.io.numpy_files import open_npy, open_npz
+from embspace.io.numpy_files import FileIdentity, open_npy, open_npz
 from embspace.io.safetensors_files import open_safetensors
 from embspace.io.stored import Stored, as_matrix, as_pair, plane
 from embspace.io.torch_files import open_pt
@@ -47,7 +48,22 @@ def open_stored(path: PathLike, key: str | None = None, *, ndim: int | None = No
         raise InputError(str(path), f"unsupported file type '{suffix or path.name}' (supported: "
                                     f"{', '.join(SUPPORTED_SUFFIXES)}, or a clip-retrieval folder)")
     reader, ranked = _READERS[suffix]
-    return reader(path, key, ndim=ndim) if ranked else reader(path, key)
+    identity = FileIdentity(path, str(path))
+    stored = reader(path, key, ndim=ndim) if ranked else reader(path, key)
+    return watched(stored, identity)
+
+
+def watched(stored: Stored, identity: FileIdentity) -> Stored:
+    """``stored`` whose every read first checks that its file is still the one opened (inode and size): a file
+    truncated or replaced by another process is named in one line instead of read half (or, memory-mapped, killing
+    the process with SIGBUS)."""
+    read = stored.read
+
+    def checked(plane: int | None, start: int, stop: int):
+        identity.check()
+        return read(plane, start, stop)
+
+    return dataclasses.replace(stored, read=checked)
 
 
 def open_matrix(path: PathLike, key: str | None = None) -> Embeddings:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from embspace.embeddings import refuse_dataless
 from embspace.errors import InputError
 from embspace.io.common import choose_key, one_line, source_of, translated
 from embspace.io.stored import Stored, check_torch_dtype
@@ -31,7 +32,7 @@ def _is_zip(path: Path) -> bool:
         return handle.read(4) == _ZIP_MAGIC
 
 
-def _refusal(exc: BaseException) -> str:
+def refusal(exc: BaseException) -> str:
     """One line saying why the restricted unpickler stopped."""
     text = re.sub(r"\s+", " ", str(exc))
     called = re.search(r"Unsupported global: GLOBAL (\S+)", text)
@@ -54,7 +55,7 @@ def load_tree(path: Path) -> object:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:
             if "Weights only" in str(exc) or "WeightsUnpickler" in str(exc):
-                raise InputError(source, _refusal(exc)) from None
+                raise InputError(source, refusal(exc)) from None
             raise
 
 
@@ -99,6 +100,7 @@ def open_pt(path: Path, key: str | None = None, *, ndim: int | None = None) -> S
         tensor, source = found[name], source_of(path, name)
     tensor = tensor.detach()
     dtype = check_torch_dtype(source, tensor.dtype)
+    refuse_dataless(source, tensor)
 
     mapped = _is_zip(path)  # load_tree memory-maps the zip format
 

@@ -41,15 +41,32 @@ def _rows(count: int) -> str:
     return f"{count} row contains" if count == 1 else f"{count} rows contain"
 
 
+SCAN_BYTES = 4 << 20
+"""Stored bytes per chunk of the scan at least (with its two boolean masks, ~1.5× that is held): a small memory
+budget, whose row blocks may be a few hundred rows, does not make the scan pay a read and four tensor operations
+per few hundred rows."""
+
+
+def scan_rows(embeddings: Embeddings, chunk_rows: int) -> int:
+    """Rows per chunk of the scan: ``chunk_rows``, or more where that holds fewer than :data:`SCAN_BYTES`."""
+    row_bytes = max(embeddings.dim * embeddings.dtype.itemsize, 1)
+    return max(int(chunk_rows), SCAN_BYTES // row_bytes, 1)
+
+
 def scan(embeddings: Embeddings, chunk_rows: int = 65_536) -> BadRows:
-    """Find bad rows chunk by chunk (the whole matrix is never held at once)."""
+    """Find bad rows chunk by chunk (the whole matrix is never held at once; chunks of :func:`scan_rows`)."""
     nonfinite: list[np.ndarray] = []
     zero: list[np.ndarray] = []
-    for start, block in embeddings.chunks(chunk_rows):  # block: (rows, D)
-        finite = torch.isfinite(block).all(dim=1)  # (rows,)
-        all_zero = (block == 0).all(dim=1) & finite  # (rows,)
-        nonfinite.append(torch.nonzero(~finite).flatten().numpy() + start)
-        zero.append(torch.nonzero(all_zero).flatten().numpy() + start)
+    for start, block in embeddings.chunks(scan_rows(embeddings, chunk_rows)):  # block: (rows, D)
+        if block.dtype == torch.bfloat16:  # numpy has no bfloat16
+            finite = torch.isfinite(block).all(dim=1).numpy()  # (rows,)
+            all_zero = (block == 0).all(dim=1).numpy() & finite  # (rows,)
+        else:  # numpy: one thread, no per-call overhead of a thread pool on small blocks
+            values = block.numpy()
+            finite = np.isfinite(values).all(axis=1)  # (rows,)
+            all_zero = ~values.any(axis=1) & finite  # (rows,)
+        nonfinite.append(np.flatnonzero(~finite) + start)
+        zero.append(np.flatnonzero(all_zero) + start)
     empty = np.empty(0, dtype=np.int64)
     return BadRows(np.concatenate(nonfinite) if nonfinite else empty, np.concatenate(zero) if zero else empty)
 

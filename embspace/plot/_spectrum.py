@@ -64,7 +64,7 @@ def spectrum(
             c = color(line)
             ranks = [(metric, flat.get(f"{metric}.{modality}")) for metric in ((rank_key,) if centered
                                                                                 else ("rankme", rank_key))]
-            ranks = [(m, float(v)) for m, v in ranks if marks and isinstance(v, int | float) and v > 0]
+            ranks = [(m, float(v)) for m, v in ranks if marks and keep.any() and isinstance(v, int | float) and v > 0]
             numbers = ", ".join(f"{RANKS[m][0]} {v:.1f}" for m, v in ranks)
             ax.plot(k[keep], sigma[keep], color=c, label=f"{name} ({numbers})" if numbers else name)
             for metric, value in ranks:  # a marker on the spectrum at k = the rank
