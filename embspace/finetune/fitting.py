@@ -201,7 +201,7 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
 
     if out is None:
         if resume:
-            raise InputError("--resume", "needs an output folder that holds the run's checkpoint")
+            raise InputError("resume", "needs an output folder that holds the run's checkpoint")
         return None
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
