@@ -44,7 +44,7 @@ def finetune(
     specs: Annotated[list[str] | None, typer.Argument(
         help="TRAIN then EVAL dumps: a (2,N,D) stack each (train.npy eval.npy, or pairs=STACK), or NAME=PATH[:KEY] "
              "twice each (image=… text=…). One dump alone is split by --eval-fraction.",
-        metavar="[SPEC]...", show_default=False)] = None,
+        metavar="SPEC", show_default=False)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for reports, embeddings and the checkpoint.",
                                                  show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Train on the bundled sample's train split (raw "

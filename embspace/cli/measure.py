@@ -34,7 +34,7 @@ def measure(
     specs: Annotated[list[str] | None, typer.Argument(
         help="NAME=PATH[:KEY] per modality (image=coco.npz:img text=coco.npz:txt), or pairs=STACK for a (2,N,D) "
              "array or a clip-retrieval folder. With --each, {} in a spec is the matched path.",
-        metavar="[SPEC]...", show_default=False)] = None,
+        metavar="SPEC", show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Measure the bundled real sample.")] = False,
     step: Annotated[int | None, typer.Option(help="With --sample: a training step of the sample.")] = None,
     all_steps: Annotated[bool, typer.Option("--all-steps", help="With --sample: every training snapshot, into --out."
@@ -126,8 +126,8 @@ def measure(
             modalities = embspace.load(*specs, names=pair_names)
         skipped = skipped_families(families, _single_families(families), modalities)
         if skipped and len(skipped) == len(families.split(",")):
-            fail(f"nothing to measure: {', '.join(skipped)} need two paired modalities, and only "
-                 f"{', '.join(modalities)} was given (one modality gets cone, uniformity, spectrum and histograms)")
+            fail(f"nothing to measure: {_need(skipped)} two paired modalities, and only {', '.join(modalities)} was "
+                 "given (one modality gets cone, uniformity, spectrum and histograms)")
         report = embspace.measure(modalities, progress=progress, **options)
     except InputError as exc:
         if not is_main():
@@ -139,7 +139,8 @@ def measure(
     if not is_main():
         return  # rank 0 prints and writes the one report
     if skipped:
-        err.print(f"[yellow]note:[/] skipped {', '.join(skipped)}: they need two paired modalities, and only "
+        it = "it needs" if len(skipped) == 1 else "they need"
+        err.print(f"[yellow]note:[/] {', '.join(skipped)} skipped: {it} two paired modalities, and only "
                   f"{escape(', '.join(modalities))} was given", highlight=False, soft_wrap=True)
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
@@ -152,6 +153,11 @@ def measure(
     print_report(report)
     if json_path is not None:
         err.print(f"report written to {json_path}", highlight=False)
+
+
+def _need(families: list[str]) -> str:
+    """``gap needs`` / ``gap, retrieval need``."""
+    return f"{', '.join(families)} {'needs' if len(families) == 1 else 'need'}"
 
 
 def _single_families(families: str) -> list[str]:

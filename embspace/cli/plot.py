@@ -26,8 +26,7 @@ DPI = 120
 """Resolution of PNG figures."""
 HELP = "\n\n".join([
     "Draw a figure: embspace plot KIND INPUT... --out FIG.png|svg|pdf",
-    "Kinds:",
-    *(f"{kind} — {what}." for kind, what in KINDS.items()),
+    "\b\nKinds:\n" + "\n".join(f"  {kind} — {what}." for kind, what in KINDS.items()),  # \b: one line each
 ])
 
 
@@ -36,7 +35,7 @@ def plot(
     kind: Annotated[str | None, typer.Argument(help=f"One of {', '.join(KINDS)}.", metavar="KIND",
                                                show_default=False)] = None,
     inputs: Annotated[list[str] | None, typer.Argument(
-        help="Reports / trajectories (JSON), or dump specs for map.", metavar="[INPUT]...", show_default=False)] = None,
+        help="Reports / trajectories (JSON), or dump specs for map.", metavar="INPUT", show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="The figure file: .png, .svg or .pdf.",
                                                   show_default=False)] = None,
     metrics: Annotated[str, typer.Option(help="curves: metric families or report keys (recall@1, uniformity.mean), "

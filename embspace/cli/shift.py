@@ -23,7 +23,7 @@ from embspace.errors import InputError
 def shift(
     specs: Annotated[list[str] | None, typer.Argument(
         help="The paired dump: pairs=STACK, or NAME=PATH[:KEY] for each of the two modalities.",
-        metavar="[SPEC]...", show_default=False)] = None,
+        metavar="SPEC", show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Where the shifted (2, N, D) float32 .npy goes.",
                                                   show_default=False)] = None,
     lam: Annotated[float, typer.Option(help="Step λ along the gap vector Δ (0.5 meets in the middle).")
