@@ -273,6 +273,8 @@ def measure_trajectory(
             (2, N, D) stack or a clip-retrieval folder), a list of specs (``["image=e3.npz:img", "text=e3.npz:txt"]``),
             a mapping of modality name to array / tensor / :class:`~embspace.embeddings.Embeddings`, or a function
             returning such a mapping (called when that entry is measured, so only one is in memory at a time).
+            :func:`embspace.checkpoints.checkpoint_dumps` finds a run's dumps by glob and spec template (``{}``), as
+            ``embspace measure --each`` does, and gives their labels.
         steps: the step of each entry (or ``"0,100,200"``); by default read from its label by ``step_pattern``.
         labels: a name per entry; by default the varying part of its file name (``ckpt_epoch12``).
         step_pattern: regular expression whose last match in a label is the step (its first group if it has one);

@@ -207,11 +207,12 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
     if folder.exists() and not folder.is_dir():
         raise InputError(str(folder), "exists and is not a folder")
     if (folder / CHECKPOINT_NAME).exists() and not resume:
-        raise InputError(str(folder), "holds a fine-tuning run already; pass --resume (resume=True) to continue it "
+        raise InputError(str(folder), "holds a fine-tuning run already; pass resume=True to continue it "
                                       "or choose another output folder")
-    if not folder.parent.exists():
-        raise InputError(str(folder), f"folder {folder.parent} does not exist")
-    folder.mkdir(exist_ok=True)
+    existing = next(p for p in folder.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(str(folder), f"{existing} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)  # missing parent folders are made, as measure's --out makes its own
     return folder
 
 
