@@ -16,19 +16,22 @@ import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from embspace.errors import InputError
+from embspace.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from embspace.compare import Comparison, compare
+    from embspace.data import sample_embeddings as load_sample
     from embspace.embeddings import Embeddings
     from embspace.report import Report
     from embspace.trajectory import Trajectory, measure_trajectory
 
-_LAZY = {
-    "Comparison": "embspace.compare", "compare": "embspace.compare", "Embeddings": "embspace.embeddings",
-    "Report": "embspace.report", "Trajectory": "embspace.trajectory", "measure_trajectory": "embspace.trajectory",
+_LAZY = {  # name: (module, its name there)
+    "Comparison": ("embspace.compare", "Comparison"), "compare": ("embspace.compare", "compare"),
+    "Embeddings": ("embspace.embeddings", "Embeddings"), "Report": ("embspace.report", "Report"),
+    "Trajectory": ("embspace.trajectory", "Trajectory"),
+    "measure_trajectory": ("embspace.trajectory", "measure_trajectory"),
+    "load_sample": ("embspace.data", "sample_embeddings"),  # the joint-space Embeddings; embspace.data's are arrays
 }
 _FUNCTIONS = ("measure", "compare")  # functions named as their modules: the module must not replace the function
 
@@ -39,19 +42,6 @@ def load(*specs: str, names: tuple[str, ...] | None = None) -> dict[str, Embeddi
     from embspace.io import load as load_specs
 
     return load_specs(list(specs), names)
-
-
-def load_sample(step: int | None = None) -> dict[str, Embeddings]:
-    """The bundled real sample's joint-space embeddings (final training step unless ``step`` is given)."""
-    from embspace.data import load_sample as load_arrays
-    from embspace.embeddings import Embeddings
-
-    arrays = load_arrays()
-    suffix = "" if step is None else f"_step{step}"
-    if f"image{suffix}" not in arrays:
-        raise InputError("step", f"the sample has no training step {step}; steps are {arrays['steps'].tolist()}")
-    return {name: Embeddings.from_array(arrays[f"{name}{suffix}"], f"sample:{name}{suffix}")
-            for name in ("image", "text")}
 
 
 def _measure_accepting_a_stack() -> Any:
@@ -84,7 +74,8 @@ def __getattr__(name: str) -> Any:
     elif name == "plot":
         value = import_module("embspace.plot")
     elif name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        value = getattr(import_module(module), attribute)
     else:  # a subpackage or module not imported yet (embspace.io, embspace.kernels)
         try:
             value = import_module(f"{__name__}.{name}")

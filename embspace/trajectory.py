@@ -37,6 +37,7 @@ from embspace.checkpoints import Step, dump_labels, find_dumps, natural_key, par
 from embspace.errors import InputError
 from embspace.io.atomic import atomic_write_text
 from embspace.report import Report, format_value, parse_json, read_json_text
+from embspace.version import __version__
 
 __all__ = ["FILE_NAME", "SCHEMA", "Trajectory", "dump_labels", "find_dumps", "measure_trajectory", "natural_key",
            "read_reports", "sample_snapshots", "step_from_name"]
@@ -157,8 +158,6 @@ class Trajectory:
             else:
                 ref = os.path.relpath(os.path.abspath(path), os.path.abspath(base)) if base is not None else str(path)
             points.append({"step": step, "label": label, "report": ref})
-        from embspace import __version__
-
         return {"schema": SCHEMA, "embspace_version": __version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "name": self.name, "unit": self.unit, "points": points}
@@ -332,22 +331,21 @@ def measure_trajectory(
 
 def sample_snapshots() -> dict[int, Callable[[], Mapping[str, Any]]]:
     """The bundled sample's training snapshots as ``{step: loader}``, for :func:`measure_trajectory`."""
-    import embspace
-    from embspace.data import sample_steps
+    from embspace.data import sample_embeddings, sample_steps
 
-    return {step: partial(embspace.load_sample, step) for step in sample_steps()}
+    return {step: partial(sample_embeddings, step) for step in sample_steps()}
 
 
 def _open(entry: Dump, names: Sequence[str]) -> Mapping[str, Any]:
-    import embspace
+    from embspace.io import load
 
     if isinstance(entry, str | os.PathLike):
-        return embspace.load(f"pairs={os.fspath(entry)}", names=tuple(names))
+        return load([f"pairs={os.fspath(entry)}"], tuple(names))
     if isinstance(entry, Mapping):
         return entry
     if callable(entry):
         return entry()
-    return embspace.load(*entry, names=tuple(names))
+    return load(list(entry), tuple(names))
 
 
 def _default_labels(entries: list[Dump], steps: Sequence[Step] | None, unit: str) -> list[str]:

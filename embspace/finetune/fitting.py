@@ -217,11 +217,11 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
 
 
 def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int) -> Report:
-    import embspace
+    from embspace.measure import measure
 
     data = {names[0]: Embeddings.from_array(x, f"eval@epoch{epoch}:{names[0]}"),
             names[1]: Embeddings.from_array(y, f"eval@epoch{epoch}:{names[1]}")}
-    return embspace.measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
+    return measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
 
 
 def _save_stack(path: Path, x: np.ndarray, y: np.ndarray) -> None:
