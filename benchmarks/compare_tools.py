@@ -179,7 +179,8 @@ def _run_once(method, x, y, x_np, y_np, args, extra):
         np.save(Path(args.workdir) / "topk_faiss.npy", index)
         return hubness(index, len(y_np)), {"faiss": faiss.__version__}
     if method == "embspace topk":
-        from embspace.kernels.pairwise import TopK, stream_pairs
+        from embspace.kernels.engine import stream_pairs
+        from embspace.kernels.pairwise import TopK
         from embspace.kernels.rows import prepare_rows
 
         cpu = torch.device("cpu")

@@ -63,8 +63,10 @@ def uniformity_call(method: str, x, t: float = T):
 
     import torch
 
-    from embspace.kernels.pairwise import ExpSum, stream_pairs
-    from embspace.kernels.rows import ResidentRows, matmul_precision
+    from embspace.kernels.backend import matmul_precision
+    from embspace.kernels.engine import stream_pairs
+    from embspace.kernels.pairwise import ExpSum
+    from embspace.kernels.rows import ResidentRows
 
     n = x.shape[0]
     pairs = n * (n - 1) // 2

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from embspace.errors import InputError
+from embspace.families import FAMILIES, REGISTRY, Weighted, in_table_order
+from embspace.metrics.retrieval import RECALL_KS
 from embspace.report import Report, format_value
 
 SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed", "drop_invalid",
@@ -27,7 +29,6 @@ SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_k
 
 RESAMPLES = 1000
 SUBSAMPLE = 2000
-RECALL_KS = (1, 5, 10)
 BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
 
 __all__ = ["Change", "Comparison", "MetricTest", "Significance", "compare", "paired_bootstrap", "provenance_warnings"]
@@ -374,8 +375,9 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     s = min(n, subsample)
     sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
-    stats = [(_Moments(x, y, alpha, names), _Dense(x[sub], y[sub], t, recall_ks, names)) for x, y in
-             ((xb, yb), (xa, ya))]
+    settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks)}
+    stats = [(_Resampled("pairs", x, y, names, settings), _Resampled("subsample", x[sub], y[sub], names, settings))
+             for x, y in ((xb, yb), (xa, ya))]
     point = [{**m.values(torch.ones(1, n)), **d.values(torch.ones(1, s))} for m, d in stats]
     diffs: dict[str, list[np.ndarray]] = {path: [] for path in point[0]}
     block = max(1, min(resamples, BLOCK_ELEMENTS // n))
@@ -398,7 +400,7 @@ def paired_bootstrap(
         result.metrics[path] = MetricTest(path, before, after, after - before, (float(lo), float(hi)),
                                           "subsample" if path in dense and s < n else "all pairs",
                                           data_a - data_b, data_b, data_a)
-    result.not_tested = ["linear_separability", "spectrum (rankme, effective_rank, …)", "hubness"]
+    result.not_tested = [f.not_resampled for f in REGISTRY if f.resampled is None and f.not_resampled]
     if s < n:
         result.notes.append(f"uniformity and recall@k: bootstrap on a seeded subsample of {s:,} of {n:,} pairs with "
                             f"the dense formulas; their intervals bound the change on that subsample (recall@k "
@@ -440,67 +442,20 @@ def _counts(rng: np.random.Generator, n: int, b: int) -> torch.Tensor:
     return torch.zeros(b, n).scatter_add_(1, index, torch.ones(b, n))
 
 
-class _Moments:
-    """The O(N·D) metrics of weighted pairs: per-resample sums Σw x̂ (one (b, N) @ (N, D) product per modality)."""
+class _Resampled:
+    """The weighted forms of the families that ``compare`` bootstraps in one way (``kind``: ``"pairs"``, every pair;
+    ``"subsample"``, the dense formulas on a subsample), over one set of rows: ``.paths`` and ``.values(w)``, the
+    metrics under the weights w (b, N), one value per resample; w = 1 gives the exact metrics."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, alpha: float, names: tuple[str, str]) -> None:
-        self.x, self.y, self.names = x, y, names  # (N, D) unit rows
-        self.matched = (x * y).sum(1)  # (N,)
-        self.align = (x - y).norm(dim=1).pow(alpha)  # (N,)
-        self.sq_x, self.sq_y = x.pow(2).sum(1), y.pow(2).sum(1)  # (N,), ≈ 1
-
-    def values(self, w: torch.Tensor) -> dict[str, np.ndarray]:
-        a, b = self.names
-        n = w.sum(1).double()  # (b,)
-        distinct = n * n - w.pow(2).sum(1).double()  # ordered pairs of different original pairs
-        sx, sy = (w @ self.x).double(), (w @ self.y).double()  # (b, D)
-        mx, my = sx / n[:, None], sy / n[:, None]
-        cone_x = (sx.pow(2).sum(1) - (w.pow(2) @ self.sq_x).double()) / distinct
-        cone_y = (sy.pow(2).sum(1) - (w.pow(2) @ self.sq_y).double()) / distinct
-        matched = (w @ self.matched).double() / n
-        d_m = (1 - (matched + 1) / 2).clamp_min(1e-3)
-        rmg = d_m / (d_m + ((1 - (cone_x + 1) / 2) + (1 - (cone_y + 1) / 2)) / 2)
-        out = {"gap": (mx - my).norm(dim=1),
-               "centroid_cosine": (mx * my).sum(1) / (mx.norm(dim=1) * my.norm(dim=1)),
-               "alignment": (w @ self.align).double() / n, "matched_cosine": matched, "rmg": rmg,
-               f"cone.{a}": cone_x, f"cone.{b}": cone_y}
-        return {k: v.numpy() for k, v in out.items()}
-
-
-class _Dense:
-    """The N² metrics of weighted pairs from dense S×S matrices: uniformity (all variants) and recall@k."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, t: float, ks: Sequence[int], names: tuple[str, str]) -> None:
-        self.names, self.ks = names, tuple(ks)
-        sxy = x @ y.T  # (S, S), image a × text b
-        self.e_xx = torch.exp(2 * t * (x @ x.T - 1))  # (S, S): e^{−t‖x̂_a − x̂_b‖²}
-        self.e_yy = torch.exp(2 * t * (y @ y.T - 1))
-        self.e_xy = torch.exp(2 * t * (sxy - 1))
-        matched = sxy.diagonal()  # (S,)
-        self.beats_xy = (sxy > matched[:, None]).float()  # [a, b]: text b outranks text a for image a
-        self.beats_yx = (matched[:, None] < sxy.T).float()  # [a, b]: image b outranks image a for text a
-        a, b = names
-        self.paths = [f"uniformity.{a}", f"uniformity.{b}", "uniformity.mean", "uniformity.joint",
-                      "uniformity.cross", *(f"recall@{k}.{d}" for k in self.ks for d in (f"{a}->{b}", f"{b}->{a}"))]
+    def __init__(self, kind: str, x: torch.Tensor, y: torch.Tensor, names: tuple[str, str],
+                 settings: Mapping[str, Any]) -> None:
+        self.families = [f for f in in_table_order(FAMILIES) if f.resampled == kind]
+        self.view = Weighted(x, y, names, settings)
+        self.paths = [path for f in self.families for path in f.resample_paths(names, settings)]
 
     def values(self, w: torch.Tensor) -> dict[str, np.ndarray]:
-        a, b = self.names
-        n = w.sum(1).double()  # (b,)
-        w2 = w.pow(2)
-
-        def quad(e: torch.Tensor) -> torch.Tensor:  # Σ_{a,b} w_a w_b e_ab, (b,)
-            return ((w @ e) * w).double().sum(1)
-
-        distinct = n * n - w2.sum(1).double()
-        s_xx = quad(self.e_xx) - (w2 @ self.e_xx.diagonal()).double()  # Σ_{a≠b}
-        s_yy = quad(self.e_yy) - (w2 @ self.e_yy.diagonal()).double()
-        all_xy = quad(self.e_xy)
-        u_x, u_y = torch.log(s_xx / distinct), torch.log(s_yy / distinct)
-        out = {f"uniformity.{a}": u_x, f"uniformity.{b}": u_y, "uniformity.mean": (u_x + u_y) / 2,
-               "uniformity.joint": torch.log((s_xx + s_yy + 2 * all_xy) / (2 * distinct + 2 * n * n)),
-               "uniformity.cross": torch.log((all_xy - (w2 @ self.e_xy.diagonal()).double()) / distinct)}
-        for direction, beats in ((f"{a}->{b}", self.beats_xy), (f"{b}->{a}", self.beats_yx)):
-            ranks = w @ beats.T  # (b, S): weighted count of candidates that outrank each query's partner
-            for k in self.ks:
-                out[f"recall@{k}.{direction}"] = (w * (ranks < k)).double().sum(1) / n
-        return {k: v.numpy() for k, v in out.items()}
+        self.view.at(w)
+        out: dict[str, np.ndarray] = {}
+        for family in self.families:
+            out.update(family.resample(self.view))
+        return out

@@ -10,49 +10,28 @@ True
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
+from embspace import distributed as sharded
+from embspace.distributed.executor import ShardedExecutor
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.kernels.budget import Plan, parse_size, plan, retry_on_oom, tile_within
-from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE, ExpSum, Histogram, count_tiles, stream_pairs
-from embspace.kernels.rows import (
-    Rows,
-    StreamedRows,
-    as_embeddings,
-    available_memory,
-    matmul_precision,
-    precision_name,
-    prepare_rows,
-    resolve_device,
-    resolve_precision,
-)
-from embspace.metrics import centroid, retrieval, sampled, separability, spectrum, uniformity
-from embspace.metrics.conventions import convention
-from embspace.report import Report, flatten
-
-PAIRED_FAMILIES = ("gap", "alignment", "rmg", "retrieval", "hubness", "separability")
-SINGLE_FAMILIES = ("cone", "uniformity", "spectrum", "histograms")
-FAMILIES = ("gap", "alignment", "cone", "rmg", "uniformity", "spectrum", "retrieval", "hubness", "separability",
-            "histograms")
-ALIASES = {
-    "centroid_cosine": "gap", "gap_direction": "gap", "matched_cosine": "alignment", "recall": "retrieval",
-    "rankme": "spectrum", "effective_rank": "spectrum", "participation_ratio": "spectrum", "alpha_req": "spectrum",
-    "linear_separability": "separability", "uniformity_mean": "uniformity", "uniformity_joint": "uniformity",
-    "uniformity_cross": "uniformity", "histogram": "histograms",
-}
-HISTOGRAM_CONVENTION = ("counts of the cosine similarity x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and "
-                        "half-open bins): matched = true pairs i = j, unmatched = cross-modal pairs i ≠ j, "
-                        "within = pairs i < j of each modality; exact")
+from embspace.executor import LocalExecutor
+from embspace.families import FAMILIES, PAIRED_FAMILIES, SINGLE_FAMILIES, parse_metrics
+from embspace.io.validate import validate
+from embspace.kernels.backend import matmul_precision, use_backend
+from embspace.kernels.budget import Plan, parse_size, plan
+from embspace.kernels.engine import resolve_compute
+from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE
+from embspace.kernels.rows import StreamedRows, as_embeddings, available_memory, prepare_rows
+from embspace.metrics.retrieval import HUBNESS_K, RECALL_KS
+from embspace.report import Report
+from embspace.runner import Measurement
 
 ESTIMATES = ("auto", "exact", "sampled")
 SAMPLE_ABOVE = 200_000  # rows per modality above which estimate="auto" samples the N² families
@@ -61,21 +40,8 @@ QUERIES = 10_000  # sampled queries per recall direction
 
 Data = Embeddings | np.ndarray | torch.Tensor
 
-
-def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
-    """``"uniformity,gap"`` or a list → the families to compute, in canonical order; None or "all" → every one."""
-    if metrics is None:
-        return list(FAMILIES)
-    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    if names == ["all"]:
-        return list(FAMILIES)
-    chosen = set()
-    for name in names:
-        family = ALIASES.get(name, name)
-        if family not in FAMILIES:
-            raise InputError("--metrics", f"unknown metric {name!r}; choose from {', '.join(FAMILIES)} (or all)")
-        chosen.add(family)
-    return [f for f in FAMILIES if f in chosen]
+__all__ = ["ESTIMATES", "FAMILIES", "PAIRS", "QUERIES", "SAMPLE_ABOVE", "check_inputs", "choose_estimate", "measure",
+           "parse_metrics"]
 
 
 def measure(
@@ -89,8 +55,8 @@ def measure(
     precision: str = "auto",
     normalize: bool = True,
     drop_invalid: bool = False,
-    recall_ks: tuple[int, ...] = retrieval.RECALL_KS,
-    hubness_k: int = retrieval.HUBNESS_K,
+    recall_ks: tuple[int, ...] = RECALL_KS,
+    hubness_k: int = HUBNESS_K,
     alpha_req_range: tuple[int, int] | None = None,
     histogram_bins: int = DEFAULT_BINS,
     seed: int = 0,
@@ -138,42 +104,36 @@ def measure(
             :mod:`embspace.kernels.fused`.
         progress: show a progress bar on stderr.
     """
-    from embspace import distributed as sharded
-    from embspace.kernels import fused
-
     given = {**(dict(modalities) if modalities else {}), **named}
     families = _families(given, metrics)
     if histogram_bins < 1:
-        raise InputError("--histogram-bins", f"needs at least 1 bin, got {histogram_bins}")
-    torch_device = resolve_device(device)
+        raise InputError("histogram_bins", f"needs at least 1 bin, got {histogram_bins}")
+    compute = resolve_compute(device, precision, backend)
     group = sharded.join(device)  # None in a single process; under torchrun each rank measures its row shard
-    precision = precision_name(precision, torch_device)
-    dtype = resolve_precision(precision)
-    resolved_backend = fused.resolve_backend(backend, torch_device, dtype)
-    passes = "torch" if resolved_backend == "torch" else fused.requested_backend(backend)[0]  # auto stays auto
-    budget = parse_size(memory) if memory is not None else available_memory(torch_device)
+    budget = parse_size(memory, "memory") if memory is not None else available_memory(compute.device)
     embeddings, layout = _validated(given, families, budget, tile, drop_invalid, group)
     method = (choose_estimate(estimate, next(iter(embeddings.values())).n, sample_above, pairs, queries)
               if group is None else sharded.exact_estimate(estimate))
     settings = {
-        "t": t, "alpha": alpha, "device": torch_device.type, "precision": precision, "backend": resolved_backend,
-        "normalize": normalize,
+        "t": t, "alpha": alpha, "device": compute.device.type, "precision": compute.precision,
+        "backend": compute.backend, "normalize": normalize,
         "metrics": families, "recall_ks": list(recall_ks), "hubness_k": hubness_k, "seed": seed, "tile": layout.tile,
         "drop_invalid": drop_invalid, "histogram_bins": histogram_bins,
         "estimate": {"method": method, "requested": estimate, "sample_above": sample_above,
                      **({"pairs": pairs, "queries": queries} if method == "sampled" else {})},
         "memory": {"budget": budget, "given": memory is not None},
     }
-    run = (_Run(embeddings, families, settings, progress, layout) if group is None
-           else sharded.ShardedRun(group, embeddings, families, settings, progress, layout))
-    with matmul_precision(precision), fused.use_backend(passes) as passes_run, run.bar():
-        rows = {name: prepare_rows(emb, torch_device, dtype, require_normalized=not normalize, memory_budget=budget,
-                                   chunk_rows=layout.block_rows) if group is None
-                else sharded.resident_shard(group, emb, torch_device, dtype, require_normalized=not normalize,
-                                            chunk_rows=layout.block_rows)
+    executor = (LocalExecutor(layout, compute.passes) if group is None
+                else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
+    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range})
+    with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
+        rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
+                                   memory_budget=budget, chunk_rows=layout.block_rows) if group is None
+                else sharded.resident_shard(group, emb, compute.device, compute.dtype,
+                                            require_normalized=not normalize, chunk_rows=layout.block_rows)
                 for name, emb in embeddings.items()}
         settings["memory"]["streamed"] = [name for name, r in rows.items() if isinstance(r, StreamedRows)]
-        run.compute(rows, alpha_req_range=alpha_req_range)
+        run.compute(rows)
         settings["pairwise_passes"] = dict(passes_run)  # which path each tiled pass really took
     return run.report()
 
@@ -195,7 +155,7 @@ def check_inputs(
     refuses a bad one before it writes any report."""
     given = {**(dict(modalities) if modalities else {}), **named}
     families = _families(given, metrics)
-    budget = parse_size(memory) if memory is not None else available_memory(resolve_device(device))
+    budget = parse_size(memory, "memory") if memory is not None else available_memory(resolve_compute(device).device)
     return _validated(given, families, budget, tile, drop_invalid)[0]
 
 
@@ -210,9 +170,6 @@ def _families(given: Mapping[str, Data], metrics: str | Iterable[str] | None) ->
 def _validated(given: Mapping[str, Data], families: list[str], budget: int, tile: int, drop_invalid: bool,
                group: Any = None) -> tuple[dict[str, Embeddings], Plan]:
     """The modalities opened and validated (each rank its shard under torchrun), and the memory plan."""
-    from embspace import distributed as sharded
-    from embspace.io import validate
-
     paired = len(given) == 2
     unread = {name: as_embeddings(data, _source(name, data)) for name, data in given.items()}
     layout = plan(budget, max(e.dim for e in unread.values()), tile)
@@ -226,8 +183,8 @@ def _validated(given: Mapping[str, Data], families: list[str], budget: int, tile
 def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, queries: int) -> str:
     """``exact`` or ``sampled`` for N rows per modality: ``auto`` samples above ``sample_above`` rows."""
     if estimate not in ESTIMATES:
-        raise InputError("--estimate", f"unknown estimator {estimate!r}; choose one of {', '.join(ESTIMATES)}")
-    for option, value, least in (("--sample-above", sample_above, 0), ("--pairs", pairs, 2), ("--queries", queries, 1)):
+        raise InputError("estimate", f"unknown estimator {estimate!r}; choose one of {', '.join(ESTIMATES)}")
+    for option, value, least in (("sample_above", sample_above, 0), ("pairs", pairs, 2), ("queries", queries, 1)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
             raise InputError(option, f"must be an integer ≥ {least}, got {value!r}")
     if estimate == "auto":
@@ -237,277 +194,3 @@ def choose_estimate(estimate: str, n: int, sample_above: int, pairs: int, querie
 
 def _source(name: str, data: Data) -> str:
     return data.source if isinstance(data, Embeddings) else f"<{name}: {type(data).__name__}>"
-
-
-SPECTRUM_KEYS = ("rankme", "effective_rank", "effective_rank_centered", "participation_ratio", "alpha_req")
-
-
-def in_table_order(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The metrics in the order of the table: centroid metrics (gap … cone), uniformity, spectrum, recall@k,
-    hubness, separability (a stable sort: the order within each group is kept)."""
-
-    def group(key: str) -> int:
-        if key.startswith("recall@"):
-            return 3
-        return {"uniformity": 1, "hubness": 4, "linear_separability": 5}.get(key, 2 if key in SPECTRUM_KEYS else 0)
-
-    return dict(sorted(metrics.items(), key=lambda item: group(item[0])))
-
-
-class _Run:
-    """One measurement: computes the requested families and collects values, conventions and timings."""
-
-    def __init__(self, embeddings: dict[str, Embeddings], families: list[str], settings: dict[str, Any],
-                 progress: bool, layout: Plan) -> None:
-        self.embeddings = embeddings
-        self.plan = layout
-        self.sampled = settings["estimate"]["method"] == "sampled"
-        self.uncertainty: dict[str, dict[str, Any]] = {}
-        self.names = list(embeddings)
-        self.families = families
-        self.settings = settings
-        self.show_progress = progress
-        self.metrics: dict[str, Any] = {}
-        self.timings: dict[str, float] = {}
-        self.vectors: dict[str, list[float]] = {}
-        self.spectra: dict[str, dict[str, list[float]]] = {}
-        self.histograms: dict[str, Any] = {}
-        self.advance: Callable[[int], None] | None = None
-
-    @contextmanager
-    def bar(self):
-        if not self.show_progress:
-            yield
-            return
-        from tqdm.auto import tqdm
-
-        n = next(iter(self.embeddings.values())).n
-        families = self.exact_pairwise()
-        total = 0
-        if {"uniformity", "histograms"} & set(families):
-            total += len(self.names) * count_tiles(n, None, self.plan.tile)
-        if families and len(self.names) == 2:
-            total += count_tiles(n, n, self._cross_tile(families))
-        with tqdm(total=total, desc="measuring", unit="tile", file=sys.stderr, leave=False) as bar:
-            self.advance = bar.update
-            yield
-
-    @contextmanager
-    def timed(self, family: str):
-        start = time.perf_counter()
-        yield
-        self.timings[family] = round(self.timings.get(family, 0.0) + time.perf_counter() - start, 6)
-
-    def compute(self, rows: dict[str, Rows], alpha_req_range: tuple[int, int] | None) -> None:
-        names, fams = self.names, set(self.families)
-        if len(names) == 2 and fams & {"gap", "alignment", "cone", "rmg"}:
-            with self.timed("centroid"):
-                self._centroid(*(rows[n] for n in names))
-        elif "cone" in fams:
-            with self.timed("cone"):
-                self.metrics["cone"] = {n: self._moment_sums(rows[n]).cone() for n in names}
-        if self.sampled and fams & {"uniformity", "histograms"}:
-            with self.timed("uniformity" if "uniformity" in fams else "histograms"):
-                self._sampled_pairs(rows)
-        pairwise = self.exact_pairwise()
-        if pairwise:
-            with self.timed("+".join(pairwise)):
-                self._pairwise(rows, pairwise)
-        if "spectrum" in fams:
-            with self.timed("spectrum"):
-                self._spectrum(rows, alpha_req_range)
-        if self.sampled and "retrieval" in fams and "hubness" not in fams:
-            with self.timed("retrieval"):
-                values, self.uncertainty["retrieval"] = sampled.recall(
-                    *(rows[n] for n in names), names, ks=self.settings["recall_ks"],
-                    queries=self.settings["estimate"]["queries"], seed=self.settings["seed"], tile=self.plan.tile)
-                self.metrics.update(values)
-        if "separability" in fams:
-            with self.timed("separability"):
-                self._separability(*(rows[n] for n in names))
-        self.metrics = in_table_order(self.metrics)
-        self.settings["tile"] = self.plan.tile
-
-    def _exact(self, rows: dict[str, Rows], what: str, compute: Callable[[dict[str, Rows]], None]) -> None:
-        """One exact pass; after an out-of-memory it is rerun from scratch with half the tile and row blocks."""
-
-        def attempt(layout: Plan) -> None:
-            self.plan = layout
-            compute(rows)
-
-        def shrink(layout: Plan) -> None:
-            for r in rows.values():
-                r.max_rows = layout.block_rows
-
-        retry_on_oom(attempt, self.plan, what=f"the exact {what} pass", on_retry=shrink)
-
-    def exact_pairwise(self) -> tuple[str, ...]:
-        """The families computed exactly from the tiles of X̂·Ŷᵀ, in one pass per pair space: uniformity,
-        retrieval (recall and hubness; exact whenever hubness is asked for) and histograms, those requested."""
-        fams = set(self.families)
-        wanted = {"uniformity": "uniformity" in fams and not self.sampled,
-                  "retrieval": bool(fams & {"retrieval", "hubness"}) and not (self.sampled and "hubness" not in fams),
-                  "histograms": "histograms" in fams and not self.sampled}
-        return tuple(family for family, asked in wanted.items() if asked)
-
-    def _cross_tile(self, families: tuple[str, ...]) -> int:
-        """The tile of the cross pass: with retrieval, top-k tables and rank counts (N·k) come out of the budget
-        first and the tiles fit what is left."""
-        if "retrieval" not in families:
-            return self.plan.tile
-        n = next(iter(self.embeddings.values())).n
-        return tile_within(self.plan, retrieval.state_bytes(n, n, self.settings["hubness_k"]))
-
-    def _sampled_pairs(self, rows: dict[str, Rows]) -> None:
-        fams = set(self.families)
-        values, uncertainty, histograms = sampled.uniformity_and_histograms(
-            rows, t=self.settings["t"], pairs=self.settings["estimate"]["pairs"], seed=self.settings["seed"],
-            uniformity="uniformity" in fams, histogram_bins=self.settings["histogram_bins"] if "histograms" in fams
-            else None, budget=self.plan.budget)
-        if values:
-            self.metrics["uniformity"] = values
-            self.uncertainty["uniformity"] = uncertainty
-        self.histograms = histograms
-
-    # Per-shard statistics: a sharded run (embspace.distributed) overrides these to merge them across ranks.
-    def _moment_sums(self, rows: Rows) -> centroid.MomentSums:
-        return centroid.moment_sums(rows)
-
-    def _pair_sums(self, x: Rows, y: Rows) -> centroid.PairSums:
-        return centroid.pair_sums(x, y, self.settings["alpha"])
-
-    def _gram(self, rows: Rows) -> spectrum.Gram:
-        return spectrum.Gram.of_rows(rows)
-
-    def _separability_pairs(self, dim: int) -> int:
-        """Pairs the probe may use: at most separability.MAX_PAIRS, fewer (down to 1,000) when a quarter of the
-        budget is smaller."""
-        return min(separability.MAX_PAIRS, max(self.plan.budget // 4 // (48 * dim), 1000))
-
-    def _separability(self, x: Rows, y: Rows) -> None:
-        result = separability.linear_separability(x, y, seed=self.settings["seed"],
-                                                  max_pairs=self._separability_pairs(x.dim))
-        self.metrics["linear_separability"] = result["accuracy"]
-        self.settings["separability"] = {"pairs_used": result["pairs_used"], "test_pairs": result["test_pairs"],
-                                         "C": 1.0}
-
-    def _centroid(self, x: Rows, y: Rows) -> None:
-        a, b = self.names
-        values = centroid.centroid_metrics(self._pair_sums(x, y))
-        fams = set(self.families)
-        if "gap" in fams:
-            self.metrics["gap"] = values["gap"]
-            self.metrics["centroid_cosine"] = values["centroid_cosine"]
-            self.vectors["gap_direction"] = values["gap_direction"].tolist()
-        if "alignment" in fams:
-            self.metrics["alignment"] = values["alignment"]
-            self.metrics["matched_cosine"] = values["matched_cosine"]
-        if "rmg" in fams:
-            self.metrics["rmg"] = values["rmg"]
-        if "cone" in fams:
-            self.metrics["cone"] = {a: values["cone_x"], b: values["cone_y"]}
-
-    def _spectrum(self, rows: dict[str, Rows], fit_range: tuple[int, int] | None) -> None:
-        results = {n: spectrum.spectrum_metrics(self._gram(rows[n]), fit_range) for n in self.names}
-        for key in SPECTRUM_KEYS:
-            self.metrics[key] = {n: r[key] for n, r in results.items()}
-        self.settings["alpha_req_range"] = {n: list(r["alpha_req_range"]) for n, r in results.items()}
-        self.spectra = {n: {"singular_values": r["singular_values"].tolist(),
-                            "singular_values_centered": r["singular_values_centered"].tolist()}
-                        for n, r in results.items()}
-
-    def _pairwise(self, rows: dict[str, Rows], families: tuple[str, ...]) -> None:
-        """Uniformity, retrieval and histograms (``families``: those asked for) from one pass per pair space.
-
-        Each modality against itself feeds its exp-sum (U) and its within histogram (pairs i < j); for a pair, the
-        cross pass over X̂·Ŷᵀ feeds the cross exp-sum (i ≠ j), the recall ranks and top-k tables, and the matched /
-        unmatched histogram. Each tile is computed once and handed to every reduction that needs it. A pass that
-        runs out of memory is rerun alone, with half the tile (:meth:`_exact`); the passes done before it stand.
-        """
-        t, bins, label = self.settings["t"], self.settings["histogram_bins"], "+".join(families)
-        sums: dict[str, ExpSum] = {}
-        within: dict[str, Histogram] = {}
-        for name in self.names if {"uniformity", "histograms"} & set(families) else ():
-
-            def within_pass(r: dict[str, Rows], name: str = name) -> None:  # rerun whole after an out-of-memory
-                acc = ExpSum(t, symmetric=True, exclude_diagonal=True) if "uniformity" in families else None
-                hist = Histogram(bins, symmetric=True, device=r[name].device) if "histograms" in families else None
-                stream_pairs(r[name], None, [q for q in (acc, hist) if q is not None], tile=self.plan.tile,
-                             progress=self.advance)
-                if acc is not None:
-                    sums[name] = acc
-                if hist is not None:
-                    within[name] = hist
-
-            self._exact(rows, label, within_pass)
-        cross: dict[str, Any] = {}
-        if len(self.names) == 2:
-
-            def cross_pass(r: dict[str, Rows]) -> None:
-                x, y = (r[n] for n in self.names)
-                tile = self._cross_tile(families)  # after a retry: from the halved plan
-                found = {"sum": ExpSum(t, symmetric=False, exclude_diagonal=True) if "uniformity" in families
-                         else None,
-                         "hist": Histogram(bins, symmetric=False, device=x.device) if "histograms" in families
-                         else None}
-                if "retrieval" in families:
-                    found["ranks"], found["top"] = retrieval.retrieval_reductions(
-                        x, y, hubness_k=self.settings["hubness_k"], tile=tile)
-                stream_pairs(x, y, [q for q in found.values() if q is not None], tile=tile, progress=self.advance)
-                cross.update(found)
-
-            self._exact(rows, label, cross_pass)
-        if "uniformity" in families:
-            self._uniformity_from(rows, {n: acc.log_sum() for n, acc in sums.items()}, cross.get("sum"))
-        if "retrieval" in families:
-            self._retrieval_from(retrieval.retrieval_results(cross["ranks"], cross["top"], self.settings["recall_ks"]))
-        if "histograms" in families:
-            self.histograms = {"edges": next(iter(within.values())).edges.tolist()}
-            if cross.get("hist") is not None:
-                self.histograms.update(cross["hist"].counts())
-            self.histograms["within"] = {n: h.counts()["within"] for n, h in within.items()}
-
-    def _uniformity_from(self, rows: dict[str, Rows], log_sums: dict[str, float], cross: ExpSum | None) -> None:
-        """The uniformity variants from the exp-sums of each modality (and of the cross pairs)."""
-        n_rows = rows[self.names[0]].n
-        if cross is None:
-            name = self.names[0]
-            self.metrics["uniformity"] = {name: uniformity.log_mean(log_sums[name], n_rows * (n_rows - 1) // 2)}
-            return
-        a, b = self.names
-        self.metrics["uniformity"] = uniformity.uniformity_variants(
-            log_sums[a], log_sums[b], cross.log_sum(), uniformity.matched_log_sum(rows[a], rows[b], self.settings["t"]),
-            n_rows, names=(a, b))
-
-    def _retrieval_from(self, result: dict[str, object]) -> None:
-        """recall@k and hubness, both ways, from the exact pass's results."""
-        a, b = self.names
-        if "retrieval" in self.families:
-            for k in self.settings["recall_ks"]:
-                self.metrics[f"recall@{k}"] = {f"{a}->{b}": result["recall_x->y"][k],
-                                               f"{b}->{a}": result["recall_y->x"][k]}
-        if "hubness" in self.families:
-            self.metrics["hubness"] = {f"{a}->{b}": result["hubness_x->y"], f"{b}->{a}": result["hubness_y->x"]}
-
-    def _content_hash(self, embeddings: Embeddings) -> str | None:
-        from embspace.io.digest import content_hash
-
-        return content_hash(embeddings, self.plan.block_rows)  # row blocks of the memory budget; same hash
-
-    def report(self) -> Report:
-        from embspace import __version__
-        from embspace.report import environment
-
-        with self.timed("content_hash"):  # provenance: which rows were measured (embspace.io.digest)
-            inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped,
-                          "content_hash": self._content_hash(e)} for n, e in self.embeddings.items()}
-        conventions = {name: convention(name) for name in self.metrics if convention(name)}
-        if self.histograms:
-            conventions["histograms"] = HISTOGRAM_CONVENTION
-        uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
-        for family in self.uncertainty.values():
-            uncertainty.update(family)
-        return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,
-                      conventions=conventions, timings=self.timings, vectors=self.vectors, spectra=self.spectra,
-                      histograms=self.histograms, environment=environment(str(self.settings["device"])),
-                      embspace_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from embspace.errors import InputError
+from embspace.kernels import backend as backend_settings
 from embspace.kernels import fused
-from embspace.kernels.pairwise import ExpSum, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import ExpSum
 from embspace.kernels.rows import prepare_rows
 from tests import reference as ref
 
@@ -29,7 +31,7 @@ def test_unknown_backend_is_one_clear_error(monkeypatch):
     rows = prepare_rows(np.eye(3), CPU, torch.float32)
     with pytest.raises(InputError, match="backend: unknown backend 'cuda'"):
         stream_pairs(rows, None, [ExpSum(2.0, symmetric=True, exclude_diagonal=True)], backend="cuda")
-    monkeypatch.setenv(fused.BACKEND_ENV, "fast")
+    monkeypatch.setenv(backend_settings.BACKEND_ENV, "fast")
     with pytest.raises(InputError, match="EMBSPACE_BACKEND: unknown backend 'fast'"):
         stream_pairs(rows, None, [ExpSum(2.0, symmetric=True, exclude_diagonal=True)])
 
@@ -46,13 +48,13 @@ def test_auto_keeps_cpu_rows_on_the_torch_path(monkeypatch):
         acc = ExpSum(2.0, symmetric=True, exclude_diagonal=True)
         stream_pairs(rows, None, [acc], tile=8, backend=backend)
         assert abs(acc.log_sum() - np.log(190) - ref.uniformity(x)) < 1e-6
-    monkeypatch.setenv(fused.BACKEND_ENV, "torch")
+    monkeypatch.setenv(backend_settings.BACKEND_ENV, "torch")
     assert fused.choose_backend(rows, None, [acc]) == "torch"
 
 
 def test_cli_refuses_an_unknown_backend_with_exit_code_2(tmp_path):
     out = tmp_path / "report.json"
-    env = {**os.environ, fused.BACKEND_ENV: "gpu"}
+    env = {**os.environ, backend_settings.BACKEND_ENV: "gpu"}
     done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "--metrics", "uniformity",
                            "--json", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2
@@ -64,7 +66,7 @@ def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeyp
     """On the CPU ``auto``, ``torch`` and no choice all resolve to torch; an unknown backend is refused."""
     from embspace.measure import measure
 
-    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
     x, y = ref.paired_data("random", 30, 8, seed=1)
     for backend in (None, "auto", "torch"):
         assert measure(image=x, text=y, metrics="gap", backend=backend).settings["backend"] == "torch"
@@ -93,7 +95,7 @@ def test_a_forced_triton_backend_reaches_every_pairwise_pass(monkeypatch):
     assert report.settings["backend"] == "triton"
     assert sorted(calls) == [False, True, True]  # image and text within, then image against text
     assert abs(report["uniformity.image"] - ref.uniformity(x)) < 1e-5
-    assert fused.requested_backend(None)[0] == "auto"  # the choice does not outlive the call
+    assert backend_settings.requested_backend(None)[0] == "auto"  # the choice does not outlive the call
 
 
 def test_auto_fuses_the_reductions_that_have_kernels_and_runs_the_rest_on_torch(monkeypatch):
@@ -104,7 +106,7 @@ def test_auto_fuses_the_reductions_that_have_kernels_and_runs_the_rest_on_torch(
     from embspace.kernels import triton as kernels
     from embspace.kernels.pairwise import Histogram
 
-    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
     x, y = ref.paired_data("random", 40, 8, seed=6)
     rx, ry = (prepare_rows(v, torch.device("cpu"), torch.float32) for v in (x, y))
     handed = []
@@ -136,7 +138,7 @@ def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     retrieval and histograms together; gap alone is none."""
     from embspace.measure import measure
 
-    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
     x, y = ref.paired_data("random", 30, 8, seed=2)
     assert measure(image=x, text=y, metrics="uniformity").settings["pairwise_passes"] == {"torch": 3}
     assert measure(image=x, text=y, metrics="gap").settings["pairwise_passes"] == {}
@@ -167,7 +169,7 @@ def test_a_pass_the_fused_path_hands_to_torch_is_counted_as_torch(monkeypatch):
 
 def test_cli_refuses_triton_without_cuda_or_interpreter_in_one_line(tmp_path):
     out = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", fused.BACKEND_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", backend_settings.BACKEND_ENV)}
     done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "--metrics", "uniformity",
                            "--backend", "triton", "--json", str(out)], capture_output=True, text=True, env=env,
                           timeout=300)
@@ -182,22 +184,22 @@ def test_matmul_precision_uses_one_tf32_api_and_tells_the_fused_path():
     """User code that set torch's new ``fp32_precision`` API (or ``set_float32_matmul_precision("high")``) must not
     make ``matmul_precision`` raise (torch refuses reads of the legacy flag after the new one was set), and only
     ``precision="tf32"`` turns tf32 on, for cuBLAS and the fused kernels alike; the previous setting comes back."""
-    from embspace.kernels.rows import matmul_precision
+    from embspace.kernels.backend import matmul_precision
 
     matmul = torch.backends.cuda.matmul
     previous = torch.get_float32_matmul_precision(), matmul.fp32_precision
     try:
         matmul.fp32_precision = "tf32"
         with matmul_precision("fp32"):
-            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+            assert matmul.fp32_precision == "ieee" and not backend_settings.tf32_enabled()
         assert matmul.fp32_precision == "tf32"
         torch.set_float32_matmul_precision("high")
         matmul.fp32_precision = "none"
         with matmul_precision("tf32"):
-            assert matmul.fp32_precision == "tf32" and fused._TF32.get()
-        assert matmul.fp32_precision == "none" and not fused._TF32.get()
+            assert matmul.fp32_precision == "tf32" and backend_settings.tf32_enabled()
+        assert matmul.fp32_precision == "none" and not backend_settings.tf32_enabled()
         with matmul_precision("fp16"):
-            assert matmul.fp32_precision == "ieee" and not fused._TF32.get()
+            assert matmul.fp32_precision == "ieee" and not backend_settings.tf32_enabled()
     finally:
         torch.set_float32_matmul_precision(previous[0])
         matmul.fp32_precision = previous[1]

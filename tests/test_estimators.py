@@ -9,8 +9,8 @@ import torch
 
 import embspace
 from embspace.errors import InputError
+from embspace.kernels.backend import precision_name
 from embspace.kernels.budget import parse_size, plan
-from embspace.kernels.rows import precision_name
 from tests import reference as ref
 
 UNIFORMITY_KEYS = ("image", "text", "mean", "joint", "cross")
@@ -118,9 +118,9 @@ def test_single_modality_sampled():
 
 
 @pytest.mark.parametrize(("options", "where"), [
-    ({"estimate": "approx"}, "--estimate"), ({"pairs": 1}, "--pairs"), ({"queries": 0}, "--queries"),
-    ({"sample_above": -1}, "--sample-above"), ({"memory": "lots"}, "--memory"), ({"memory": "8XB"}, "--memory"),
-    ({"memory": "10"}, "--memory"), ({"precision": "fp8"}, "--precision")])
+    ({"estimate": "approx"}, "estimate"), ({"pairs": 1}, "pairs"), ({"queries": 0}, "queries"),
+    ({"sample_above": -1}, "sample_above"), ({"memory": "lots"}, "memory"), ({"memory": "8XB"}, "memory"),
+    ({"memory": "10"}, "memory"), ({"precision": "fp8"}, "precision")])
 def test_bad_estimator_options_name_the_option(pairs, options, where):
     x, y, _ = pairs
     with pytest.raises(InputError) as info:

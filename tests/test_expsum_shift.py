@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from embspace.kernels.pairwise import ExpSum, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import ExpSum
 from embspace.kernels.rows import prepare_rows
 from tests import reference as ref
 

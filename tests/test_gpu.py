@@ -37,7 +37,9 @@ if not torch.cuda.is_available():
 if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     pytest.skip("TRITON_INTERPRET is set: the kernels would be interpreted, not compiled", allow_module_level=True)
 
+from embspace.kernels import backend as backend_settings  # noqa: E402
 from embspace.kernels import fused  # noqa: E402
+from embspace.kernels.backend import matmul_precision  # noqa: E402
 from embspace.kernels.pairwise import (  # noqa: E402
     ExpSum,
     Histogram,
@@ -46,7 +48,7 @@ from embspace.kernels.pairwise import (  # noqa: E402
     matched_similarities,
     stream_pairs,
 )
-from embspace.kernels.rows import matmul_precision, prepare_rows  # noqa: E402
+from embspace.kernels.rows import prepare_rows  # noqa: E402
 from embspace.metrics import retrieval  # noqa: E402
 from tests import reference as ref  # noqa: E402
 
@@ -161,7 +163,7 @@ def test_hubness_and_recall_through_the_metric(monkeypatch):
     """retrieval_metrics with fp32 rows: fused and float64 torch paths give the same recall and hubness."""
     x, y = data("cone", 3_001, 256, seed=6)
     exact = retrieval.retrieval_metrics(rows(x, "fp64"), rows(y, "fp64"))
-    monkeypatch.setenv(fused.BACKEND_ENV, "triton")
+    monkeypatch.setenv(backend_settings.BACKEND_ENV, "triton")
     mine = retrieval.retrieval_metrics(rows(x, "fp32"), rows(y, "fp32"))
     for key in ("recall_x->y", "recall_y->x"):
         for kk, value in exact[key].items():

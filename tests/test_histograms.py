@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import embspace
-from embspace.kernels.pairwise import Histogram, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import Histogram
 from embspace.kernels.rows import prepare_rows
 from embspace.measure import parse_metrics
 from embspace.report import Report

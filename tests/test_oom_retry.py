@@ -10,8 +10,7 @@ import torch
 
 import embspace
 from embspace.errors import InputError
-from embspace.kernels import budget, pairwise, rows
-from embspace.metrics import retrieval, uniformity
+from embspace.kernels import budget, engine, pairwise, rows
 from tests import reference as ref
 
 OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -25,10 +24,10 @@ def data():
 def failing_stream(failures: int, error: type[BaseException]):
     """stream_pairs that raises ``error`` after its second tile in each of its first ``failures`` calls (leaving the
     reductions half filled), then behaves."""
-    real = pairwise.stream_pairs
+    real = engine.stream_pairs
     calls = {"failed": 0, "tiles": []}
 
-    def stream(x, y, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None):
+    def stream(x, y, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None, backend=None):
         calls["tiles"].append(tile)
         if calls["failed"] < failures:
             seen = [0]
@@ -39,8 +38,8 @@ def failing_stream(failures: int, error: type[BaseException]):
                     calls["failed"] += 1
                     raise error("injected: out of memory")
 
-            return real(x, y, reductions, tile=tile, progress=tick)
-        return real(x, y, reductions, tile=tile, progress=progress)
+            return real(x, y, reductions, tile=tile, progress=tick, backend=backend)
+        return real(x, y, reductions, tile=tile, progress=progress, backend=backend)
 
     return stream, calls
 
@@ -55,9 +54,7 @@ def test_retry_after_out_of_memory_gives_the_uninjected_result(data, monkeypatch
     x, y = data
     clean = measure(x, y)
     stream, calls = failing_stream(failures, error)
-    for module in (uniformity, retrieval):
-        monkeypatch.setattr(module, "stream_pairs", stream)
-    monkeypatch.setattr(sys.modules["embspace.measure"], "stream_pairs", stream)
+    monkeypatch.setattr(sys.modules["embspace.executor"], "stream_pairs", stream)
     retried = measure(x, y)
     assert calls["failed"] == failures
     assert calls["tiles"][: failures + 1] == [256 // 2**k for k in range(failures + 1)]
@@ -73,16 +70,16 @@ def test_an_out_of_memory_in_the_cross_pass_reruns_that_pass_alone(data, monkeyp
     pass is rerun, with half the tile, and the result is the uninjected one."""
     x, y = data
     clean = measure(x, y)
-    real = pairwise.stream_pairs
+    real = engine.stream_pairs
     calls = []
 
-    def stream(x_rows, y_rows, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None):
+    def stream(x_rows, y_rows, reductions, *, tile=pairwise.DEFAULT_TILE, progress=None, backend=None):
         calls.append(("cross" if y_rows is not None else "within", tile))
         if calls.count(("cross", 256)) == 1 and y_rows is not None and tile == 256:
             raise MemoryError("injected: out of memory")
-        return real(x_rows, y_rows, reductions, tile=tile, progress=progress)
+        return real(x_rows, y_rows, reductions, tile=tile, progress=progress, backend=backend)
 
-    monkeypatch.setattr(sys.modules["embspace.measure"], "stream_pairs", stream)
+    monkeypatch.setattr(sys.modules["embspace.executor"], "stream_pairs", stream)
     retried = measure(x, y)
     assert calls == [("within", 256), ("within", 256), ("cross", 256), ("cross", 128)]
     for path, value in clean.flat().items():
@@ -93,7 +90,7 @@ def test_an_out_of_memory_in_the_cross_pass_reruns_that_pass_alone(data, monkeyp
 def test_out_of_memory_at_the_floor_fails_with_one_line(data, monkeypatch):
     x, y = data
     stream, _ = failing_stream(100, MemoryError)
-    monkeypatch.setattr(sys.modules["embspace.measure"], "stream_pairs", stream)
+    monkeypatch.setattr(sys.modules["embspace.executor"], "stream_pairs", stream)
     with pytest.raises(InputError) as info:
         embspace.measure(image=x, text=y, metrics="uniformity", tile=256, device="cpu")
     message = str(info.value)

@@ -27,7 +27,9 @@ if importlib.util.find_spec("triton") is None:
 
 import embspace
 from embspace.errors import InputError
+from embspace.kernels import backend as backend_settings
 from embspace.kernels import fused
+from embspace.kernels.backend import matmul_precision
 from embspace.kernels.pairwise import (
     ExpSum,
     Histogram,
@@ -37,7 +39,7 @@ from embspace.kernels.pairwise import (
     matched_similarities,
     stream_pairs,
 )
-from embspace.kernels.rows import matmul_precision, prepare_rows
+from embspace.kernels.rows import prepare_rows
 from tests import reference as ref
 
 
@@ -382,7 +384,7 @@ def test_measure_with_the_triton_backend_equals_torch(monkeypatch):
     metrics = "uniformity,retrieval,hubness,histograms"
     reports = {}
     for backend in ("torch", "triton"):
-        monkeypatch.setenv(fused.BACKEND_ENV, backend)
+        monkeypatch.setenv(backend_settings.BACKEND_ENV, backend)
         reports[backend] = embspace.measure(image=x, text=y, metrics=metrics, device=str(DEVICE), tile=32,
                                             precision="fp32")
     torch_values, fused_values = reports["torch"].metrics, reports["triton"].metrics

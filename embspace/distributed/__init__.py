@@ -15,15 +15,10 @@ raised as the same :class:`~embspace.errors.InputError` everywhere, a dead or si
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from embspace.distributed.group import DistributedError, Group, is_main, join, launched_ranks, shutdown
 from embspace.distributed.plan import shard_bounds
 from embspace.distributed.shards import resident_shard, validate_shards
 from embspace.errors import InputError
-
-if TYPE_CHECKING:
-    from embspace.distributed.run import ShardedRun
 
 
 def exact_estimate(estimate: str) -> str:
@@ -31,19 +26,10 @@ def exact_estimate(estimate: str) -> str:
     if estimate in ("auto", "exact"):
         return "exact"
     if estimate == "sampled":
-        raise InputError("--estimate", "sampled estimates run in one process; a sharded run is exact (use --estimate "
+        raise InputError("estimate", "sampled estimates run in one process; a sharded run is exact (use --estimate "
                                        "exact under torchrun)")
-    raise InputError("--estimate", f"unknown estimator {estimate!r}; choose one of auto, exact, sampled")
+    raise InputError("estimate", f"unknown estimator {estimate!r}; choose one of auto, exact, sampled")
 
 
-def __getattr__(name: str) -> Any:
-    """``ShardedRun`` is imported on first use (it builds on :mod:`embspace.measure`, which imports this package)."""
-    if name == "ShardedRun":
-        from embspace.distributed.run import ShardedRun
-
-        return ShardedRun
-    raise AttributeError(f"module 'embspace.distributed' has no attribute {name!r}")
-
-
-__all__ = ["DistributedError", "Group", "ShardedRun", "exact_estimate", "is_main", "join", "launched_ranks",
+__all__ = ["DistributedError", "Group", "exact_estimate", "is_main", "join", "launched_ranks",
            "resident_shard", "shard_bounds", "shutdown", "validate_shards"]

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 
 from embspace.errors import InputError
+from embspace.kernels.backend import resolve_device
 from embspace.kernels.budget import OOM_ERRORS
-from embspace.kernels.rows import resolve_device
 
 TIMEOUT_ENV = "EMBSPACE_DIST_TIMEOUT"  # seconds any rank waits for the others (default DEFAULT_TIMEOUT_S)
 BACKEND_ENV = "EMBSPACE_DIST_BACKEND"  # force "gloo" or "nccl" (default: nccl for CUDA, gloo for the CPU)
@@ -92,6 +92,17 @@ class Group:
         parts = [torch.empty_like(moved) for _ in range(self.world)]
         self._call(what, lambda: dist.all_gather(parts, moved))
         return [p.to(tensor.device) for p in parts]
+
+    def all_gather_shaped(self, tensor: torch.Tensor, shapes: list[tuple[int, ...]], what: str) -> list[torch.Tensor]:
+        """Every rank's ``tensor`` (``shapes[r]`` is rank r's shape, of one number of dimensions), in rank order, on
+        the tensor's device. Tensors are padded to the largest shape (backends gather equal sizes), then cut."""
+        largest = tuple(max(dims) for dims in zip(*shapes, strict=True))
+        padded = torch.zeros(largest, dtype=tensor.dtype, device=self.comm_device)
+        padded[tuple(slice(0, d) for d in tensor.shape)] = tensor.to(self.comm_device)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        self._call(what, lambda: dist.all_gather(parts, padded))
+        return [part[tuple(slice(0, d) for d in shape)].to(tensor.device) for part, shape in zip(parts, shapes,
+                                                                                               strict=True)]
 
     def all_gather_objects(self, obj: Any, what: str) -> list[Any]:
         """Every rank's picklable ``obj`` (small: error messages, bad-row lists), in rank order."""

@@ -1,6 +1,6 @@
 """One ring pass of the pairwise engine: the own shard against itself, then the shards that travel past.
 
-Step 0 is the single-process engine (:func:`~embspace.kernels.pairwise.stream_pairs`) on the rank's own shard. The
+Step 0 is the single-process engine (:func:`~embspace.kernels.engine.stream_pairs`) on the rank's own shard. The
 other steps multiply two different shards, where no pair is a true pair or a self-pair: reductions that ignore
 positions (sums of exponentials, histograms) get a cross-problem twin that counts every pair of the block, run by
 the same engine (fused kernels where it uses them), and fold it into the original by its merge rule; reductions that
@@ -17,7 +17,8 @@ import torch
 
 from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, block_tiles, visits
-from embspace.kernels.pairwise import ExpSum, Histogram, Reduction, TileBuffer, feed_tile, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import ExpSum, Histogram, Reduction, TileBuffer, feed_tile
 from embspace.kernels.rows import ResidentRows, Rows
 
 StateShapes = Callable[[int], list[tuple[tuple[int, ...], torch.dtype]]]
@@ -57,7 +58,7 @@ def _twin(reduction: Reduction) -> ExpSum | Histogram:
 def _fold(reduction: ExpSum | Histogram, twin: ExpSum | Histogram) -> None:
     """Add a twin's pairs: sums of exponentials merge with their shifts, histogram counts add."""
     if isinstance(reduction, ExpSum):
-        reduction._add(twin.shift, twin.total)
+        reduction.merge(twin)
     elif reduction.symmetric:
         reduction.within += twin.matched + twin.unmatched
     else:

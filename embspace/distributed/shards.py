@@ -18,6 +18,7 @@ from embspace.distributed.plan import shard_bounds
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.io.validate import BadRows, _require_equal, refuse_or_drop, scan
+from embspace.kernels.budget import MAX_BLOCK_ROWS
 from embspace.kernels.rows import ResidentRows, Rows, normalize_block
 
 
@@ -31,7 +32,7 @@ def row_range(embeddings: Embeddings, start: int, stop: int) -> Embeddings:
 
 
 def validate_shards(group: Group, modalities: dict[str, Embeddings], *, paired: bool, same_dim: bool,
-                    drop_invalid: bool, chunk_rows: int = 65_536) -> dict[str, Embeddings]:
+                    drop_invalid: bool, chunk_rows: int = MAX_BLOCK_ROWS) -> dict[str, Embeddings]:
     """:func:`~embspace.io.validate.validate` with each rank scanning only its own shard of the rows."""
     items = list(modalities.items())
     if paired:
@@ -60,7 +61,7 @@ def validate_shards(group: Group, modalities: dict[str, Embeddings], *, paired: 
 
 
 def resident_shard(group: Group, embeddings: Embeddings, device: torch.device, dtype: torch.dtype, *,
-                   require_normalized: bool, chunk_rows: int = 65_536) -> ResidentRows:
+                   require_normalized: bool, chunk_rows: int = MAX_BLOCK_ROWS) -> ResidentRows:
     """This rank's rows of ``embeddings``, normalised and held on ``device`` (a received shard needs as much room).
 
     Row numbers in error messages are global. Shards are always resident: the ring sends them whole.

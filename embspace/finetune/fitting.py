@@ -43,8 +43,8 @@ from embspace.finetune.data import Pairs, as_pairs
 from embspace.finetune.heads import TwoTower, build_model
 from embspace.finetune.train import StepHook, Trainer, train
 from embspace.io.atomic import atomic_write_bytes, atomic_write_text
+from embspace.kernels.backend import resolve_device
 from embspace.kernels.dense import normalize
-from embspace.kernels.rows import resolve_device
 from embspace.report import Report
 
 EMBED_CHUNK = 65_536

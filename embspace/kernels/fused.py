@@ -1,4 +1,4 @@
-"""Which backend runs the pairwise engine, and the fused (Triton) path of ``pairwise.stream_pairs``.
+"""Which backend runs the pairwise engine, and the fused (Triton) path of ``engine.stream_pairs``.
 
 ``backend`` is ``"auto"``, ``"torch"`` or ``"triton"``; when a call names none, the environment variable
 ``EMBSPACE_BACKEND`` decides, and without it ``"auto"``:
@@ -14,11 +14,11 @@ If a kernel cannot be built for the device (Triton's compile or out-of-resources
 ``"auto"`` warns in one line and runs the call on the torch path; a forced ``"triton"`` is an ``InputError``.
 
 Precision: fp32 rows are multiplied in IEEE fp32 unless tf32 was asked for explicitly, by
-:func:`embspace.kernels.rows.matmul_precision` ``("tf32")`` (what ``measure(precision="tf32")`` uses), which sets
+:func:`embspace.kernels.backend.matmul_precision` ``("tf32")`` (what ``measure(precision="tf32")`` uses), which sets
 :func:`use_tf32`; torch's global matmul flags are never read.
 
 The fused path computes the same statistics and merges them into the same reduction objects, by the same rules
-(``ExpSum._add``, ``+=`` of counts, ``_keep_best`` of top-k candidates), so nothing downstream changes. Rows held
+(``ExpSum.add``, ``+=`` of counts, ``keep_best`` of top-k candidates), so nothing downstream changes. Rows held
 on the device (``ResidentRows``) go to the kernels whole; rows streamed from their source go block by block
 (``tile`` rows at a time), each pair of blocks being one kernel launch.
 """
@@ -26,80 +26,36 @@ on the device (``ResidentRows``) go to the kernels whole; rows streamed from the
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
 
 from embspace.errors import InputError
-from embspace.kernels.pairwise import ExpSum, Histogram, RankCount, Reduction, TopK, _keep_best, count_tiles
+from embspace.kernels.backend import (
+    FUSED_DTYPES,
+    chosen_backend,
+    record_pass,
+    remember_choice,
+    requested_backend,
+    tf32_enabled,
+)
+from embspace.kernels.pairwise import (
+    ExpSum,
+    Histogram,
+    RankCount,
+    Reduction,
+    TopK,
+    count_tiles,
+    keep_best,
+    stream_torch,
+)
 from embspace.kernels.rows import ResidentRows, Rows
 
 if TYPE_CHECKING:
     from embspace.kernels.triton import PairResult, RowResult
-
-BACKENDS = ("auto", "torch", "triton")
-BACKEND_ENV = "EMBSPACE_BACKEND"
-FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-_IN_USE: ContextVar[str | None] = ContextVar("embspace_backend", default=None)
-_CHOSEN: ContextVar[str] = ContextVar("embspace_backend_chosen", default="triton")  # what the last choice came from
-_TF32: ContextVar[bool] = ContextVar("embspace_tf32", default=False)
-_PASSES: ContextVar[Counter[str] | None] = ContextVar("embspace_passes", default=None)  # path → pairwise passes
-
-
-@contextmanager
-def use_tf32(enabled: bool) -> Iterator[None]:
-    """Within the block, fp32 rows go through the fused kernels' tf32 products (``enabled``) or IEEE fp32."""
-    token = _TF32.set(enabled)
-    try:
-        yield
-    finally:
-        _TF32.reset(token)
-
-
-@contextmanager
-def use_backend(backend: str) -> Iterator[Counter[str]]:
-    """Within the block, calls that name no backend use ``backend`` (before ``$EMBSPACE_BACKEND``): how
-    :func:`embspace.measure` hands its ``backend=`` to every pairwise pass of its metrics. Yields a count of the
-    passes each path actually ran (``{"triton": 4, "torch": 1}``): under ``"auto"`` a pass without a fused kernel,
-    or whose kernels cannot be built, runs on torch."""
-    passes: Counter[str] = Counter()
-    token, ledger = _IN_USE.set(backend), _PASSES.set(passes)
-    try:
-        yield passes
-    finally:
-        _PASSES.reset(ledger)
-        _IN_USE.reset(token)
-
-
-def record_pass(path: str) -> None:
-    """Count one finished pairwise pass on ``path`` (``"triton"`` or ``"torch"``) for the enclosing
-    :func:`use_backend`, if any."""
-    passes = _PASSES.get()
-    if passes is not None:
-        passes[path] += 1
-
-
-def requested_backend(backend: str | None) -> tuple[str, str]:
-    """The backend asked for and where the request came from (for error messages)."""
-    if backend is None and _IN_USE.get() is not None:
-        name, where = _IN_USE.get(), "backend"
-    elif backend is None:
-        name, where = os.environ.get(BACKEND_ENV, "auto").strip() or "auto", BACKEND_ENV
-    else:
-        name, where = backend, "backend"
-    if name not in BACKENDS:
-        raise InputError(where, f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return name, where
-
 
 def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], backend: str | None = None) -> str:
     """``"triton"`` or ``"torch"``: the path :func:`stream_pairs` takes for these rows and reductions."""
@@ -108,7 +64,7 @@ def choose_backend(x: Rows, y: Rows | None, reductions: Sequence[Reduction], bac
         return "torch"
     reason = why_not_fused(x, y, reductions)
     if reason is None:
-        _CHOSEN.set(name)  # stream_fused falls back to torch on a build error only when this was "auto"
+        remember_choice(name)  # stream_fused falls back to torch on a build error only when this was "auto"
         return "triton"
     if name == "triton":
         raise InputError(f"{where}=triton", reason)
@@ -211,7 +167,7 @@ def stream_fused(
     progress: Callable[[int], None] | None = None,
     backend: str | None = None,
 ) -> None:
-    """:func:`~embspace.kernels.pairwise.stream_pairs` through the fused kernels (same pairs, same reductions).
+    """:func:`~embspace.kernels.engine.stream_pairs` through the fused kernels (same pairs, same reductions).
 
     ``backend`` (default: what :func:`choose_backend` was last asked for) decides what a kernel that cannot be built
     does: ``"auto"`` warns in one line and runs the whole call on the torch path, ``"triton"`` raises an
@@ -221,7 +177,7 @@ def stream_fused(
     """
     from embspace.kernels import triton as kernels
 
-    backend = backend or _CHOSEN.get()
+    backend = backend or chosen_backend()
     symmetric = y is None
     other = x if symmetric else y
     col_blocks = _blocks(other, tile)
@@ -252,9 +208,7 @@ def stream_fused(
                                                    f"{reason}") from None
         warnings.warn(f"the fused kernels cannot be built for {x.device} ({reason}); using the torch path",
                       RuntimeWarning, stacklevel=3)
-        from embspace.kernels.pairwise import stream_pairs
-
-        stream_pairs(x, y, reductions, tile=tile, progress=progress, backend="torch")
+        stream_torch(x, y, reductions, tile=tile, progress=progress)
         return
     for merge in pending:
         merge()
@@ -281,19 +235,19 @@ def _pair_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction]
 
 def _precision(a: torch.Tensor) -> str | None:
     """``"tf32"`` for fp32 rows inside :func:`use_tf32` ``(True)``; otherwise the rows' own precision."""
-    return "tf32" if _TF32.get() and a.dtype == torch.float32 else None
+    return "tf32" if tf32_enabled() and a.dtype == torch.float32 else None
 
 
 def _merge_pair(acc: ExpSum | None, hist: Histogram | None, result: PairResult) -> None:
     if acc is not None:
-        acc._add(result.exp_shift, result.exp_total)
+        acc.add(result.exp_shift, result.exp_total)
     if hist is not None:
-        counts = result.counts.to(hist._bounds.device)
+        counts = result.counts.to(hist.device)
         if hist.symmetric:
             hist.within += counts
         else:
             hist.unmatched += counts
-            hist.matched += result.matched.to(hist._bounds.device)
+            hist.matched += result.matched.to(hist.device)
 
 
 def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction], r0: int,
@@ -345,8 +299,8 @@ def _merge_top(values: torch.Tensor, index: torch.Tensor, found: RowResult, part
     cand_index = torch.where(cand_index >= 0, cand_index + offset, -1)
     if dim == 0:
         cand_values, cand_index = cand_values.T, cand_index.T  # (k, n)
-        values[:, part], index[:, part] = _keep_best(values[:, part], index[:, part], cand_values.to(values.device),
+        values[:, part], index[:, part] = keep_best(values[:, part], index[:, part], cand_values.to(values.device),
                                                      cand_index.to(index.device), dim=0)
     else:
-        values[part], index[part] = _keep_best(values[part], index[part], cand_values.to(values.device),
+        values[part], index[part] = keep_best(values[part], index[part], cand_values.to(values.device),
                                                cand_index.to(index.device), dim=1)

@@ -15,8 +15,9 @@ Reductions (each keeps only sufficient statistics, accumulated in float64 where 
 - :class:`Histogram` — int64 counts of the similarities in fixed bins over [−1, 1]: true pairs (i = j) and the
   other cross pairs (i ≠ j) of a cross problem, or the pairs i < j of a symmetric one.
 
-This torch path runs everywhere and is the reference. On a CUDA device :func:`stream_pairs` hands the same
-reductions to fused Triton kernels (:mod:`embspace.kernels.triton`, chosen in :mod:`embspace.kernels.fused`),
+Every reduction has a public ``merge`` (the same statistics over other tiles, shards or processes); merges are
+associative. This torch path (:func:`stream_torch`) runs everywhere and is the reference;
+:func:`embspace.kernels.engine.stream_pairs` chooses it or the fused Triton kernels (:mod:`embspace.kernels.fused`),
 which fill the same fields by the same merge rules.
 """
 
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from embspace.kernels.backend import record_pass
 from embspace.kernels.rows import Rows
 
 DEFAULT_TILE = 4096
@@ -89,14 +91,20 @@ class ExpSum(Reduction):
         tile_sum = float(exponent.exp_().sum())
         if diagonal and self.symmetric:
             tile_sum /= 2  # the diagonal tile holds each of its pairs twice
-        self._add(shift, tile_sum)
+        self.add(shift, tile_sum)
 
-    def _add(self, shift: float, value: float) -> None:
+    def add(self, shift: float, value: float) -> None:
+        """Fold exp(shift)·value (a partial sum kept as its log-scale and the sum below it) into the running sum."""
         if value <= 0.0:
             return
         new_shift = max(self.shift, shift)
         self.total = self.total * math.exp(self.shift - new_shift) + value * math.exp(shift - new_shift)
         self.shift = new_shift
+
+    def merge(self, other: ExpSum) -> ExpSum:
+        """Add the pairs another ExpSum counted (another tile range, shard or process); returns self."""
+        self.add(other.shift, other.total)
+        return self
 
     def log_sum(self) -> float:
         """log Σ exp(−t‖x̂ − ŷ‖²) over the counted pairs (−inf when there were none)."""
@@ -127,11 +135,19 @@ class RankCount(Reduction):
             self.rows[r0 + first : r1] += beats_row.sum(1, dtype=torch.int32)  # int32: faster than bool → int64
             self.cols[c0:c1] += beats_col.sum(0, dtype=torch.int32)
 
+    def merge(self, other: RankCount) -> RankCount:
+        """Add the counts of another RankCount over the same rows and columns (other tiles); returns self."""
+        self.rows += other.rows.to(self.rows.device)
+        self.cols += other.cols.to(self.cols.device)
+        return self
+
 
 class TopK(Reduction):
     """The k most similar columns of every row and rows of every column (cross problems), with indices.
 
-    Ties are broken by the order ``torch.topk`` returns; indices of unfilled slots are −1.
+    Ties are broken by index: of equal similarities the lower (global) index ranks first, so the top-k *sets* do
+    not depend on the tiling, the tile order or the number of processes (duplicated rows are common: repeated
+    captions). Indices of unfilled slots are −1.
     """
 
     def __init__(self, n_rows: int, n_cols: int, k: int, device: torch.device) -> None:
@@ -143,12 +159,55 @@ class TopK(Reduction):
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
-        values, index = sim.topk(min(self.k_rows, sim.shape[1]), dim=1)  # (R, ≤k)
-        self.row_values[r0:r1], self.row_index[r0:r1] = _keep_best(
+        values, index = tile_topk(sim, self.k_rows, dim=1)  # (R, ≤k)
+        self.row_values[r0:r1], self.row_index[r0:r1] = keep_best(
             self.row_values[r0:r1], self.row_index[r0:r1], values, index + c0, dim=1)
-        values, index = sim.topk(min(self.k_cols, sim.shape[0]), dim=0)  # (≤k, C)
-        self.col_values[:, c0:c1], self.col_index[:, c0:c1] = _keep_best(
+        values, index = tile_topk(sim, self.k_cols, dim=0)  # (≤k, C)
+        self.col_values[:, c0:c1], self.col_index[:, c0:c1] = keep_best(
             self.col_values[:, c0:c1], self.col_index[:, c0:c1], values, index + r0, dim=0)
+
+    def merge(self, other: TopK) -> TopK:
+        """Keep the best of two TopKs over the same rows and columns (candidates from other tiles); returns self."""
+        self.row_values, self.row_index = keep_best(self.row_values, self.row_index, other.row_values,
+                                                    other.row_index, dim=1)
+        self.col_values, self.col_index = keep_best(self.col_values, self.col_index, other.col_values,
+                                                    other.col_index, dim=0)
+        return self
+
+
+def tile_topk(sim: torch.Tensor, k: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries of a tile along ``dim`` with their positions, ties broken toward lower positions.
+
+    ``torch.topk`` alone picks an arbitrary member of a tie. A tie matters only where it straddles the k-th place
+    (the k-th and (k+1)-th largest are equal): those rows (columns) alone are settled exactly, keeping every entry
+    above the k-th value and the lowest-positioned entries equal to it.
+    """
+    size = sim.shape[dim]
+    if k >= size:
+        return sim.topk(size, dim=dim)
+    values, index = sim.topk(k + 1, dim=dim)  # (…, k+1), descending
+    straddles = (values.select(dim, k - 1) == values.select(dim, k)).nonzero().squeeze(1)  # (T,)
+    values, index = values.narrow(dim, 0, k), index.narrow(dim, 0, k)
+    if len(straddles):
+        lines = sim.index_select(1 - dim, straddles)  # (T, size) for rows, (size, T) for columns
+        lines = lines if dim == 1 else lines.T
+        kth = values.index_select(1 - dim, straddles)
+        kth = (kth if dim == 1 else kth.T)[:, k - 1 : k]  # (T, 1)
+        position = torch.arange(size, device=sim.device).expand_as(lines)
+        # rank key: entries above the k-th value first, then equal ones by position; the rest last
+        above, equal = lines > kth, lines == kth
+        key = torch.where(above, -1, torch.where(equal, position, size))
+        order = key.argsort(dim=1, stable=True)[:, :k]  # (T, k)
+        picked = lines.gather(1, order)
+        reorder = picked.argsort(dim=1, descending=True, stable=True)  # back to descending values
+        fixed_values, fixed_index = picked.gather(1, reorder), order.gather(1, reorder)
+        if dim == 1:
+            values, index = values.clone(), index.clone()
+            values[straddles], index[straddles] = fixed_values.to(values.dtype), fixed_index
+        else:
+            values, index = values.clone(), index.clone()
+            values[:, straddles], index[:, straddles] = fixed_values.T.to(values.dtype), fixed_index.T
+    return values, index
 
 
 class Histogram(Reduction):
@@ -165,7 +224,7 @@ class Histogram(Reduction):
     >>> from embspace.kernels.rows import prepare_rows
     >>> x = prepare_rows(np.eye(3), torch.device("cpu"), torch.float64)
     >>> hist = Histogram(4, symmetric=True)
-    >>> stream_pairs(x, None, [hist], tile=2)
+    >>> stream_torch(x, None, [hist], tile=2)
     >>> hist.within.tolist()  # three orthogonal pairs, cosine 0 → the bin [0, 0.5)
     [0, 0, 3, 0]
     """
@@ -182,6 +241,19 @@ class Histogram(Reduction):
             self.within = zeros
         else:
             self.matched, self.unmatched = zeros, zeros.clone()
+
+    @property
+    def device(self) -> torch.device:
+        return self._bounds.device
+
+    def merge(self, other: Histogram) -> Histogram:
+        """Add the counts of another Histogram of the same bins and kind; returns self."""
+        if self.symmetric:
+            self.within += other.within.to(self.device)
+        else:
+            self.matched += other.matched.to(self.device)
+            self.unmatched += other.unmatched.to(self.device)
+        return self
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         if self.symmetric:
@@ -237,13 +309,16 @@ class Histogram(Reduction):
         return {"matched": self.matched.cpu().tolist(), "unmatched": self.unmatched.cpu().tolist()}
 
 
-def _keep_best(best: torch.Tensor, best_index: torch.Tensor, values: torch.Tensor, index: torch.Tensor,
-               dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``best.shape[dim]`` largest of the running best and a tile's candidates, along ``dim``."""
+def keep_best(best: torch.Tensor, best_index: torch.Tensor, values: torch.Tensor, index: torch.Tensor,
+              dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``best.shape[dim]`` largest of the running best and new candidates along ``dim``, in descending order;
+    of equal values the lower index wins (unfilled slots, −inf with index −1, come last)."""
     cand_values = torch.cat([best, values.to(best.dtype)], dim=dim)
     cand_index = torch.cat([best_index, index], dim=dim)
-    keep, pos = cand_values.topk(best.shape[dim], dim=dim)
-    return keep, cand_index.gather(dim, pos)
+    by_index = cand_index.argsort(dim=dim, stable=True)  # lower index first among equals
+    cand_values, cand_index = cand_values.gather(dim, by_index), cand_index.gather(dim, by_index)
+    order = cand_values.argsort(dim=dim, descending=True, stable=True).narrow(dim, 0, best.shape[dim])
+    return cand_values.gather(dim, order), cand_index.gather(dim, order)
 
 
 def _upcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,32 +375,16 @@ def feed_tile(rows: torch.Tensor, cols: torch.Tensor, reductions: Sequence[Reduc
         reduction.update(sim, r0, c0, diagonal=diagonal)
 
 
-def stream_pairs(
+def stream_torch(
     x: Rows,
     y: Rows | None,
     reductions: Sequence[Reduction],
     *,
     tile: int = DEFAULT_TILE,
     progress: Callable[[int], None] | None = None,
-    backend: str | None = None,
 ) -> None:
-    """Feed every tile of X̂·Ŷᵀ (or of X̂·X̂ᵀ on and above the diagonal when ``y`` is None) to the reductions.
-
-    ``backend``: ``"auto"`` (fused Triton kernels on CUDA for the reductions that have them, torch otherwise),
-    ``"torch"`` or ``"triton"``; None reads ``$EMBSPACE_BACKEND`` (default ``"auto"``). See
-    :mod:`embspace.kernels.fused`. Either path leaves the same statistics in the same reduction objects.
-    """
-    from embspace.kernels import fused as fused_kernels
-
-    if fused_kernels.choose_backend(x, y, reductions, backend) == "triton":
-        fused_kernels.stream_fused(x, y, reductions, tile=tile, progress=progress)
-        return
-    fusable = fused_kernels.fusable_part(x, y, reductions, backend)
-    if fusable:  # "auto" on CUDA with some reductions that have no kernel: they get a torch pass of their own
-        fused_kernels.stream_fused(x, y, fusable, tile=tile, progress=progress, backend="auto")
-        rest = [r for r in reductions if not any(r is f for f in fusable)]
-        stream_pairs(x, y, rest, tile=tile, backend="torch")  # the bar counts the pair of passes once
-        return
+    """The torch path of :func:`~embspace.kernels.engine.stream_pairs`: every tile of X̂·Ŷᵀ (or of X̂·X̂ᵀ on and
+    above the diagonal when ``y`` is None) into every reduction."""
     symmetric = y is None
     y = x if symmetric else y
     buffer = TileBuffer()
@@ -336,11 +395,11 @@ def stream_pairs(
             feed_tile(rows, cols, reductions, r0, c0, diagonal=(r0 == c0), buffer=buffer)
             if progress is not None:
                 progress(1)
-    fused_kernels.record_pass("torch")
+    record_pass("torch")
 
 
 def count_tiles(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> int:
-    """Number of tiles :func:`stream_pairs` visits (for progress bars)."""
+    """Number of tiles :func:`stream_torch` visits (for progress bars)."""
     blocks_r = -(-n_rows // tile)
     if n_cols is None:
         return blocks_r * (blocks_r + 1) // 2
@@ -348,7 +407,7 @@ def count_tiles(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> in
 
 
 def matched_similarities(x: Rows, y: Rows, *, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """d_i = x̂_i·ŷ_i taken from the diagonal tiles, rounded exactly as :func:`stream_pairs` rounds them.
+    """d_i = x̂_i·ŷ_i taken from the diagonal tiles, rounded exactly as :func:`stream_torch` rounds them.
 
     Each diagonal is copied out of its tile: a view would keep every R×R tile alive until the end (N·tile floats).
     """

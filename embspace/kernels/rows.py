@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,58 +17,7 @@ from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.kernels.budget import OOM_ERRORS
 
-PRECISIONS = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
-              "bf16": torch.bfloat16, "fp16": torch.float16}
 NORM_TOLERANCE = 1e-3
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU; ``"cuda"`` without CUDA is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device", "CUDA was requested but torch sees no CUDA device")
-    return resolved
-
-
-def resolve_precision(precision: str) -> torch.dtype:
-    """The dtype the tiles are computed in; float64 accumulation is used regardless."""
-    if precision not in PRECISIONS:
-        raise InputError("--precision", f"unknown precision {precision!r}; choose auto or one of "
-                                        f"{', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
-
-
-def precision_name(precision: str, device: torch.device) -> str:
-    """``"auto"`` → ``"fp16"`` on CUDA (half tiles, fp32 accumulation) and ``"fp32"`` elsewhere (CPU half matrix
-    products are slow); any other name is checked and returned as given."""
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    resolve_precision(precision)
-    return precision
-
-
-@contextlib.contextmanager
-def matmul_precision(precision: str) -> Iterator[None]:
-    """Enable TF32 matrix products only for ``precision="tf32"`` (full fp32 otherwise), for cuBLAS and the fused
-    kernels (:func:`embspace.kernels.fused.use_tf32`, the only place they learn of tf32).
-
-    Set and restored through torch's ``fp32_precision`` where it exists (mixing it with the legacy ``allow_tf32``
-    makes torch raise), else through ``allow_tf32``: one API only.
-    """
-    from embspace.kernels.fused import use_tf32
-
-    matmul = torch.backends.cuda.matmul
-    flag = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
-    previous = getattr(matmul, flag)
-    setattr(matmul, flag, ("tf32" if precision == "tf32" else "ieee") if flag == "fp32_precision"
-            else precision == "tf32")
-    try:
-        with use_tf32(precision == "tf32"):
-            yield
-    finally:
-        setattr(matmul, flag, previous)
 
 
 def normalize_block(

@@ -1,7 +1,7 @@
-"""Metrics from first moments, O(N·D): gap, gap direction, centroid cosine, cone, matched cosine, alignment, RMG.
+"""First-moment statistics, O(N·D): the sums behind gap, gap direction, centroid cosine, cone, matched cosine,
+alignment and RMG (their families, :mod:`embspace.families`, hold the closed forms).
 
-One streaming pass accumulates, in float64, Σx̂_i, Σŷ_i, Σ‖x̂_i‖², Σ‖ŷ_i‖², Σx̂_i·ŷ_i and Σ‖x̂_i − ŷ_i‖^α;
-every metric here is a closed form of those sums.
+One streaming pass accumulates, in float64, Σx̂_i, Σŷ_i, Σ‖x̂_i‖², Σ‖ŷ_i‖², Σx̂_i·ŷ_i and Σ‖x̂_i − ŷ_i‖^α:
 
 - modality gap (Liang et al. 2022): ‖mean(X̂) − mean(Ŷ)‖, the means not renormalised;
 - gap direction: normalise(mean(X̂) − mean(Ŷ));
@@ -15,14 +15,14 @@ every metric here is a closed form of those sums.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
+from embspace.kernels.budget import MAX_BLOCK_ROWS
 from embspace.kernels.rows import Rows
 
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = MAX_BLOCK_ROWS
 
 
 @dataclass
@@ -43,6 +43,14 @@ class MomentSums:
     @property
     def mean(self) -> torch.Tensor:
         return self.total / self.n
+
+    def merge(self, other: MomentSums) -> MomentSums:
+        """Add another modality shard's sums (other rows of the same modality); returns self."""
+        if other.total is not None:
+            self.total = other.total.clone() if self.total is None else self.total + other.total.to(self.total)
+        self.squares += other.squares
+        self.n += other.n
+        return self
 
     def cone(self) -> float:
         """Mean off-diagonal cosine (Liang et al.): (‖Σx̂‖² − Σ‖x̂‖²) / (N(N−1))."""
@@ -68,6 +76,15 @@ class PairSums:
         self.distances += float((xw - yw).norm(dim=1).pow(self.alpha).sum())
         self.n += len(xb)
 
+    def merge(self, other: PairSums) -> PairSums:
+        """Add the sums of other pairs (another shard, same α); returns self."""
+        self.x.merge(other.x)
+        self.y.merge(other.y)
+        self.dots += other.dots
+        self.distances += other.distances
+        self.n += other.n
+        return self
+
 
 def moment_sums(rows: Rows, chunk_rows: int = CHUNK_ROWS) -> MomentSums:
     sums = MomentSums()
@@ -81,30 +98,3 @@ def pair_sums(x: Rows, y: Rows, alpha: float = 2.0, chunk_rows: int = CHUNK_ROWS
     for start, xb in x.blocks(chunk_rows):
         sums.update(xb, y.block(start, start + len(xb)))
     return sums
-
-
-def relative_modality_gap(matched_cosine: float, cone_a: float, cone_b: float) -> float:
-    """RMG (Schrodi et al. 2024) from the matched cosine and the two within-modality mean cosines."""
-    d_matched = max(1 - (matched_cosine + 1) / 2, 1e-3)
-    d_a, d_b = 1 - (cone_a + 1) / 2, 1 - (cone_b + 1) / 2
-    return d_matched / (d_matched + (d_a + d_b) / 2)
-
-
-def centroid_metrics(sums: PairSums) -> dict[str, float | torch.Tensor]:
-    """Every first-moment metric of a paired problem, from its :class:`PairSums`."""
-    mean_x, mean_y = sums.x.mean, sums.y.mean
-    delta = mean_x - mean_y  # (D,)
-    gap = float(delta.norm())
-    norms = float(mean_x.norm()) * float(mean_y.norm())
-    matched = sums.dots / sums.n
-    cone_x, cone_y = sums.x.cone(), sums.y.cone()
-    return {
-        "gap": gap,
-        "gap_direction": delta / gap if gap > 0 else torch.zeros_like(delta),
-        "centroid_cosine": float(mean_x @ mean_y) / norms if norms > 0 else math.nan,
-        "matched_cosine": matched,
-        "alignment": sums.distances / sums.n,
-        "cone_x": cone_x,
-        "cone_y": cone_y,
-        "rmg": relative_modality_gap(matched, cone_x, cone_y),
-    }

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK, matched_similarities, stream_pairs
+from embspace.kernels.engine import stream_pairs
+from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK, matched_similarities
 from embspace.kernels.rows import Rows
 
 RECALL_KS = (1, 5, 10)
@@ -40,10 +41,20 @@ def skewness(values: np.ndarray) -> float:
     return float((centered**3).mean() / std**3) if std > 0 else 0.0
 
 
+def rank_state_bytes(n_rows: int, n_cols: int) -> int:
+    """Bytes a RankCount holds whatever the tile: rank counts (int64) and the matched similarities (float64 at
+    most)."""
+    return 8 * (n_rows + n_cols) + 8 * n_rows
+
+
+def top_state_bytes(n_rows: int, n_cols: int, k: int = HUBNESS_K) -> int:
+    """Bytes a TopK holds whatever the tile: top-k values (float64) and indices (int64) of every row and column."""
+    return 16 * k * (n_rows + n_cols)
+
+
 def state_bytes(n_rows: int, n_cols: int, hubness_k: int = HUBNESS_K) -> int:
-    """Bytes the exact pass holds whatever the tile: top-k values (float64) and indices (int64) of every row and
-    column, rank counts (int64) and the matched similarities (float64 at most)."""
-    return 16 * hubness_k * (n_rows + n_cols) + 8 * (n_rows + n_cols) + 8 * n_rows
+    """Bytes the exact retrieval pass (rank counts and top-k) holds whatever the tile."""
+    return top_state_bytes(n_rows, n_cols, hubness_k) + rank_state_bytes(n_rows, n_cols)
 
 
 def retrieval_reductions(x: Rows, y: Rows, *, hubness_k: int = HUBNESS_K,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from embspace.kernels.budget import MAX_BLOCK_ROWS
 from embspace.kernels.rows import Rows
 
 RANKME_EPS = 1e-7
@@ -34,7 +35,7 @@ class Gram:
     total: torch.Tensor
 
     @staticmethod
-    def of_rows(rows: Rows, chunk_rows: int = 65_536) -> Gram:
+    def of_rows(rows: Rows, chunk_rows: int = MAX_BLOCK_ROWS) -> Gram:
         gram = torch.zeros((rows.dim, rows.dim), dtype=torch.float64, device=rows.device)  # (D, D)
         total = torch.zeros(rows.dim, dtype=torch.float64, device=rows.device)  # (D,)
         for _, block in rows.blocks(chunk_rows):
@@ -42,6 +43,13 @@ class Gram:
             gram.addmm_(wide.T, wide)
             total += wide.sum(0)
         return Gram(rows.n, gram.cpu(), total.cpu())
+
+    def merge(self, other: Gram) -> Gram:
+        """Add another shard's rows (same dimension); returns self."""
+        self.n += other.n
+        self.gram = self.gram + other.gram.to(self.gram)
+        self.total = self.total + other.total.to(self.total)
+        return self
 
     def singular_values(self, centered: bool) -> np.ndarray:
         """σ_1 ≥ σ_2 ≥ …, min(N, D) of them (min(N−1, D) when centred)."""

@@ -14,21 +14,11 @@ sum is S_XX + S_YY + S_XY(i≠j) + Σ_i G(x̂_i, ŷ_i) over C(2N, 2) pairs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
-from embspace.kernels.pairwise import DEFAULT_TILE, ExpSum, stream_pairs
+from embspace.kernels.pairwise import ExpSum
 from embspace.kernels.rows import Rows
-
-Progress = Callable[[int], None] | None
-
-
-def self_exp_sum(x: Rows, t: float, *, tile: int = DEFAULT_TILE, progress: Progress = None) -> ExpSum:
-    """Σ_{i<j} G(x̂_i, x̂_j) over the upper-triangle tiles."""
-    acc = ExpSum(t, symmetric=True, exclude_diagonal=True)
-    stream_pairs(x, None, [acc], tile=tile, progress=progress)
-    return acc
 
 
 def matched_log_sum(x: Rows, y: Rows, t: float, chunk_rows: int = 65_536) -> float:
@@ -36,7 +26,7 @@ def matched_log_sum(x: Rows, y: Rows, t: float, chunk_rows: int = 65_536) -> flo
     acc = ExpSum(t, symmetric=False, exclude_diagonal=False)
     for start, xb in x.blocks(chunk_rows):
         exponent = 2 * t * ((xb.double() * y.block(start, start + len(xb)).double()).sum(1) - 1)  # (B,)
-        acc._add(float(exponent.max()), float(torch.exp(exponent - exponent.max()).sum()))
+        acc.add(float(exponent.max()), float(torch.exp(exponent - exponent.max()).sum()))
     return acc.log_sum()
 
 
@@ -58,8 +48,3 @@ def uniformity_variants(log_xx: float, log_yy: float, log_xy_off: float, log_mat
         "joint": log_mean(float(joint_log_sum), (2 * n) * (2 * n - 1) // 2),
         "cross": log_mean(log_xy_off, n * (n - 1)),
     }
-
-
-def uniformity_of_rows(x: Rows, t: float = 2.0, *, tile: int = DEFAULT_TILE, progress: Progress = None) -> float:
-    """U(X) = log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²)."""
-    return log_mean(self_exp_sum(x, t, tile=tile, progress=progress).log_sum(), x.n * (x.n - 1) // 2)

@@ -1,0 +1,51 @@
+"""Similarity histograms: counts of x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and half-open bins).
+
+matched = the true pairs i = j, unmatched = cross-modal pairs i ≠ j, within = pairs i < j of each modality; exact
+from :class:`~embspace.kernels.pairwise.Histogram` reductions riding on the shared passes, or (above
+``sample_above`` rows) the unmatched and within counts of the sampled pairs, the matched ones exact. Stored in
+``report.histograms`` (the figures read them), not in the metric table.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics
+from embspace.kernels.pairwise import Histogram
+
+CONVENTION = ("counts of the cosine similarity x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and "
+              "half-open bins): matched = true pairs i = j, unmatched = cross-modal pairs i ≠ j, "
+              "within = pairs i < j of each modality; exact")
+
+
+def _within(context: Context, x, y, tile: int) -> Histogram:
+    return Histogram(context.settings["histogram_bins"], symmetric=True, device=x.device)
+
+
+def _cross(context: Context, x, y, tile: int) -> Histogram:
+    return Histogram(context.settings["histogram_bins"], symmetric=False, device=x.device)
+
+
+class Histograms(Family):
+    name = "histograms"
+    aliases = ("histogram",)
+    table_position = 60.0
+    conventions: ClassVar[dict[str, str]] = {"histograms": CONVENTION}
+
+    def needs(self, context: Context) -> list[Need]:
+        if context.sampled:
+            return [Sampled("pairs", label="histograms", options={"bins": context.settings["histogram_bins"]})]
+        needs: list[Need] = [PairPass(name, "histogram", _within, label="histograms") for name in context.names]
+        if context.paired:
+            needs.append(PairPass("cross", "histogram", _cross, label="histograms"))
+        return needs
+
+    def finish(self, context: Context, stats: Statistics) -> Found:
+        if context.sampled:
+            return Found(histograms=stats.sampled("pairs")[2])
+        within = {name: stats.reduction(name, "histogram") for name in context.names}
+        histograms = {"edges": next(iter(within.values())).edges.tolist()}
+        if context.paired:
+            histograms.update(stats.reduction("cross", "histogram").counts())
+        histograms["within"] = {name: h.counts()["within"] for name, h in within.items()}
+        return Found(histograms=histograms)

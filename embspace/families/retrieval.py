@@ -1,0 +1,80 @@
+"""Cross-modal retrieval (CLIP benchmarks): recall@k both ways, exact from rank counts or from sampled queries.
+
+recall@k, A→B: the fraction of rows i of A whose partner ŷ_i is among the k columns most similar to x̂_i by
+cosine; pair i is the only positive. Exactly: rank_i < k with rank_i = #{j ≠ i : x̂_i·ŷ_j > x̂_i·ŷ_i} (ties count
+in favour of the true pair), one :class:`~embspace.kernels.pairwise.RankCount` over the cross pass. Sampled (above
+``sample_above`` rows, unless hubness asks for the exact pass anyway): q random queries ranked exactly against every
+candidate, Wilson intervals. Under pair weights w (the bootstrap, dense on a subsample):
+rank_a = Σ_b w_b [s_ab > s_aa], recall = Σ_a w_a [rank_a < k] / Σw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics, Weighted
+from embspace.kernels.pairwise import RankCount, matched_similarities
+from embspace.metrics.retrieval import RECALL_KS, rank_state_bytes, recall_from_ranks
+
+
+def _ranks(context: Context, x, y, tile: int) -> RankCount:
+    return RankCount(matched_similarities(x, y, tile=tile))
+
+
+def rank_pass(context: Context) -> PairPass:
+    """The rank counts of the cross pass (N rank counts each way and the matched similarities)."""
+    return PairPass("cross", "ranks", _ranks, label="retrieval", state_bytes=rank_state_bytes(context.n, context.n))
+
+
+def exact(context: Context) -> bool:
+    """Recall is exact unless the run samples and no hubness asks for the exact cross pass anyway."""
+    return not context.sampled or "hubness" in context.families
+
+
+class Retrieval(Family):
+    name = "retrieval"
+    aliases = ("recall",)
+    paired_only = True
+    table_position = 30.0
+    resampled = "subsample"
+
+    def needs(self, context: Context) -> list[Need]:
+        return [rank_pass(context)] if exact(context) else [Sampled("recall", label="retrieval")]
+
+    def finish(self, context: Context, stats: Statistics) -> Found:
+        ks = context.settings["recall_ks"]
+        if not exact(context):
+            values, uncertainty = stats.sampled("recall")
+            return Found(metrics=values, uncertainty=uncertainty)
+        ranks = stats.reduction("cross", "ranks")
+        forward, backward = recall_from_ranks(ranks.rows, ks), recall_from_ranks(ranks.cols, ks)
+        there, back = context.directions()
+        return Found(metrics={f"recall@{k}": {there: forward[k], back: backward[k]} for k in ks})
+
+    def convention(self, key: str) -> str | None:
+        if not key.startswith("recall@"):
+            return None
+        k = key.removeprefix("recall@")
+        return (f"fraction of queries whose partner is among the {k} most cosine-similar items of the other "
+                "modality; ties count for the partner")
+
+    def resample_paths(self, names, settings) -> list[str]:
+        a, b = names
+        return [f"recall@{k}.{d}" for k in settings.get("recall_ks", RECALL_KS) for d in (f"{a}->{b}", f"{b}->{a}")]
+
+    def resample(self, view: Weighted) -> dict[str, np.ndarray]:
+        def beats() -> tuple[torch.Tensor, torch.Tensor]:
+            sxy = view.x @ view.y.T  # (S, S), row a × column b
+            matched = sxy.diagonal()
+            # [a, b]: column b outranks row a's partner; image b outranks text a's partner
+            return (sxy > matched[:, None]).float(), (matched[:, None] < sxy.T).float()
+
+        beats_xy, beats_yx = view.static("recall_beats", beats)
+        a, b = view.names
+        w, n, out = view.w, view.w.sum(1).double(), {}
+        for direction, beaten in ((f"{a}->{b}", beats_xy), (f"{b}->{a}", beats_yx)):
+            ranks = w @ beaten.T  # (b, S): weighted count of candidates that outrank each query's partner
+            for k in view.settings.get("recall_ks", RECALL_KS):
+                out[f"recall@{k}.{direction}"] = ((w * (ranks < k)).double().sum(1) / n).numpy()
+        return out
