@@ -162,7 +162,7 @@ def _need(families: list[str]) -> str:
 
 def _single_families(families: str) -> list[str]:
     """The families of ``families`` (comma-separated, or all) that one modality gets."""
-    from embspace.measure import SINGLE_FAMILIES
+    from embspace.families import SINGLE_FAMILIES
 
     return [f for f in SINGLE_FAMILIES if families == "all" or f in families.split(",")]
 

@@ -18,7 +18,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def family_of(name: str) -> str | None:
     """The family that computes a metric name: itself, an alias, or a report key (``recall@5.image->text`` →
     ``retrieval``, ``uniformity.mean`` → ``uniformity``); None for an unknown name."""
-    from embspace.measure import ALIASES, FAMILIES
+    from embspace.families import ALIASES, FAMILIES
 
     head = name.partition(".")[0]
     if head.startswith("recall@") and head.removeprefix("recall@").isdigit():
@@ -34,7 +34,7 @@ def measure_families(metrics: str) -> str:
     """``--metrics`` of ``embspace measure`` (comma-separated names in the vocabulary above, or ``all``) → the
     families to compute, comma-separated, as :func:`embspace.measure` takes them. An unknown name is refused in one
     line with the closest known one."""
-    from embspace.measure import ALIASES, FAMILIES
+    from embspace.families import ALIASES, FAMILIES
     from embspace.metrics.retrieval import RECALL_KS
 
     names = [m.strip() for m in metrics.split(",") if m.strip()]
