@@ -81,7 +81,7 @@ def test_a_forced_triton_backend_reaches_every_pairwise_pass(monkeypatch):
     needs_triton()
     from embspace.measure import measure
 
-    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
     x, y = ref.paired_data("random", 30, 8, seed=1)
     calls = []
 
@@ -154,7 +154,7 @@ def test_a_pass_the_fused_path_hands_to_torch_is_counted_as_torch(monkeypatch):
     needs_triton()
     from embspace.measure import measure
 
-    monkeypatch.delenv(fused.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
     x, y = ref.paired_data("random", 30, 8, seed=2)
 
     def hands_to_torch(x_rows, y_rows, reductions, *, tile, progress=None):
