@@ -122,13 +122,10 @@ def pairs_from_specs(specs: Sequence[str], names: Sequence[str] | None = None) -
     time. ``train.npy eval.npy``, ``pairs=a.npy pairs=b.npy`` and
     ``image=a.npz:img text=a.npz:txt image=b.npz:img text=b.npz:txt`` all give two dumps.
     """
-    from embspace.io import load
-
     dumps: list[Pairs] = []
     pending: dict[str, Embeddings] = {}
     for spec in specs:
-        spec = spec if "=" in spec else f"pairs={spec}"
-        for name, embeddings in load([spec], tuple(names) if names else None).items():
+        for name, embeddings in _load_dump(spec, names).items():
             if name in pending:
                 raise InputError(spec, f"a second '{name}' before the dump's other modality; give each dump as "
                                        "pairs=STACK or as two NAME=PATH specs")
@@ -140,6 +137,19 @@ def pairs_from_specs(specs: Sequence[str], names: Sequence[str] | None = None) -
         only = next(iter(pending.values()))
         raise InputError(only.source, "has no partner modality; a dump needs two paired modalities")
     return dumps
+
+
+def _load_dump(spec: str, names: Sequence[str] | None) -> dict[str, Embeddings]:
+    """The modalities of one spec; a bare path is read as ``pairs=PATH`` (a stack or a clip-retrieval folder)."""
+    from embspace.io import load
+
+    if "=" in spec:
+        return load([spec], tuple(names) if names else None)
+    try:
+        return load([f"pairs={spec}"], tuple(names) if names else None)
+    except InputError as exc:
+        raise InputError(exc.where, f"{exc.problem} (a bare path is read as pairs=PATH; one modality is given as "
+                                    "NAME=PATH[:KEY], e.g. image=a.npz:img)") from None
 
 
 def train_eval_pairs(specs: Sequence[str], names: Sequence[str] | None = None, *,
