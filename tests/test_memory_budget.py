@@ -141,6 +141,7 @@ def _write_inputs(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
     pq.write_table(pa.table({"emb": column}), folder / "text.parquet", row_group_size=1024)
 
 
+@pytest.mark.slow
 def test_safetensors_and_parquet_stream_under_the_budget(tmp_path):
     """Rows are read from the file on request, not through a memory map whose touched pages would stay resident
     (before: the whole of both files ended up in the process's resident memory)."""
