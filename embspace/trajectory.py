@@ -286,8 +286,6 @@ def measure_trajectory(
         progress: progress bars on stderr (one over entries, one within each measurement).
         **options: passed to :func:`embspace.measure` (``metrics``, ``t``, ``device``, …).
     """
-    from tqdm.auto import tqdm
-
     from embspace.measure import check_inputs, measure
 
     if isinstance(dumps, Mapping):
@@ -314,7 +312,12 @@ def measure_trajectory(
         folder.mkdir(parents=True, exist_ok=True)
     files = file_names(labels)
     reports, paths = [], []
-    for i in tqdm(order, desc="checkpoints", unit="dump", disable=not progress, leave=False):
+    shown = order
+    if progress:  # tqdm.auto is imported only for a bar: in Jupyter without ipywidgets it warns on import
+        from tqdm.auto import tqdm
+
+        shown = tqdm(order, desc="checkpoints", unit="dump", leave=False)
+    for i in shown:
         report = measure(_open(entries[i], names), progress=progress, **options)
         path = None
         if folder is not None:

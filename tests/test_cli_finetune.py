@@ -51,6 +51,10 @@ def test_finetune_writes_reports_embeddings_and_the_noise_check(dumps, tmp_path)
     assert comparison["significance"]["resamples"] == 100 and "gap" in comparison["significance"]["metrics"]
     assert json.loads((out / "config.json").read_text())["loss_options"] == {"weight": 0.05}
     assert np.load(out / "eval_adapted.npy").shape == (2, 40, 8)
+    # the clip run of the same seed, and the second comparison: clip baseline → m2mix
+    assert "clip baseline → m2mix" in result.stdout
+    assert json.loads((out / "baseline_clip" / "config.json").read_text())["loss"] == "clip"
+    assert "gap" in json.loads((out / "comparison_baseline.json").read_text())["significance"]["metrics"]
     # the run is complete: without --resume the folder is refused, with it nothing is retrained
     again = cli("finetune", f"pairs={dumps / 'train.npy'}", f"pairs={dumps / 'eval.npy'}", "--out", out)
     assert again.exit_code == 2 and "--resume" in again.stderr
@@ -67,8 +71,9 @@ def test_finetune_named_specs_and_a_single_split_dump(dumps, tmp_path):
                  "--metrics", "gap", "--out", tmp_path / "named")
     assert result.exit_code == 0, result.output
     result = cli("finetune", f"pairs={dumps / 'eval.npy'}", "--eval-fraction", "0.25", "--adapter", "--epochs", "1",
-                 "--resamples", "50", "--metrics", "gap", "--out", tmp_path / "single")
+                 "--resamples", "50", "--metrics", "gap", "--out", tmp_path / "single", "--baseline", "none")
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / "single" / "comparison_baseline.json").exists() and "clip baseline" not in result.output
     assert np.load(tmp_path / "single" / "eval_adapted.npy").shape == (2, 10, 12)
 
 
@@ -120,6 +125,8 @@ BAD = {
                                       f"text={d / 'split.npz'}:txt_eval", "--out", o],
     "partner missing": lambda d, o: ["finetune", f"pairs={d / 'train.npy'}", f"image={d / 'split.npz'}:img",
                                      "--out", o],
+    "baseline not a run": lambda d, o: ["finetune", f"pairs={d / 'train.npy'}", f"pairs={d / 'eval.npy'}",
+                                        "--baseline", d, "--out", o],
     "three dumps": lambda d, o: ["finetune", *[f"pairs={d / 'train.npy'}"] * 3, "--out", o],
     "adapter on unequal dims": lambda d, o: ["finetune", f"image={d / 'split.npz'}:img",
                                              f"text={d / 'split.npz'}:txt", "--adapter", "--out", o],

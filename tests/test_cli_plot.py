@@ -104,6 +104,9 @@ BAD = {
                                                       "--out", t / "f.png"],
     "fifo trajectory": lambda d, t: ["plot", "curves", d / "fifo.json", "--out", t / "f.png"],
     "deeply nested report": lambda d, t: ["plot", "histograms", d / "deep.json", "--out", t / "f.png"],
+    "coarsen not a divisor": lambda d, t: ["plot", "histograms", d / "after.json", "--coarsen", "3",
+                                           "--out", t / "f.png"],
+    "coarsen for curves": lambda d, t: ["plot", "curves", d / "run", "--coarsen", "2", "--out", t / "f.png"],
     "usage: unknown option": lambda d, t: ["plot", "map", f"pairs={d / 'stack.npy'}", "--colour", "red",
                                            "--out", t / "f.png"],
 }
@@ -123,6 +126,7 @@ EXPECTED = {
     "map unpaired rows": "has 60 rows but",
     "fifo trajectory": "fifo.json: is not a regular file",
     "deeply nested report": "deep.json: invalid JSON: nested too deeply",
+    "coarsen not a divisor": "coarsen: must divide the 200 bins, got 3",
 }
 
 
@@ -152,3 +156,20 @@ def test_a_name_with_brackets_is_shown_as_it_is(tmp_path):
     assert result.exit_code == 2 and len(lines) == 1, result.stderr
     assert f"{tmp_path / name}: 1 row contains NaN or Inf (first at row 5)" in lines[0] and "\\" not in lines[0]
     assert not (tmp_path / "m.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["histograms", "before-after"])
+def test_coarsen_merges_the_stored_bins(disk, tmp_path, monkeypatch, kind):
+    """--coarsen N reaches the figure: every histogram is drawn with 200 / N bins (the reports store 200)."""
+    import embspace.plot as figures
+
+    drawn = []
+    function = "histograms" if kind == "histograms" else "before_after"
+    original = getattr(figures, function)
+    monkeypatch.setattr(figures, function, lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    inputs = [disk / "after.json"] if kind == "histograms" else [disk / "before.json", disk / "after.json"]
+    for coarsen, bins in ((["--coarsen", "4"], {50}), (["--coarsen", "1"], {200})):
+        result = cli("plot", kind, *inputs, *coarsen, "--out", tmp_path / "h.png")
+        assert result.exit_code == 0, result.stderr
+        stairs = [p for ax in drawn[-1].axes for p in ax.patches if type(p).__name__ == "StepPatch"]
+        assert stairs and {len(p.get_data().values) for p in stairs} == bins

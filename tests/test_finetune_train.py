@@ -186,3 +186,53 @@ def test_bad_configs_and_data_are_refused():
         as_pairs((bad, y))
     train, evaluation = split_pairs(as_pairs((x, y)), 0.25, seed=0)
     assert (train.n, evaluation.n) == (30, 10)
+
+
+def test_a_method_is_compared_with_the_clip_run_of_the_same_seed(tmp_path):
+    """baseline="train" trains the clip run of the same config and seed; a finished clip folder gives the same."""
+    from tests import reference as ref
+
+    x, y = planted(120, 8)
+    train, evaluation = (x[:90], y[:90]), (x[90:], y[90:])
+    config = FitConfig(epochs=2, dim=8, batch_size=32, **QUICK)
+    result = fit(train, evaluation, loss="m2mix", config=config, out=tmp_path / "run", baseline="train",
+                 resamples=50)
+    clip = fit(train, evaluation, loss="clip", config=config, out=tmp_path / "clip", resamples=50)
+    base = np.load(tmp_path / "run" / "baseline_clip" / "eval_adapted.npy")
+    np.testing.assert_array_equal(base[0], clip.image)  # the same seed: the same clip run, bit for bit
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "baseline_clip" / "eval_before.npy"),
+                                  np.load(tmp_path / "run" / "eval_before.npy"))  # and the method's initial towers
+    assert json.loads((tmp_path / "run" / "baseline_clip" / "config.json").read_text())["loss"] == "clip"
+    comparison = result.baseline_comparison
+    assert comparison.before.metrics == clip.after.metrics and comparison.after is result.after
+    entry = comparison.significance.metrics["gap"]
+    assert entry.data_before == pytest.approx(ref.gap(clip.image, clip.text), abs=1e-5)
+    assert entry.data_after == pytest.approx(ref.gap(result.image, result.text), abs=1e-5)
+    assert not any("holds different data" in w for w in comparison.warnings)
+    written = json.loads((tmp_path / "run" / "comparison_baseline.json").read_text())
+    assert written["baseline"] == str(tmp_path / "run" / "baseline_clip")
+    assert written["significance"]["metrics"]["gap"]["change"] == pytest.approx(entry.change)
+    given = fit(train, evaluation, loss="m2mix", config=config, baseline=tmp_path / "clip", resamples=50)
+    assert given.baseline_comparison.significance.metrics["gap"].ci == entry.ci
+    assert given.baseline_out == tmp_path / "clip"
+    # no baseline for clip itself, nor without one asked for
+    plain = fit(train, evaluation, loss="clip", config=config, baseline="train", resamples=20)
+    assert plain.baseline_comparison is None
+    assert fit(train, evaluation, loss="cua", config=config, resamples=20).baseline_comparison is None
+
+
+def test_a_baseline_folder_of_another_run_is_refused(tmp_path):
+    x, y = planted(80, 8)
+    train, evaluation = (x[:60], y[:60]), (x[60:], y[60:])
+    config = FitConfig(epochs=1, dim=4, **QUICK)
+    fit(train, evaluation, loss="clip", config=config.replace(seed=3), out=tmp_path / "seed3", resamples=20)
+    fit(train, evaluation, loss="cua", config=config, out=tmp_path / "cua", resamples=20)
+    fit(train, evaluation, loss="clip", config=config, out=tmp_path / "clip", resamples=20)
+    cases = {"seed3": "seed=3", "cua": "is a cua run", "missing": "not a finished fine-tuning run"}
+    for folder, message in cases.items():
+        with pytest.raises(InputError, match=message):
+            fit(train, evaluation, loss="m2mix", config=config, baseline=tmp_path / folder)
+    with pytest.raises(InputError, match="other training or eval data"):
+        fit((x[:60], y[:60]), (x[60:], y[60:] + 1), loss="m2mix", config=config, baseline=tmp_path / "clip")
+    with pytest.raises(InputError, match="clip already"):
+        fit(train, evaluation, loss="clip", config=config, baseline=tmp_path / "clip")

@@ -6,7 +6,9 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,19 @@ def test_there_are_three_notebooks_stored_without_outputs():
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_a_notebook_calls_each_function_by_one_name(name):
+    """No ``from embspace.x import f as g`` beside ``embspace.f``: two functions of one name read as one."""
+    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
+    tree = ast.parse("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
+    renamed = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names
+               if a.asname and a.asname != a.name}
+    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "embspace"}
+    imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for a in node.names]
+    assert not renamed & used and not set(imported) & used, (renamed & used) | (set(imported) & used)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_notebook_runs(name):
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
@@ -41,6 +56,10 @@ def test_notebook_runs(name):
                                                                                            **quiet_threads})
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    # nothing on stderr (a warning, a progress bar) and no table cell that is None
+    assert not [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+    tables = [o.data["text/html"] for o in outputs if "<table" in o.get("data", {}).get("text/html", "")]
+    assert not [t for t in tables if re.search(r"<td>\s*(None|NaN|nan)\s*</td>", t)]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     if name == "03_mind_the_gap_clip.ipynb" and not (SHARED / "features_clip.npy").exists():
         assert any("skipping" in o.get("text", "") for o in outputs) and not images

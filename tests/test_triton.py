@@ -30,6 +30,7 @@ from embspace.errors import InputError
 from embspace.kernels import backend as backend_settings
 from embspace.kernels import fused
 from embspace.kernels.backend import matmul_precision
+from embspace.kernels.engine import stream_pairs
 from embspace.kernels.pairwise import (
     ExpSum,
     Histogram,
@@ -37,7 +38,6 @@ from embspace.kernels.pairwise import (
     TopK,
     count_tiles,
     matched_similarities,
-    stream_pairs,
 )
 from embspace.kernels.rows import prepare_rows
 from tests import reference as ref

@@ -74,6 +74,9 @@ def finetune(
                          ] = defaults.RESAMPLES,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = FitConfig.device,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
+    baseline: Annotated[str, typer.Option(help="What a loss other than clip is compared with as well: train (the "
+                                               "clip run of the same seed, into OUT/baseline_clip), none, or the "
+                                               "folder of a finished clip run.")] = "train",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune projection heads or adapters on cached features and state what changed beyond the noise."""
@@ -100,7 +103,8 @@ def finetune(
             train_pairs, eval_pairs = train_eval_pairs(specs, [n.strip() for n in names.split(",")],
                                                        eval_fraction=eval_fraction, seed=seed)
         result = fit(train_pairs, eval_pairs, config=config, out=out_dir, resume=resume,
-                     progress=not quiet and sys.stderr.isatty(), resamples=resamples)
+                     progress=not quiet and sys.stderr.isatty(), resamples=resamples,
+                     baseline=None if baseline == "none" else baseline)
     except InputError as exc:
         fail(flag_message(exc))
     except ValueError as exc:
@@ -117,5 +121,10 @@ def print_result(result) -> None:
               f"{config.epochs} epochs · seed {config.seed} · train loss {result.history[-1]['loss']:.4f}",
               highlight=False)
     print_comparison(result.comparison)
-    err.print(f"written to {result.out}: epoch_0…{config.epochs}.json, comparison.json, eval_adapted.npy, "
+    if result.baseline_comparison is not None:
+        out.print(f"\n[bold]clip baseline → {config.loss}[/] (the same seed and settings; "
+                  f"{result.baseline_out or 'in memory'})", highlight=False)
+        print_comparison(result.baseline_comparison)
+    extra = ", comparison_baseline.json" if result.baseline_comparison is not None else ""
+    err.print(f"written to {result.out}: epoch_0…{config.epochs}.json, comparison.json{extra}, eval_adapted.npy, "
               "eval_before.npy, checkpoint.pt", highlight=False)

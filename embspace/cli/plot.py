@@ -52,6 +52,9 @@ def plot(
     drop_invalid: Annotated[bool, typer.Option(
         "--drop-invalid", help="map: drop rows with NaN/Inf or zero norm (with their partners) instead of refusing.")
     ] = False,
+    coarsen: Annotated[int | None, typer.Option(
+        help="histograms, before-after: merge this many stored bins (a divisor of their number; 1 = the stored "
+             "bins); default: per histogram, from its Freedman–Diaconis width.", show_default=False)] = None,
     dpi: Annotated[int, typer.Option(help="Resolution of PNG output.")] = DPI,
 ) -> None:
     import embspace.plot as figures
@@ -66,6 +69,8 @@ def plot(
         fail(f"{out_path}: unknown figure format {out_path.suffix or '(none)'!r}; use {', '.join(FORMATS)}")
     if not out_path.parent.exists():
         fail(f"{out_path}: folder {out_path.parent} does not exist")
+    if coarsen is not None and kind not in ("histograms", "before-after"):
+        fail("--coarsen is for the histograms and before-after figures")
     items = list(inputs or [])
     names_given = [n.strip() for n in labels.split(",")] if labels else None
     try:
@@ -85,10 +90,10 @@ def plot(
             elif kind == "spectrum":
                 fig = figures.spectrum(read)
             elif kind == "histograms":
-                fig = figures.histograms(next(iter(read.values())))
+                fig = figures.histograms(next(iter(read.values())), coarsen=coarsen)
             else:
                 before, after = read.values()
-                fig = figures.before_after(before, after, labels=tuple(read))
+                fig = figures.before_after(before, after, labels=tuple(read), coarsen=coarsen)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=out_path.suffix.lower().lstrip("."), dpi=dpi, bbox_inches="tight")
     except InputError as exc:

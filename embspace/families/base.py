@@ -137,8 +137,9 @@ class Found:
 class Weighted:
     """The rows of a paired bootstrap and the sums its families share, per block of resamples.
 
-    ``x``, ``y``: (N, D) float32 unit rows (the subsample's, for the dense families). :meth:`sums` caches Σ_i w_bi x̂_i and Σ_i w_bi ŷ_i of the current
-    weights (b, N), so that the families reading them (gap, cone, RMG) do one product per modality.
+    ``x``, ``y``: (N, D) float32 unit rows (the subsample's, for the dense families). :meth:`sums` caches
+    Σ_i w_bi x̂_i and Σ_i w_bi ŷ_i of the current weights (b, N), so that the families reading them (gap, cone,
+    RMG, gap_split) do one product per modality.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, names: tuple[str, str], settings: Mapping[str, Any]) -> None:

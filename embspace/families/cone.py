@@ -31,7 +31,8 @@ def weighted_cones(view: Weighted) -> tuple[torch.Tensor, torch.Tensor]:
 class Cone(Family):
     name = "cone"
     table_position = 3.0
-    conventions: ClassVar[dict[str, str]] = {"cone": "mean over i≠j of x̂_i·x̂_j within each modality (Liang et al. 2022, cone effect)"}
+    conventions: ClassVar[dict[str, str]] = {
+        "cone": "mean over i≠j of x̂_i·x̂_j within each modality (Liang et al. 2022, cone effect)"}
     resampled = "pairs"
 
     def needs(self, context: Context) -> list[Need]:

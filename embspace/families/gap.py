@@ -26,8 +26,9 @@ class Gap(Family):
     aliases = ("centroid_cosine", "gap_direction")
     paired_only = True
     table_position = 0.0
-    conventions: ClassVar[dict[str, str]] = {"gap": "‖mean(x̂) − mean(ŷ)‖₂, rows L2-normalised, means not renormalised (Liang et al. 2022)",
-                   "centroid_cosine": "cos(mean x̂, mean ŷ) (Fahim et al. 2024)"}
+    conventions: ClassVar[dict[str, str]] = {
+        "gap": "‖mean(x̂) − mean(ŷ)‖₂, rows L2-normalised, means not renormalised (Liang et al. 2022)",
+        "centroid_cosine": "cos(mean x̂, mean ŷ) (Fahim et al. 2024)"}
     resampled = "pairs"
 
     def needs(self, context: Context) -> list[Need]:

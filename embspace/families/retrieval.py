@@ -4,8 +4,8 @@ recall@k, A→B: the fraction of rows i of A whose partner ŷ_i is among the k c
 cosine; pair i is the only positive. Exactly: rank_i < k with rank_i = #{j ≠ i : x̂_i·ŷ_j > x̂_i·ŷ_i} (ties count
 in favour of the true pair), one :class:`~embspace.kernels.pairwise.RankCount` over the cross pass. Sampled (above
 ``sample_above`` rows, unless hubness asks for the exact pass anyway): q random queries ranked exactly against every
-candidate, Wilson intervals. Under pair weights w (the bootstrap, dense on a subsample):
-rank_a = Σ_b w_b [s_ab > s_aa], recall = Σ_a w_a [rank_a < k] / Σw.
+candidate, Wilson intervals. Under pair weights w (the bootstrap, dense on a subsample): resampled queries are
+ranked against the whole subsample, rank_a = Σ_b [s_ab > s_aa], recall = Σ_a w_a [rank_a < k] / Σw.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Retrieval(Family):
         a, b = view.names
         w, n, out = view.w, view.w.sum(1).double(), {}
         for direction, beaten in ((f"{a}->{b}", beats_xy), (f"{b}->{a}", beats_yx)):
-            ranks = w @ beaten.T  # (b, S): weighted count of candidates that outrank each query's partner
+            ranks = beaten.sum(1)  # (S,): candidates of the whole subsample that outrank each query's partner
             for k in view.settings.get("recall_ks", RECALL_KS):
-                out[f"recall@{k}.{direction}"] = ((w * (ranks < k)).double().sum(1) / n).numpy()
+                out[f"recall@{k}.{direction}"] = ((w @ (ranks < k).float()).double() / n).numpy()
         return out

@@ -30,8 +30,9 @@ class RelativeModalityGap(Family):
     name = "rmg"
     paired_only = True
     table_position = 2.0
-    conventions: ClassVar[dict[str, str]] = {"rmg": "relative modality gap d_m/(d_m + (d_A + d_B)/2), d_m = max(1 − (matched+1)/2, 1e-3), "
-                          "d_A = 1 − (cone_A+1)/2 (Schrodi et al. 2024)"}
+    conventions: ClassVar[dict[str, str]] = {
+        "rmg": "relative modality gap d_m/(d_m + (d_A + d_B)/2), d_m = max(1 − (matched+1)/2, 1e-3), "
+               "d_A = 1 − (cone_A+1)/2 (Schrodi et al. 2024)"}
     resampled = "pairs"
 
     def needs(self, context: Context) -> list[Need]:

@@ -11,7 +11,8 @@ The exp-sums of the three pair spaces (X with itself on the upper-triangle tiles
 i ≠ j) and Σ_i G(x̂_i, ŷ_i) give every variant: the joint sum is S_XX + S_YY + S_XY(i≠j) + Σ_i G(x̂_i, ŷ_i) over
 C(2N, 2) pairs. Above ``sample_above`` rows each variant is estimated from random pairs
 (:mod:`embspace.metrics.sampled`). Under pair weights w (the bootstrap, on a subsample of S pairs, dense S×S):
-log Σ_{a≠b} w_a w_b G_ab / (N² − Σw²) and likewise for every variant.
+log Σ_{a≠b} w_a w_b G_ab / (N² − Σw²) and likewise for every variant (the joint one counts each resampled row with
+its own partner once, not the w_a² combinations of a pair's copies).
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class Uniformity(Family):
     name = "uniformity"
     aliases = ("uniformity_mean", "uniformity_joint", "uniformity_cross")
     table_position = 10.0
-    conventions: ClassVar[dict[str, str]] = {"uniformity": "per modality: log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²) (Wang & Isola 2020); mean: "
-                                 "(U_A + U_B)/2; joint: U over the union of both modalities, 2N points (Oh et al. "
-                                 "2023); cross: log mean_{i≠j} exp(−t‖x̂_i − ŷ_j‖²) (Fahim et al. 2024); t from "
-                                 "settings"}
+    conventions: ClassVar[dict[str, str]] = {
+        "uniformity": "per modality: log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²) (Wang & Isola 2020); mean: (U_A + U_B)/2; "
+                      "joint: U over the union of both modalities, 2N points (Oh et al. 2023); cross: log "
+                      "mean_{i≠j} exp(−t‖x̂_i − ŷ_j‖²) (Fahim et al. 2024); t from settings"}
     resampled = "subsample"
 
     def needs(self, context: Context) -> list[Need]:
@@ -95,8 +96,12 @@ class Uniformity(Family):
         s_xx = quad(g["xx"]) - (w2 @ g["xx"].diagonal()).double()  # Σ_{a≠b}
         s_yy = quad(g["yy"]) - (w2 @ g["yy"].diagonal()).double()
         all_xy = quad(g["xy"])
+        # the union's image–text pairs: different original pairs, and each resampled row with its own partner once
+        # (not the w_a² combinations of a pair's copies)
+        cross_joint = all_xy - ((w2 - w) @ g["xy"].diagonal()).double()
+        pairs_xy = distinct + n
         u_x, u_y = torch.log(s_xx / distinct), torch.log(s_yy / distinct)
         out = {f"uniformity.{a}": u_x, f"uniformity.{b}": u_y, "uniformity.mean": (u_x + u_y) / 2,
-               "uniformity.joint": torch.log((s_xx + s_yy + 2 * all_xy) / (2 * distinct + 2 * n * n)),
+               "uniformity.joint": torch.log((s_xx + s_yy + 2 * cross_joint) / (2 * distinct + 2 * pairs_xy)),
                "uniformity.cross": torch.log((all_xy - (w2 @ g["xy"].diagonal()).double()) / distinct)}
         return {key: value.numpy() for key, value in out.items()}

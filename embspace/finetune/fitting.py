@@ -13,13 +13,19 @@ what changed between before and after beyond the noise.
 
 "Before" is the eval set through the towers at initialisation (epoch 0): random projection heads, or — for
 residual adapters, which start as the identity — the input embeddings themselves. "After" is the last epoch.
+Against random heads nearly every change exceeds the noise; the question a loss has to answer is whether it beats
+plain CLIP fine-tuning. With ``baseline="train"`` (the CLI's default) a loss other than ``clip`` is followed by the
+CLIP-loss run of the same config and seed (same init, shuffling and epochs), and ``baseline_comparison`` compares
+that run's adapted eval embeddings (before) with the method's (after), paired over the same eval pairs;
+``baseline=FOLDER`` takes a finished clip run of the same settings and data from an earlier ``fit(out=FOLDER)``.
 
 Files written to ``out`` (all atomically): ``config.json``; ``epoch_{k}.json`` (the measure report of the eval
 embeddings after epoch k, k = 0 before training); ``checkpoint.pt`` (after every epoch; the run resumes from it);
 ``eval_before.npy`` and ``eval_adapted.npy`` ((2, N, d) float32 unit rows, the eval pairs before and after);
 ``comparison.json`` (before vs after with the paired-bootstrap ``significance`` block); ``history.json`` (mean
 training loss terms per epoch); ``trajectory.json`` (the epoch reports as an :class:`embspace.trajectory.Trajectory`,
-for ``embspace plot`` and notebooks).
+for ``embspace plot`` and notebooks). With a baseline: ``baseline_clip/`` (the trained CLIP-loss run, the same
+files) and ``comparison_baseline.json`` (the clip run's last epoch vs the method's, with ``significance``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from embspace.kernels.dense import normalize
 from embspace.report import Report
 
 EMBED_CHUNK = 65_536
+BASELINE_FOLDER = "baseline_clip"
 
 
 @dataclass
@@ -56,7 +63,9 @@ class FitResult:
 
     ``image`` / ``text``: the adapted eval embeddings (N, d), float32 unit rows; ``before_image`` /
     ``before_text``: the eval embeddings at epoch 0; ``reports[k]``: the eval report after epoch k (0 = before);
-    ``history[k]``: mean training loss terms of epoch k + 1; ``comparison``: before vs after, with significance.
+    ``history[k]``: mean training loss terms of epoch k + 1; ``comparison``: before vs after, with significance;
+    ``baseline_comparison``: the CLIP-loss baseline's last epoch vs this run's (None without a baseline),
+    ``baseline_out`` the folder of that baseline run.
     """
 
     config: FitConfig
@@ -70,6 +79,8 @@ class FitResult:
     comparison: Comparison
     model: TwoTower = field(repr=False)
     out: Path | None = None
+    baseline_comparison: Comparison | None = None
+    baseline_out: Path | None = None
 
     @property
     def before(self) -> Report:
@@ -109,6 +120,7 @@ def fit(
     progress: bool | None = None,
     on_step: StepHook | None = None,
     resamples: int = RESAMPLES,
+    baseline: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train towers with ``loss`` on ``train_data``; measure ``eval_data`` every epoch; compare before and after.
 
@@ -124,12 +136,18 @@ def fit(
         progress: tqdm bar on stderr; None shows it when stderr is a tty.
         on_step: ``hook(epoch, step)`` after every optimiser step (tests use it to interrupt a run).
         resamples: bootstrap resamples of the before/after comparison.
+        baseline: ``"train"``: when ``loss`` is not clip, also train the CLIP-loss run of the same config and
+            seed (into ``out/baseline_clip``) and compare its last epoch with this run's; a folder: the finished
+            clip run of the same settings and data to compare with; None: no baseline.
     """
     config = config or FitConfig()
     if loss is not None:
         config = config.replace(loss=loss)
     train_pairs, eval_pairs = as_pairs(train_data, "train"), as_pairs(eval_data, "eval", _names_of(train_data))
     _check_compatible(train_pairs, eval_pairs)
+    given_baseline = None
+    if baseline is not None and str(baseline) != "train":
+        given_baseline = _baseline_run(Path(baseline), config, train_pairs, eval_pairs)
     device = resolve_device(config.device)
     model = build_model(*train_pairs.dims, config).to(device)
     folder = _prepare_folder(out, resume)
@@ -166,8 +184,77 @@ def fit(
         atomic_write_text(folder / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
         atomic_write_text(folder / "history.json", json.dumps(trainer.history, indent=2) + "\n")
         _trajectory(ordered, config, folder).to_json(folder / "trajectory.json", embed=False)
-    return FitResult(config, names, after[0], after[1], before[0], before[1], ordered, trainer.history, comparison,
-                     model, folder)
+    result = FitResult(config, names, after[0], after[1], before[0], before[1], ordered, trainer.history, comparison,
+                       model, folder)
+    if config.loss != "clip" and baseline is not None:
+        if given_baseline is None:
+            base_folder = folder / BASELINE_FOLDER if folder is not None else None
+            clip = fit(train_pairs, eval_pairs, config=_baseline_config(config), out=base_folder,
+                       resume=resume and base_folder is not None and (base_folder / CHECKPOINT_NAME).exists(),
+                       progress=progress, resamples=resamples)
+            given_baseline = (clip.after, (clip.image, clip.text), base_folder)
+        report, embeddings, result.baseline_out = given_baseline
+        result.baseline_comparison = compare(
+            report, result.after, data_before={names[0]: embeddings[0], names[1]: embeddings[1]},
+            data_after={names[0]: after[0], names[1]: after[1]}, resamples=resamples, seed=config.seed)
+        if folder is not None:
+            atomic_write_text(folder / "comparison_baseline.json",
+                              json.dumps({"baseline": str(result.baseline_out) if result.baseline_out else None,
+                                          **result.baseline_comparison.to_dict()}, indent=2) + "\n")
+    return result
+
+
+def _baseline_config(config: FitConfig) -> FitConfig:
+    """The CLIP-loss run that ``config``'s loss is measured against: every other setting (and the seed) kept."""
+    return config.replace(loss="clip", loss_options={})
+
+
+# settings a baseline run must share with the method's (loss, its options and the device may differ)
+BASELINE_SETTINGS = ("head", "adapter", "dim", "hidden", "epochs", "batch_size", "lr", "weight_decay",
+                     "learn_logit_scale", "init_logit_scale", "max_logit_scale", "seed")
+
+
+def _baseline_run(folder: Path, config: FitConfig, train_pairs: Pairs,
+                  eval_pairs: Pairs) -> tuple[Report, tuple[np.ndarray, np.ndarray], Path]:
+    """The last report and adapted eval embeddings of a finished clip run in ``folder``, checked to be the run of
+    the same settings on the same training and eval data (its checkpoint's fingerprint)."""
+    from embspace.errors import InputError
+    from embspace.finetune.checkpoint import load_checkpoint
+
+    where = f"--baseline {folder}"
+    if config.loss == "clip":
+        raise InputError(where, "the loss is clip already: a baseline compares another loss with clip")
+    files = {name: folder / name for name in ("config.json", CHECKPOINT_NAME, "eval_adapted.npy")}
+    missing = [name for name, path in files.items() if not path.is_file()]
+    if missing:
+        raise InputError(where, f"is not a finished fine-tuning run (no {', '.join(missing)})")
+    try:
+        theirs = FitConfig.from_dict(json.loads(files["config.json"].read_text()))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where}/config.json", f"unreadable: {exc}") from None
+    if theirs.loss != "clip":
+        raise InputError(where, f"is a {theirs.loss} run; the baseline is a clip run")
+    differing = [key for key in BASELINE_SETTINGS if getattr(theirs, key) != getattr(config, key)]
+    if differing:
+        key = differing[0]
+        raise InputError(where, f"was trained with {key}={getattr(theirs, key)!r}, this run with "
+                                f"{key}={getattr(config, key)!r} (the baseline needs the same settings)")
+    try:
+        state = load_checkpoint(files[CHECKPOINT_NAME])
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"{where}/{CHECKPOINT_NAME}", f"unreadable: {exc}") from None
+    key = fingerprint(theirs.to_dict(), train_pairs.image, train_pairs.text, eval_pairs.image, eval_pairs.text)
+    if state.get("fingerprint") != key:
+        raise InputError(where, "was trained on other training or eval data")
+    if int(state.get("epoch", -1)) != theirs.epochs:
+        raise InputError(where, f"is unfinished (epoch {state.get('epoch')} of {theirs.epochs}); resume it first")
+    report_path = folder / f"epoch_{theirs.epochs}.json"
+    if not report_path.is_file():
+        raise InputError(where, f"has no {report_path.name}")
+    stack = np.load(files["eval_adapted.npy"], allow_pickle=False)
+    if stack.ndim != 3 or stack.shape[0] != 2 or stack.shape[1] != eval_pairs.n:
+        raise InputError(f"{where}/eval_adapted.npy", f"has shape {stack.shape}, expected (2, {eval_pairs.n}, d)")
+    return Report.from_json(report_path), (stack[0], stack[1]), folder
 
 
 def _trajectory(reports: list[Report], config: FitConfig, folder: Path | None):
@@ -219,8 +306,9 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
 def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int) -> Report:
     from embspace.measure import measure
 
-    data = {names[0]: Embeddings.from_array(x, f"eval@epoch{epoch}:{names[0]}"),
-            names[1]: Embeddings.from_array(y, f"eval@epoch{epoch}:{names[1]}")}
+    label = f"eval({config.loss})@epoch{epoch}"  # the loss in the name: a clip baseline's source differs
+    data = {names[0]: Embeddings.from_array(x, f"{label}:{names[0]}"),
+            names[1]: Embeddings.from_array(y, f"{label}:{names[1]}")}
     return measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
 
 

@@ -25,7 +25,9 @@ TrajectoryLike = Union[Trajectory, str, os.PathLike]  # noqa: UP007
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
-LINESTYLES = ("-", "--", ":", "-.")
+LINESTYLES = ("-", "--", ":", "-.", (0, (6, 1.5, 1, 1.5, 1, 1.5)), (0, (1, 3)), (0, (9, 3)), (0, (4, 1, 1, 1)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+"""Line styles and markers of the keys of several runs: eight distinct (dash, marker) pairs before they repeat."""
 
 
 class EmbspaceFigure(Figure):
@@ -62,6 +64,11 @@ def figure_of(ax: Axes) -> Figure:
 
 def color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def style(i: int) -> tuple[str | tuple, str]:
+    """The i-th (line style, marker) pair; pairs repeat only after ``len(LINESTYLES) * len(MARKERS)``."""
+    return LINESTYLES[i % len(LINESTYLES)], MARKERS[(i + i // len(LINESTYLES)) % len(MARKERS)]
 
 
 def as_report(item: ReportLike) -> Report:

@@ -4,6 +4,11 @@ Each histogram is drawn as a step line over the bins of cosine similarity in [�
 by the total and the bin width) so that N matched pairs and N(N−1) unmatched ones share an axis. With a modality
 gap the matched and unmatched curves of the cross pairs sit far below the within-modality ones; good retrieval
 separates matched (right) from unmatched (left).
+
+Each histogram gets its own bin width by default: its Freedman–Diaconis width 2·IQR·n^(−1/3) (Freedman & Diaconis,
+*Z. Wahrscheinlichkeitstheorie* 1981), rounded down to a whole number of the report's stored bins, so a few hundred
+matched pairs spread over 0.2 are not squeezed into five bins while millions of unmatched pairs keep the stored
+0.01. ``coarsen=`` sets one merge factor for all.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from matplotlib.figure import Figure
 
 from embspace.errors import InputError
 from embspace.plot._common import ReportLike, as_report, axes_of, color
+from embspace.plot._layout import place_legends
 from embspace.report import Report
 
 KINDS = ("matched", "unmatched", "within")
@@ -36,14 +42,16 @@ def histograms(
         report: a report or the path of its JSON (measured with the ``histograms`` family).
         kinds: which to draw: ``matched`` (i = j), ``unmatched`` (i ≠ j), ``within`` (i < j, per modality).
         density: normalise each histogram to unit area; else raw counts per bin.
-        coarsen: merge this many adjacent bins (a divisor of the stored bins); default: few enough bins that the
-            smallest histogram has about 2√n of them. 1 draws the stored bins.
+        coarsen: merge this many adjacent stored bins (a divisor of their number) in every histogram; default:
+            per histogram, the widest divisor within its Freedman–Diaconis bin width (:func:`auto_factor`).
+            1 draws the stored bins.
         ax: draw into this Axes instead of a new figure.
     """
     fig, ax = axes_of(ax)
     where = "report" if isinstance(report, Report) else os.fspath(report)
     draw(ax, as_report(report), kinds=kinds, density=density, coarsen=coarsen, where=where)
     ax.set_title("cosine similarity of pairs")
+    place_legends(fig, [ax])
     return fig
 
 
@@ -68,17 +76,20 @@ def draw(ax: Axes, report: Report, *, kinds: Sequence[str] = KINDS, density: boo
     if "within" in kinds:
         series += [(f"within {m} (i < j)", counts, color(names.index(m) if m in names else i))
                    for i, (m, counts) in enumerate(hist.get("within", {}).items())]
-    factor = coarsen if coarsen is not None else auto_factor(len(edges) - 1, [sum(c) for _, c, _ in series])
-    if factor < 1 or (len(edges) - 1) % factor:
-        raise InputError("coarsen", f"must divide the {len(edges) - 1} bins, got {factor}")
-    edges = edges[::factor]
+    bins = len(edges) - 1
+    if coarsen is not None and (coarsen < 1 or bins % coarsen):
+        raise InputError("coarsen", f"must divide the {bins} bins, got {coarsen}")
+    merged = []
     for label, counts, c in series:
+        factor = coarsen if coarsen is not None else auto_factor(edges, counts)
+        stairs_edges = edges[::factor]
         counts = np.asarray(counts, dtype=np.int64).reshape(-1, factor).sum(1)
-        ax.stairs(normalised(counts, edges) if density else np.asarray(counts, dtype=float), edges,
+        ax.stairs(normalised(counts, stairs_edges) if density else np.asarray(counts, dtype=float), stairs_edges,
                   label=f"{prefix}{label}", color=c, linestyle=linestyle, linewidth=1.4)
+        merged.append(counts.repeat(factor))
     ax.set_xlabel("cosine similarity x̂·ŷ")
     ax.set_ylabel("density" if density else "pairs per bin")
-    span = _occupied(edges, [c for _, c, _ in series], factor)
+    span = _occupied(edges, merged, 1)
     ax.set_xlim(*span)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -97,13 +108,22 @@ def _occupied(edges: np.ndarray, series: list[Sequence[int]], factor: int) -> tu
     return float(max(edges[0], low - pad)), float(min(edges[-1], high + pad))
 
 
-def auto_factor(bins: int, totals: Sequence[int]) -> int:
-    """The smallest divisor f of ``bins`` leaving at most max(20, 2√n) bins, n the smallest nonzero total."""
-    counted = [t for t in totals if t > 0]
-    if not counted:
+def auto_factor(edges: np.ndarray, counts: Sequence[int]) -> int:
+    """How many stored bins to merge for one histogram: the Freedman–Diaconis width h = 2·IQR·n^(−1/3)
+    (Freedman & Diaconis 1981), the IQR read from the stored counts (quantiles interpolated within bins), rounded
+    down to a divisor of the stored bins — so a narrow peak (CLIP's matched pairs, 500 of them within ~0.2) keeps
+    the stored resolution and only a broad, sparse histogram is merged."""
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum()
+    bins = len(counts)
+    if n < 2:
         return 1
-    target = max(20, int(2 * np.sqrt(min(counted))))
-    return next(f for f in range(1, bins + 1) if bins % f == 0 and bins // f <= target)
+    cumulative = np.concatenate([[0.0], np.cumsum(counts)]) / n
+    q1, q3 = np.interp([0.25, 0.75], cumulative, edges)  # cumulative is non-decreasing: a valid inverse CDF
+    width = 2 * (q3 - q1) * n ** (-1 / 3)
+    stored = float(edges[1] - edges[0])
+    fits = [f for f in range(1, bins + 1) if bins % f == 0 and f * stored <= width]
+    return max(fits, default=1)
 
 
 def normalised(counts: Sequence[int], edges: np.ndarray) -> np.ndarray:

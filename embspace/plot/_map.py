@@ -3,8 +3,9 @@
 Rows are L2-normalised first (every metric is defined on the sphere). PCA is fitted on the union of both
 modalities, centred on their joint mean, so the gap shows as two separated clouds; thin grey lines join a random
 subset of true pairs, and the arrow goes from the first modality's centroid to the second's — the gap direction
-(exactly its projection under PCA; the centroids of the embedded points under UMAP). Large inputs are subsampled
-(the same rows of both modalities, so pairs stay pairs).
+(exactly its projection under PCA; the centroids of the embedded points under UMAP), its head under a third of its
+drawn length. The legend sits below the axes (beside a given Axes), off the points. Large inputs are subsampled (the
+same rows of both modalities, so pairs stay pairs).
 
 The input is checked as :func:`embspace.measure` checks it (:func:`embspace.io.validate`): two modalities need the
 same number of rows (row i of each is one pair) and the same dimension, and a row holding NaN / Inf or zero norm is
@@ -21,14 +22,18 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerPatch
 from matplotlib.patches import FancyArrowPatch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.io.validate import validate
 from embspace.plot._common import axes_of, color
+from embspace.plot._layout import place_legends, renderer_of
 
 METHODS = ("pca", "umap")
+HEAD = 18.0  # the arrow head's size in points, for a long arrow
+HEAD_SHARE = 0.3  # at most this share of the arrow's drawn length
 
 
 def embedding_map(
@@ -74,7 +79,8 @@ def embedding_map(
     split = np.cumsum([len(p) for p in points.values()])[:-1]
     flat = dict(zip(points, np.split(coords, split), strict=True))  # name → (M, 2)
 
-    fig, ax = axes_of(ax, (6.0, 5.4))
+    own = ax is None
+    fig, ax = axes_of(ax, (6.0, 6.0))
     names = list(flat)
     if len(names) == 2 and pairs > 0:
         chosen = rng.choice(len(keep), size=min(pairs, len(keep)), replace=False)
@@ -86,17 +92,45 @@ def embedding_map(
         note = f"; {dropped} invalid row{'s' if dropped != 1 else ''} dropped" if dropped else ""
         ax.scatter(flat[name][:, 0], flat[name][:, 1], s=7, alpha=0.6, color=color(i),
                    label=f"{name} ({len(keep)}{note})", linewidths=0)
+    arrow = None
     if len(names) == 2:
         start, end = flat[names[0]].mean(0), flat[names[1]].mean(0)
-        ax.add_patch(FancyArrowPatch(tuple(start), tuple(end), arrowstyle="-|>", mutation_scale=18, color="black",
-                                     linewidth=2, label=f"gap direction ({names[0]} → {names[1]} centroid)"))
+        length = float(np.hypot(*(end - start)))
+        arrow = FancyArrowPatch(tuple(start), tuple(end), arrowstyle="-|>", mutation_scale=HEAD, color="black",
+                                linewidth=2, zorder=3, shrinkA=0, shrinkB=0,
+                                label=f"gap direction ({names[0]} → {names[1]} centroid; {length:.3g} in this plane)")
+        ax.add_patch(arrow)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     if method == "pca":
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(f"{' and '.join(names)} embeddings ({method.upper()} of unit rows)")
-    ax.legend(fontsize="small", markerscale=2)
+    keys = {"fontsize": "small", "markerscale": 2,
+            "handler_map": {FancyArrowPatch: HandlerPatch(patch_func=_arrow_key)}}
+    if own:  # the clouds fill the axes, no corner is free: the legend goes below them
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, **keys)
+    else:
+        ax.legend(**keys)
+        place_legends(fig, [ax], outside=[ax])
+    if arrow is not None:
+        fit_head(arrow, ax, renderer_of(fig))
     return fig
+
+
+def fit_head(arrow: FancyArrowPatch, ax: Axes, renderer) -> None:
+    """Shrink the arrow head to at most ``HEAD_SHARE`` of the drawn arrow, so a short gap stays an arrow (not a
+    black blob): the head's size is ``mutation_scale`` points, the length is measured after the layout."""
+    start, end = (ax.transData.transform(p) for p in arrow._posA_posB)
+    length = float(np.hypot(*(end - start))) * 72 / renderer.dpi  # points
+    arrow.set_mutation_scale(max(1.0, min(HEAD, HEAD_SHARE * length)))
+    arrow.set_linewidth(min(2.0, max(0.6, length / 15)))
+
+
+def _arrow_key(legend, orig_handle, xdescent, ydescent, width, height, fontsize) -> FancyArrowPatch:
+    """The legend key of the gap arrow: a small arrow, not the filled box matplotlib draws for a patch."""
+    return FancyArrowPatch((-xdescent, height / 2 - ydescent), (width - xdescent, height / 2 - ydescent),
+                           arrowstyle="-|>", mutation_scale=0.8 * fontsize, color="black", linewidth=1.5,
+                           shrinkA=0, shrinkB=0)
 
 
 def _embeddings(name: str, data: Any) -> Embeddings:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from embspace.errors import InputError
 from embspace.plot import _histograms
 from embspace.plot._common import ReportLike, as_report, figure_of, new_figure
+from embspace.plot._layout import place_legends
 from embspace.report import Report
 
 KEY_METRICS = ("gap", "alignment", "uniformity.mean", "uniformity.joint", "cone", "rmg", "recall@1")
@@ -27,6 +28,7 @@ def before_after(
     *,
     metrics: Sequence[str] = KEY_METRICS,
     labels: tuple[str, str] = ("before", "after"),
+    coarsen: int | None = None,
     ax: Axes | Sequence[Axes] | None = None,
 ) -> Figure:
     """Two reports compared: bars of key metrics and, when both have them, their similarity histograms.
@@ -35,6 +37,8 @@ def before_after(
         before, after: reports or paths to their JSON.
         metrics: dotted paths or families (``"cone"`` → one bar pair per modality) to show, if present in both.
         labels: the two reports' names in the legend.
+        coarsen: merge this many stored histogram bins (see :func:`~embspace.plot.histograms`); default: per
+            histogram, from its Freedman–Diaconis width.
         ax: one Axes (bars only) or two (bars, histograms) to draw into; default a new figure.
     """
     old, new = as_report(before), as_report(after)
@@ -52,11 +56,12 @@ def before_after(
         if not with_histograms:
             raise InputError("before_after", "histograms need both reports measured with the 'histograms' metrics")
         spans = [_histograms.draw(axes[1], report, kinds=("matched", "unmatched"), prefix=f"{label}: ",
-                                  linestyle=style)
+                                  linestyle=style, coarsen=coarsen)
                  for report, label, style in ((old, labels[0], "--"), (new, labels[1], "-"))]
         axes[1].set_xlim(min(s[0] for s in spans), max(s[1] for s in spans))
         axes[1].set_title("cosine similarity of cross-modal pairs")
     fig.suptitle(f"{labels[0]} vs {labels[1]}")
+    place_legends(fig, axes[:2])
     return fig
 
 

@@ -2,7 +2,8 @@
 
 Both axes are losses — lower alignment means true pairs lie closer, lower uniformity means the points spread more
 evenly over the sphere — so the good corner is the bottom left. A report is one point; a trajectory is a path of
-points in step order, with arrows from each step to the next and its first and last steps written beside them.
+points in step order, with arrows from each step to the next and its first and last steps written beside them —
+away from the path, inside the axes, on no point or arrow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from matplotlib.patches import FancyArrowPatch
 
 from embspace.errors import InputError
 from embspace.plot._common import ReportLike, TrajectoryLike, as_report, as_trajectory, axes_of, color, labelled
+from embspace.plot._layout import free_offset, place_legends, renderer_of
 from embspace.report import Report
 from embspace.trajectory import Trajectory
 
@@ -42,6 +44,7 @@ def plane(
     """
     fig, ax = axes_of(ax, (6.0, 4.8))
     settings: dict[str, Any] = {}
+    labels: list[tuple[Any, np.ndarray, np.ndarray, int]] = []  # (text, x, y, index of the labelled point)
     for i, (label, item) in enumerate(labelled(items, "report or trajectory")):
         if not isinstance(item, Report | Trajectory):
             item = _read(item)
@@ -58,14 +61,41 @@ def plane(
                     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color(i),
                                                  shrinkA=3, shrinkB=3, linewidth=1.2))
             for j in (0, len(reports) - 1):
-                ax.annotate(f"{item.unit} {item.steps[j]}", (x[j], y[j]), textcoords="offset points",
-                            xytext=(5, 5), fontsize="small", color=color(i))
+                text = ax.annotate(f"{item.unit} {item.steps[j]}", (x[j], y[j]), textcoords="offset points",
+                                   xytext=(5, 5), fontsize="small", color=color(i))
+                labels.append((text, x, y, j))
     ax.set_xlabel(f"alignment (α={settings.get('alpha', 2):g}) — lower: pairs closer")
     ax.set_ylabel(f"uniformity [{uniformity}] (t={settings.get('t', 2):g}) — lower: more uniform")
     ax.set_title("uniformity–alignment plane (Wang & Isola 2020)")
     ax.grid(alpha=0.3)
+    ax.margins(0.08)
     ax.legend(fontsize="small")
+    _place_labels(fig, ax, labels)
+    place_legends(fig, [ax])
     return fig
+
+
+def _place_labels(fig: Figure, ax: Axes, labels: list[tuple[Any, np.ndarray, np.ndarray, int]]) -> None:
+    """Each step label beside its point, away from the path (the side opposite its neighbour first), inside the
+    axes and off every point, arrow and other label; the margins grow until the labels fit."""
+    if not labels:
+        return
+    for _ in range(4):
+        renderer = renderer_of(fig)
+        placed = True
+        for text, x, y, j in labels:
+            to_display = ax.transData.transform
+            here = to_display((x[j], y[j]))
+            neighbour = to_display((x[1], y[1]) if j == 0 else (x[j - 1], y[j - 1]))
+            away = here - neighbour
+            angle = np.arctan2(away[1], away[0]) if np.hypot(*away) > 0 else np.pi / 4
+            turns = angle + np.deg2rad([0, 45, -45, 90, -90, 135, -135, 180])
+            directions = list(zip(np.cos(turns), np.sin(turns), strict=True))
+            placed &= free_offset(ax, renderer, text, directions, distance=8.0)
+        if placed:
+            return
+        margin_x, margin_y = ax.margins()
+        ax.margins(margin_x * 1.6 + 0.02, margin_y * 1.6 + 0.02)
 
 
 def _read(path: Any) -> Report | Trajectory:
