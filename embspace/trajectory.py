@@ -1,9 +1,8 @@
 """`Trajectory`: reports of the same space at several training steps (or epochs), ordered by step.
 
-Steps come from the dumps' names — by default the last integer in the name (``ckpt_epoch12.npy`` → 12, so
-``epoch2`` sorts before ``epoch10``), or the last match of a regular expression (its first group, if it has one) —
-or are given explicitly. The JSON form (schema ``embspace.trajectory/1``) lists the points in step order, each with
-its report either embedded or as a path relative to the trajectory file::
+Steps come from the dumps' names or are given explicitly (:mod:`embspace.checkpoints`). The JSON form (schema
+``embspace.trajectory/1``) lists the points in step order, each with its report either embedded or as a path
+relative to the trajectory file::
 
     {"schema": "embspace.trajectory/1", "embspace_version": "…", "created": "…", "name": "run-a", "unit": "epoch",
      "points": [{"step": 2, "label": "ckpt_epoch2", "report": "ckpt_epoch2.json"},
@@ -19,7 +18,6 @@ its report either embedded or as a path relative to the trajectory file::
 
 from __future__ import annotations
 
-import glob
 import html
 import itertools
 import json
@@ -34,95 +32,32 @@ from typing import Any, Union
 
 import numpy as np
 
+from embspace import defaults
+from embspace.checkpoints import Step, dump_labels, find_dumps, natural_key, parse_steps, step_from_name
 from embspace.errors import InputError
 from embspace.io.atomic import atomic_write_text
 from embspace.report import Report, format_value, parse_json, read_json_text
+from embspace.version import __version__
+
+__all__ = ["FILE_NAME", "SCHEMA", "Trajectory", "dump_labels", "find_dumps", "measure_trajectory", "natural_key",
+           "read_reports", "sample_snapshots", "step_from_name"]
 
 SCHEMA = "embspace.trajectory/1"
 FILE_NAME = "trajectory.json"
 SUMMARY_METRICS = ("gap", "alignment", "rmg", "uniformity", "cone", "recall@1", "rankme")
 """Metric families shown in the summary table (HTML and terminal), when a report has them."""
 
-Step = Union[int, float]  # noqa: UP007  (a runtime alias; ``int | float`` is the same)
 Dump = Union[str, os.PathLike, Sequence[str], Mapping[str, Any], Callable[[], Mapping[str, Any]]]  # noqa: UP007
 
 
-# ---- steps and names -------------------------------------------------------------------------------------------
-def step_from_name(name: str, pattern: str | None = None) -> Step:
-    """The step in a dump's name: the last integer by default, else the last match of ``pattern``.
-
-    >>> step_from_name("ckpt_epoch12"), step_from_name("run3/epoch_7"), step_from_name("lr1e-3_it500", r"it(\\d+)")
-    (12, 7, 500)
-    """
-    try:
-        matches = list(re.finditer(pattern or r"\d+", name))
-    except re.error as exc:
-        raise InputError("--step-pattern", f"invalid regular expression {pattern!r}: {exc}") from None
-    if not matches:
-        how = f"the pattern {pattern!r}" if pattern else "no integer"
-        raise InputError(name, f"cannot read a step from the name ({how} matches); give --step-pattern or --steps")
-    match = matches[-1]
-    text = match.group(1) if match.re.groups else match.group(0)
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise InputError(name, f"the step pattern matched {text!r}, which is not a number") from None
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that orders digit runs by value: ``epoch2`` before ``epoch10``."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
-
-
-def find_dumps(patterns: Sequence[str]) -> list[Path]:
-    """Every dump a pattern names: a glob (``ckpts/*.npy``), a folder of dumps, or one path; natural order."""
-    from embspace.io import SUPPORTED_SUFFIXES
-    from embspace.io.clip_retrieval import is_clip_retrieval_folder
-
-    found: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir() and not is_clip_retrieval_folder(path):
-            matches = [p for p in path.iterdir() if not p.name.startswith(".") and (
-                (p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES) or is_clip_retrieval_folder(p))]
-        elif glob.has_magic(pattern):
-            matches = [Path(p) for p in glob.glob(pattern)]
-        else:
-            matches = [path] if path.exists() else []
-        if not matches:
-            raise InputError(pattern, "matches no dump" if path.is_dir() or glob.has_magic(pattern)
-                             else "no such file or folder")
-        found += [p for p in sorted(matches, key=lambda p: natural_key(str(p))) if p not in found]
-    return found
-
-
-def dump_labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Short unique names: each path relative to the folder all share, suffix dropped, ``/`` → ``_``.
-
-    >>> dump_labels(["ckpts/ckpt_epoch2.npy", "ckpts/ckpt_epoch10.npy"])
-    ['ckpt_epoch2', 'ckpt_epoch10']
-    """
-    absolute = [os.path.abspath(p) for p in paths]
-    if not absolute:
-        return []
-    common = os.path.commonpath([os.path.dirname(p) for p in absolute])
-    labels = []
-    for path in absolute:
-        relative = Path(os.path.relpath(path, common))
-        labels.append(str(relative.with_suffix("") if relative.suffix else relative).replace(os.sep, "_"))
-    return labels
-
-
+# ---- steps and names (finding, naming and stepping the dumps: embspace.checkpoints) -----------------------
 def step_order(steps: Sequence[Step], labels: Sequence[str]) -> list[int]:
     """Indices that sort by step; two dumps with the same step are refused."""
     order = sorted(range(len(steps)), key=lambda i: steps[i])
     for a, b in itertools.pairwise(order):
         if steps[a] == steps[b]:
             raise InputError(labels[b], f"step {steps[b]} is also the step of {labels[a]!r}; "
-                                        "each dump needs its own step (see --step-pattern, --steps)")
+                                        "each dump needs its own step (see step_pattern=, steps=)")
     return order
 
 
@@ -169,13 +104,6 @@ class Trajectory:
         order = step_order(self.steps, self.labels)
         self.steps, self.reports, self.labels, self.paths = (
             [seq[i] for i in order] for seq in (self.steps, self.reports, self.labels, self.paths))
-
-    @classmethod
-    def from_reports(cls, reports: Mapping[Step, Report] | Sequence[tuple[Step, Report]], **kwargs: Any) -> Trajectory:
-        """From ``{step: report}`` or ``[(step, report), …]`` (reports or paths to report JSON)."""
-        items = list(reports.items()) if isinstance(reports, Mapping) else list(reports)
-        loaded = [r if isinstance(r, Report) else Report.from_json(r) for _, r in items]
-        return cls([s for s, _ in items], loaded, **kwargs)
 
     # ---- access -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -230,8 +158,6 @@ class Trajectory:
             else:
                 ref = os.path.relpath(os.path.abspath(path), os.path.abspath(base)) if base is not None else str(path)
             points.append({"step": step, "label": label, "report": ref})
-        from embspace import __version__
-
         return {"schema": SCHEMA, "embspace_version": __version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "name": self.name, "unit": self.unit, "points": points}
@@ -311,17 +237,31 @@ class Trajectory:
                 f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
+def read_reports(source: str | os.PathLike[str]) -> Report | Trajectory:
+    """The report or the trajectory a JSON file holds, told apart by its ``schema`` (a folder means its
+    ``trajectory.json``). Read as :meth:`Report.from_json` reads: a regular file only (a fifo or device is refused,
+    not waited on), invalid or too deeply nested JSON refused in one line."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / FILE_NAME
+    data = parse_json(read_json_text(path), str(path))
+    schema = data.get("schema", "") if isinstance(data, dict) else ""
+    if str(schema).startswith(SCHEMA.partition("/")[0] + "/"):
+        return Trajectory.from_dict(data, str(path), path.parent)
+    return Report.from_dict(data, str(path))
+
+
 # ---- measuring -------------------------------------------------------------------------------------------------
 def measure_trajectory(
     dumps: Sequence[Dump] | Mapping[Step, Dump],
     *,
-    steps: Sequence[Step] | None = None,
+    steps: Sequence[Step] | str | None = None,
     labels: Sequence[str] | None = None,
     step_pattern: str | None = None,
-    names: Sequence[str] = ("image", "text"),
+    names: Sequence[str] = defaults.PAIR_NAMES,
     out: str | os.PathLike[str] | None = None,
     name: str = "",
-    unit: str = "step",
+    unit: str = defaults.UNIT,
     progress: bool = False,
     **options: Any,
 ) -> Trajectory:
@@ -332,7 +272,9 @@ def measure_trajectory(
             (2, N, D) stack or a clip-retrieval folder), a list of specs (``["image=e3.npz:img", "text=e3.npz:txt"]``),
             a mapping of modality name to array / tensor / :class:`~embspace.embeddings.Embeddings`, or a function
             returning such a mapping (called when that entry is measured, so only one is in memory at a time).
-        steps: the step of each entry; by default read from its label by ``step_pattern``.
+            :func:`embspace.checkpoints.checkpoint_dumps` finds a run's dumps by glob and spec template (``{}``), as
+            ``embspace measure --each`` does, and gives their labels.
+        steps: the step of each entry (or ``"0,100,200"``); by default read from its label by ``step_pattern``.
         labels: a name per entry; by default the varying part of its file name (``ckpt_epoch12``).
         step_pattern: regular expression whose last match in a label is the step (its first group if it has one);
             default: the last integer.
@@ -348,18 +290,18 @@ def measure_trajectory(
 
     if isinstance(dumps, Mapping):
         if steps is not None:
-            raise InputError("measure_trajectory", "steps come from the mapping's keys; do not give steps= too")
+            raise InputError("steps", "steps come from the mapping's keys; do not give steps= too")
         steps, entries = list(dumps), list(dumps.values())
     else:
-        entries = list(dumps)
+        entries, steps = list(dumps), parse_steps(steps)
     if not entries:
-        raise InputError("measure_trajectory", "no dumps to measure")
+        raise InputError("dumps", "no dumps to measure")
     if labels is None:
         labels = _default_labels(entries, steps, unit)
     if steps is None:
         steps = [step_from_name(label, step_pattern) for label in labels]
     if not len(steps) == len(labels) == len(entries):
-        raise InputError("--steps", f"{len(entries)} dumps but {len(steps)} steps and {len(labels)} labels")
+        raise InputError("steps", f"{len(entries)} dumps but {len(steps)} steps and {len(labels)} labels")
     order = step_order(steps, labels)
     checked = {key: options[key] for key in ("metrics", "device", "memory", "tile", "drop_invalid") if key in options}
     for i in order:  # bad input: one line, before anything is measured or written
@@ -392,22 +334,21 @@ def measure_trajectory(
 
 def sample_snapshots() -> dict[int, Callable[[], Mapping[str, Any]]]:
     """The bundled sample's training snapshots as ``{step: loader}``, for :func:`measure_trajectory`."""
-    import embspace
-    from embspace.data import sample_steps
+    from embspace.data import sample_embeddings, sample_steps
 
-    return {step: partial(embspace.load_sample, step) for step in sample_steps()}
+    return {step: partial(sample_embeddings, step) for step in sample_steps()}
 
 
 def _open(entry: Dump, names: Sequence[str]) -> Mapping[str, Any]:
-    import embspace
+    from embspace.io import load
 
     if isinstance(entry, str | os.PathLike):
-        return embspace.load(f"pairs={os.fspath(entry)}", names=tuple(names))
+        return load([f"pairs={os.fspath(entry)}"], tuple(names))
     if isinstance(entry, Mapping):
         return entry
     if callable(entry):
         return entry()
-    return embspace.load(*entry, names=tuple(names))
+    return load(list(entry), tuple(names))
 
 
 def _default_labels(entries: list[Dump], steps: Sequence[Step] | None, unit: str) -> list[str]:
@@ -427,7 +368,7 @@ def _default_labels(entries: list[Dump], steps: Sequence[Step] | None, unit: str
         varying = [j for j in range(len(columns[0])) if len({c[j] for c in columns}) > 1]
         return dump_labels([c[varying[0] if varying else 0] for c in columns])
     if steps is None:
-        raise InputError("measure_trajectory", "in-memory dumps need steps= (or labels= to read steps from)")
+        raise InputError("labels", "in-memory dumps need steps= (or labels= to read steps from)")
     return [f"{unit}{s}" for s in steps]
 
 

@@ -18,6 +18,12 @@ from embspace.kernels.pairwise import ExpSum
 from embspace.kernels.rows import prepare_rows
 from tests import reference as ref
 
+
+def needs_triton() -> None:
+    """Skip where Triton is not installed: forcing the fused path on the CPU (with stand-ins for the kernels) still
+    reads the kernels' limits (MAX_TOPK, MAX_BINS) from :mod:`embspace.kernels.triton`, which imports Triton."""
+    pytest.importorskip("triton", reason="Triton is not installed (the kernels' limits live in its module)")
+
 CPU = torch.device("cpu")
 
 
@@ -57,8 +63,7 @@ def test_cli_refuses_an_unknown_backend_with_exit_code_2(tmp_path):
 
 
 def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeypatch):
-    """On the CPU ``auto``, ``torch`` and no choice all resolve to torch; a forced ``triton`` reaches the pairwise
-    passes (the fused path, stood in for by a recorder that runs the torch path) and is recorded."""
+    """On the CPU ``auto``, ``torch`` and no choice all resolve to torch; an unknown backend is refused."""
     from embspace.measure import measure
 
     monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
@@ -67,6 +72,17 @@ def test_measure_records_the_backend_and_hands_it_to_every_pairwise_pass(monkeyp
         assert measure(image=x, text=y, metrics="gap", backend=backend).settings["backend"] == "torch"
     with pytest.raises(InputError, match="backend: unknown backend 'gpu'"):
         measure(image=x, text=y, metrics="gap", backend="gpu")
+
+
+def test_a_forced_triton_backend_reaches_every_pairwise_pass(monkeypatch):
+    """A forced ``triton`` reaches the pairwise passes (the fused path, stood in for by a recorder that runs the
+    torch path) and is recorded. The check of which reductions have a kernel reads the kernels' limits from the
+    Triton module, so this needs Triton installed (not a GPU)."""
+    needs_triton()
+    from embspace.measure import measure
+
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
+    x, y = ref.paired_data("random", 30, 8, seed=1)
     calls = []
 
     def recorder(x_rows, y_rows, reductions, *, tile, progress=None):
@@ -86,6 +102,7 @@ def test_auto_fuses_the_reductions_that_have_kernels_and_runs_the_rest_on_torch(
     """A histogram wider than the kernels' limit does not send the exp-sum that shares its pass to torch: under
     auto the exp-sum goes to the fused path (here a stand-in that records it and runs torch) and the histogram gets
     a torch pass of its own; both end as an all-torch call leaves them."""
+    needs_triton()
     from embspace.kernels import triton as kernels
     from embspace.kernels.pairwise import Histogram
 
@@ -118,8 +135,7 @@ def test_auto_fuses_the_reductions_that_have_kernels_and_runs_the_rest_on_torch(
 
 def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     """Uniformity of a pair is three tiled passes (X within, Y within, X against Y), and so are uniformity,
-    retrieval and histograms together; gap alone is none. When the
-    fused path hands a pass to torch (here a stand-in that does exactly that), the count says torch."""
+    retrieval and histograms together; gap alone is none."""
     from embspace.measure import measure
 
     monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
@@ -131,6 +147,15 @@ def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     assert every.settings["pairwise_passes"] == {"torch": 3}
     assert next(iter(every.timings)) == "uniformity+retrieval+histograms"
     assert measure(image=x, metrics="uniformity,histograms").settings["pairwise_passes"] == {"torch": 1}
+
+
+def test_a_pass_the_fused_path_hands_to_torch_is_counted_as_torch(monkeypatch):
+    """When the fused path hands a pass to torch (here a stand-in that does exactly that), the count says torch."""
+    needs_triton()
+    from embspace.measure import measure
+
+    monkeypatch.delenv(backend_settings.BACKEND_ENV, raising=False)
+    x, y = ref.paired_data("random", 30, 8, seed=2)
 
     def hands_to_torch(x_rows, y_rows, reductions, *, tile, progress=None):
         stream_pairs(x_rows, y_rows, reductions, tile=tile, progress=progress, backend="torch")
@@ -150,7 +175,7 @@ def test_cli_refuses_triton_without_cuda_or_interpreter_in_one_line(tmp_path):
                           timeout=300)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: backend=triton: "), done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --backend triton: "), done.stderr  # the API's backend=
     assert "CUDA" in lines[0] or "Triton cannot be imported" in lines[0]
     assert not out.exists()
 

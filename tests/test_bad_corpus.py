@@ -347,6 +347,7 @@ def test_memory_map_refused_is_out_of_memory_not_corrupt(corpus, tmp_path: Path,
 LIMITED = """
 import resource, sys
 from embspace.cli import main
+import embspace.measure  # the command's own modules (torch) are mapped before the limit: the CLI imports them lazily
 size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
 limit = size + int(sys.argv[1])  # address space: what is mapped now plus a little
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -167,6 +167,7 @@ def test_require_normalized_refuses_unnormalised_rows(dumps, tmp_path):
     assert "row 0" in result.stderr and "norm" in result.stderr
 
 
+@pytest.mark.slow
 def test_measure_the_bundled_sample():
     """The README's main job: every metric family on the bundled real sample."""
     result = run("measure", "--sample", "--json", "-")

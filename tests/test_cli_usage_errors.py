@@ -25,7 +25,7 @@ CASES = {
                                    "embspace measure --help"),
     "measure bad number": (["measure", "image=a.npy", "--t", "warm"], "invalid value for '--t'",
                            "embspace measure --help"),
-    "compare missing argument": (["compare", "before.json"], "missing argument 'after'", "embspace compare --help"),
+    "compare missing argument": (["compare", "before.json"], "missing argument 'AFTER'", "embspace compare --help"),
     "compare unknown option": (["compare", "a.json", "b.json", "--colour"], "no such option: --colour",
                                "embspace compare --help"),
     "finetune bad integer": (["finetune", "pairs=s.npy", "--epochs", "many"], "invalid value for '--epochs'",

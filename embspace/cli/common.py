@@ -23,7 +23,6 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from embspace.errors import InputError, ascii_text, printable
-from embspace.io.common import is_out_of_memory, one_line
 
 INPUT_EXIT = 2
 """Exit code of bad input, including input too large for the memory available."""
@@ -34,6 +33,8 @@ _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 def memory_message(exc: BaseException, command: str | None) -> str:
     """One line for an out-of-memory error, host (``MemoryError``) or GPU (``torch.OutOfMemoryError``)."""
+    from embspace.io.common import one_line  # imported here: embspace.io pulls in torch (start-up of --help)
+
     where = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "host"
     tried = re.search(r"tried to allocate (\d+) bytes", str(exc))
     if tried:  # torch's CPU allocator
@@ -103,7 +104,7 @@ class _Group(TyperGroup):
             _print_error(usage_message(exc, ctx))
             raise typer.Exit(INPUT_EXIT) from None
         except InputError as exc:
-            _print_error(str(exc))
+            _print_error(flag_message(exc))
             raise typer.Exit(INPUT_EXIT) from None
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
@@ -111,6 +112,10 @@ class _Group(TyperGroup):
                 _print_error(f"{target}cannot write: {exc.strerror}; nothing half-written was left "
                              "(outputs are written atomically)")
                 raise typer.Exit(DISK_EXIT) from None
+            if isinstance(exc, typer.Exit):  # --help, or a command's own exit code
+                raise
+            from embspace.io.common import is_out_of_memory
+
             if not is_out_of_memory(exc):
                 raise
             _print_error(memory_message(exc, ctx.invoked_subcommand))
@@ -176,6 +181,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # Piped or redirected output is not cut to 80 columns (tables never pad to the width); a terminal keeps its own.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "metrics", "device", "precision", "backend", "estimate", "sample_above", "pairs", "queries", "memory", "t", "alpha",
+    "step", "steps", "step_pattern", "unit", "names", "drop_invalid", "resamples", "seed", "confidence", "subsample",
+    "loss", "head", "dim", "epochs", "batch_size", "lr", "weight_decay", "eval_fraction", "resume", "labels", "method",
+    "lam", "center")} | {"loss_options": "--loss-option", "templates": "--each", "specs": "", "modalities": ""}
+"""The API's parameter names (what an :class:`~embspace.errors.InputError` names) → the flags of this CLI ("": the
+positional specs, shown without a name)."""
+_MENTION = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")=(True\b|(?=[\s,;:)]|$))")
+_VALUED = ("backend", "device", "precision", "estimate")  # "backend=triton: …" names the flag and its value
+
+
+def flag_message(exc: InputError) -> str:
+    """The one line of an API error, its API parameter names written as flags: ``step_pattern: invalid …`` →
+    ``--step-pattern: invalid …``, and ``give steps=`` or ``pass drop_invalid=True`` in the text → ``--steps``,
+    ``--drop-invalid`` (a spec such as ``pairs=a.npy`` is left as it is)."""
+    where, problem = exc.where, exc.problem
+    name, sep, value = where.partition("=")
+    if where in FLAGS:
+        where = FLAGS[where]
+    elif sep and name in _VALUED:
+        where = f"{FLAGS[name]} {value}"
+    problem = _MENTION.sub(lambda m: FLAGS[m.group(1)] or m.group(1), problem)
+    return f"{where}: {problem}" if where else problem
 
 
 def _print_error(message: str) -> None:

@@ -14,14 +14,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from embspace.cli.common import app, check_writable, err, fail, out
+from embspace import defaults
+from embspace.cli.common import app, check_writable, err, fail, flag_message, out
+from embspace.cli.help import Command
 from embspace.errors import InputError, printable
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
-    before: Annotated[Path, typer.Argument(help="Report JSON before.")],
-    after: Annotated[Path, typer.Argument(help="Report JSON after.")],
+    before: Annotated[Path, typer.Argument(help="Report JSON before.", metavar="BEFORE")],
+    after: Annotated[Path, typer.Argument(help="Report JSON after.", metavar="AFTER")],
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON here.")] = None,
     data_before: Annotated[list[str] | None, typer.Option(
         "--data-before", help="The embeddings behind BEFORE: pairs=STACK, or NAME=PATH[:KEY] twice (repeat the "
@@ -29,11 +31,13 @@ def compare(
     data_after: Annotated[list[str] | None, typer.Option(
         "--data-after", help="The embeddings behind AFTER, the same pairs in the same order.",
         show_default=False)] = None,
-    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    confidence: Annotated[float, typer.Option(help="Level of the interval of each change.")] = 0.95,
-    subsample: Annotated[int, typer.Option(help="Pairs used by the bootstrap of uniformity and recall.")] = 2000,
+    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")
+                     ] = ",".join(defaults.PAIR_NAMES),
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = defaults.RESAMPLES,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = defaults.SEED,
+    confidence: Annotated[float, typer.Option(help="Level of the interval of each change.")] = defaults.CONFIDENCE,
+    subsample: Annotated[int, typer.Option(help="Pairs used by the bootstrap of uniformity and recall.")
+                         ] = defaults.SUBSAMPLE,
 ) -> None:
     """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
@@ -53,7 +57,7 @@ def compare(
         comparison = embspace.compare(str(before), str(after), resamples=resamples, seed=seed,
                                       confidence=confidence, subsample=subsample, **data)
     except InputError as exc:
-        fail(str(exc))
+        fail(flag_message(exc))
     print_comparison(comparison)
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(comparison.to_dict(), indent=2) + "\n")

@@ -1,6 +1,6 @@
 """``embspace finetune``: train towers on cached features with a gap-closing loss; report before vs after.
 
-    embspace finetune pairs=train.npy pairs=eval.npy --loss m2mix --out runs/m2mix
+    embspace finetune train.npy eval.npy --loss m2mix --out runs/m2mix
     embspace finetune image=tr.npz:img text=tr.npz:txt image=ev.npz:img text=ev.npz:txt --loss cua --out runs/cua
     embspace finetune pairs=features_clip.npy --eval-fraction 0.2 --adapter --out runs/clip-adapter
     embspace finetune --sample --out runs/sample
@@ -14,8 +14,11 @@ from typing import Annotated
 
 import typer
 
-from embspace.cli.common import app, check_out_folder, err, fail, out
+from embspace import defaults
+from embspace.cli.common import app, check_out_folder, err, fail, flag_message, out
+from embspace.cli.help import Command
 from embspace.errors import InputError
+from embspace.finetune.config import DEFAULT_DIM, EVAL_FRACTION, HEADS, LOSSES, FitConfig
 
 
 def parse_options(items: list[str] | None) -> dict[str, float | bool]:
@@ -36,34 +39,40 @@ def parse_options(items: list[str] | None) -> dict[str, float | bool]:
     return options
 
 
-@app.command()
+@app.command(cls=Command)
 def finetune(
     specs: Annotated[list[str] | None, typer.Argument(
-        help="TRAIN then EVAL dumps: pairs=STACK each, or NAME=PATH[:KEY] twice each (image=… text=…). One dump "
-             "alone is split by --eval-fraction.", show_default=False)] = None,
+        help="TRAIN then EVAL dumps: a (2,N,D) stack each (train.npy eval.npy, or pairs=STACK), or NAME=PATH[:KEY] "
+             "twice each (image=… text=…). One dump alone is split by --eval-fraction.",
+        metavar="SPEC", show_default=False)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for reports, embeddings and the checkpoint.",
                                                  show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Train on the bundled sample's train split (raw "
                                                           "features), evaluate on its test split.")] = False,
-    loss: Annotated[str, typer.Option(help="clip, m2mix, m3mix, cua, cuaxu or latent.")] = "m2mix",
+    loss: Annotated[str, typer.Option(help=f"{', '.join(LOSSES)}.")] = FitConfig.loss,
     loss_option: Annotated[list[str] | None, typer.Option(
         "--loss-option", help="KEY=VALUE hyperparameter of the loss (repeatable), e.g. weight=0.05.",
         show_default=False)] = None,
-    head: Annotated[str, typer.Option(help="linear or mlp towers.")] = "linear",
+    head: Annotated[str, typer.Option(help=f"{' or '.join(HEADS)} towers.")] = FitConfig.head,
     adapter: Annotated[bool, typer.Option("--adapter", help="Residual adapters (identity at start) instead of "
-                                                            "projection heads; needs equal input dims.")] = False,
-    dim: Annotated[int | None, typer.Option(help="Output dim of projection heads [default: 256].",
-                                            show_default=False)] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = 30,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 256,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay of the towers.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of init, shuffling, λ draws, split and bootstrap.")] = 0,
-    eval_fraction: Annotated[float, typer.Option(help="With a single dump: the share of pairs held out.")] = 0.2,
-    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
-    metrics: Annotated[str, typer.Option(help="Metric families of the per-epoch reports.")] = "all",
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the before/after check.")] = 1000,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+                                                            "projection heads; needs equal input dims.")
+                       ] = FitConfig.adapter,
+    dim: Annotated[int | None, typer.Option(help=f"Output dim of projection heads [default: {DEFAULT_DIM}].",
+                                            show_default=False)] = FitConfig.dim,
+    epochs: Annotated[int, typer.Option(help="Passes over the training pairs.")] = FitConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = FitConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = FitConfig.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay of the towers.")] = FitConfig.weight_decay,
+    seed: Annotated[int, typer.Option(help="Seed of init, shuffling, λ draws, split and bootstrap.")
+                    ] = FitConfig.seed,
+    eval_fraction: Annotated[float, typer.Option(help="With a single dump: the share of pairs held out.")
+                             ] = EVAL_FRACTION,
+    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")
+                     ] = ",".join(defaults.PAIR_NAMES),
+    metrics: Annotated[str, typer.Option(help="Metric families of the per-epoch reports.")] = FitConfig.eval_metrics,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the before/after check.")
+                         ] = defaults.RESAMPLES,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = FitConfig.device,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out.")] = False,
     baseline: Annotated[str, typer.Option(help="What a loss other than clip is compared with as well: train (the "
                                                "clip run of the same seed, into OUT/baseline_clip), none, or the "
@@ -71,9 +80,10 @@ def finetune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune projection heads or adapters on cached features and state what changed beyond the noise."""
-    from embspace.finetune import FitConfig, fit
+    from embspace.cli.vocabulary import measure_families
+    from embspace.finetune import fit
     from embspace.finetune.checkpoint import RUN_FILES
-    from embspace.finetune.data import pairs_from_specs, sample_pairs, split_pairs
+    from embspace.finetune.data import sample_pairs, train_eval_pairs
 
     out_dir = check_out_folder(
         out_dir, "--out DIR is required: the folder for the reports, the adapted embeddings and the checkpoint",
@@ -81,7 +91,7 @@ def finetune(
     try:
         config = FitConfig(loss=loss, loss_options=parse_options(loss_option), head=head, adapter=adapter, dim=dim,
                            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                           eval_metrics=metrics, device=device)
+                           eval_metrics=measure_families(metrics), device=device)
         from embspace.finetune.objectives import make_loss
 
         make_loss(config.loss, config.loss_options)  # refuse unknown options before any data is read
@@ -90,19 +100,16 @@ def finetune(
                 fail("--sample trains on the bundled sample; give either --sample or dump specs, not both")
             train_pairs, eval_pairs = sample_pairs()
         elif not specs:
-            fail("nothing to train on: give TRAIN and EVAL dumps (pairs=train.npy pairs=eval.npy) or --sample")
+            fail("nothing to train on: give TRAIN and EVAL dumps (train.npy eval.npy) or --sample")
         else:
-            dumps = pairs_from_specs(specs, [n.strip() for n in names.split(",")])
-            if len(dumps) == 1:
-                train_pairs, eval_pairs = split_pairs(dumps[0], eval_fraction, seed)
-            elif len(dumps) == 2:
-                train_pairs, eval_pairs = dumps
-            else:
-                fail(f"expected a TRAIN and an EVAL dump, got {len(dumps)} dumps")
+            train_pairs, eval_pairs = train_eval_pairs(specs, [n.strip() for n in names.split(",")],
+                                                       eval_fraction=eval_fraction, seed=seed)
         result = fit(train_pairs, eval_pairs, config=config, out=out_dir, resume=resume,
                      progress=not quiet and sys.stderr.isatty(), resamples=resamples,
                      baseline=None if baseline == "none" else baseline)
-    except (InputError, ValueError) as exc:
+    except InputError as exc:
+        fail(flag_message(exc))
+    except ValueError as exc:
         fail(str(exc))
     print_result(result)
 

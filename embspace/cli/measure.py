@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from embspace.cli.common import app, check_out_folder, check_writable, err, fail, out
-from embspace.distributed import DistributedError, is_main, launched_ranks
+from embspace import defaults
+from embspace.cli.common import app, check_out_folder, check_writable, err, fail, flag_message, out
+from embspace.cli.help import Command
 from embspace.errors import InputError
 
 MANY_HELP = "\n\n".join([
@@ -28,14 +29,14 @@ MANY_HELP = "\n\n".join([
 ])
 
 
-@app.command(help=MANY_HELP)
+@app.command(help=MANY_HELP, cls=Command)
 def measure(
     specs: Annotated[list[str] | None, typer.Argument(
         help="NAME=PATH[:KEY] per modality (image=coco.npz:img text=coco.npz:txt), or pairs=STACK for a (2,N,D) "
              "array or a clip-retrieval folder. With --each, {} in a spec is the matched path. A KEY may hold ':' "
              "(image=emb.parquet:clip:vit-b32 reads the column 'clip:vit-b32'); write \\: for a colon of the key "
              "where the file does not exist yet.",
-        show_default=False)] = None,
+        metavar="SPEC", show_default=False)] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Measure the bundled real sample.")] = False,
     step: Annotated[int | None, typer.Option(help="With --sample: a training step of the sample.")] = None,
     all_steps: Annotated[bool, typer.Option("--all-steps", help="With --sample: every training snapshot, into --out."
@@ -51,27 +52,33 @@ def measure(
         show_default=False)] = None,
     steps: Annotated[str | None, typer.Option(
         help="The steps of the dumps, comma-separated, in the order they are found.", show_default=False)] = None,
-    unit: Annotated[str, typer.Option(help="What a step counts (step, epoch, …); the x-axis of curves.")] = "step",
-    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
-    metrics: Annotated[str, typer.Option(help="Comma-separated metric families, or all.")] = "all",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    unit: Annotated[str, typer.Option(help="What a step counts (step, epoch, …); the x-axis of curves.")
+                    ] = defaults.UNIT,
+    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")
+                     ] = ",".join(defaults.PAIR_NAMES),
+    metrics: Annotated[str, typer.Option(
+        help="Comma-separated metric families (gap, alignment, cone, rmg, uniformity, spectrum, retrieval, hubness, "
+             "separability, histograms) or report keys (recall@1, uniformity.mean), or all.")] = defaults.METRICS,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = defaults.DEVICE,
     precision: Annotated[str, typer.Option(
-        help="Tile precision: auto (fp16 on CUDA, fp32 on the CPU), fp64, fp32, tf32, bf16 or fp16.")] = "auto",
+        help="Tile precision: auto (fp16 on CUDA, fp32 on the CPU), fp64, fp32, tf32, bf16 or fp16.")
+    ] = defaults.PRECISION,
     backend: Annotated[str | None, typer.Option(
         help="Pairwise engine: auto (fused Triton kernels on CUDA where they run, torch otherwise), torch or "
              "triton. Default: $EMBSPACE_BACKEND, else auto.", show_default=False)] = None,
     estimate: Annotated[str, typer.Option(
         help="exact (every pair), sampled (uniformity and histograms from --pairs random pairs, recall from --queries "
-             "random queries, with 95 % intervals), or auto: sampled above --sample-above rows.")] = "auto",
+             "random queries, with 95 % intervals), or auto: sampled above --sample-above rows.")
+    ] = defaults.ESTIMATE,
     sample_above: Annotated[int, typer.Option(help="With --estimate auto: rows per modality above which to sample."
-                                              )] = 200_000,
-    pairs: Annotated[int, typer.Option(help="Sampled pairs per uniformity variant and histogram.")] = 1_000_000,
-    queries: Annotated[int, typer.Option(help="Sampled queries per recall direction.")] = 10_000,
+                                              )] = defaults.SAMPLE_ABOVE,
+    pairs: Annotated[int, typer.Option(help="Sampled pairs per uniformity variant and histogram.")] = defaults.PAIRS,
+    queries: Annotated[int, typer.Option(help="Sampled queries per recall direction.")] = defaults.QUERIES,
     memory: Annotated[str | None, typer.Option(
         help="Memory budget (512MB, 8GB, 2GiB or bytes): rows beyond it are streamed from disk in tiles that fit. "
              "Default: the free memory of the device.", show_default=False)] = None,
-    t: Annotated[float, typer.Option(help="Uniformity temperature.")] = 2.0,
-    alpha: Annotated[float, typer.Option(help="Alignment exponent.")] = 2.0,
+    t: Annotated[float, typer.Option(help="Uniformity temperature.")] = defaults.T,
+    alpha: Annotated[float, typer.Option(help="Alignment exponent.")] = defaults.ALPHA,
     require_normalized: Annotated[bool, typer.Option(
         "--require-normalized", help="Refuse rows whose norm is not 1 instead of normalising them.")] = False,
     drop_invalid: Annotated[bool, typer.Option(
@@ -82,17 +89,20 @@ def measure(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     import embspace
-
-    pair_names = tuple(n.strip() for n in names.split(","))
+    from embspace.cli.vocabulary import measure_families, skipped_families
+    from embspace.distributed import DistributedError, is_main, launched_ranks
     from embspace.kernels.budget import parse_size
 
+    pair_names = tuple(n.strip() for n in names.split(","))
     try:
         budget = parse_size(memory) if memory is not None else None
+        families = measure_families(metrics)
     except InputError as exc:
-        fail(str(exc))
-    options = {"metrics": metrics, "device": device, "precision": precision, "backend": backend, "t": t, "alpha": alpha,
-               "normalize": not require_normalized, "drop_invalid": drop_invalid, "estimate": estimate,
-               "sample_above": sample_above, "pairs": pairs, "queries": queries, "memory": budget}
+        fail(flag_message(exc))
+    options = {"metrics": families, "device": device, "precision": precision, "backend": backend, "t": t,
+               "alpha": alpha, "normalize": not require_normalized, "drop_invalid": drop_invalid,
+               "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
+               "memory": budget}
     progress = not quiet and sys.stderr.isatty()
     if each or all_steps:
         if json_path is not None:
@@ -116,16 +126,24 @@ def measure(
             fail("nothing to measure: give NAME=PATH[:KEY] specs (e.g. image=emb.npy text=txt.npy) or --sample")
         else:
             modalities = embspace.load(*specs, names=pair_names)
+        skipped = skipped_families(families, _single_families(families), modalities)
+        if skipped and len(skipped) == len(families.split(",")):
+            fail(f"nothing to measure: {_need(skipped)} two paired modalities, and only {', '.join(modalities)} was "
+                 "given (one modality gets cone, uniformity, spectrum and histograms)")
         report = embspace.measure(modalities, progress=progress, **options)
     except InputError as exc:
         if not is_main():
             raise typer.Exit(2) from None  # under torchrun every rank has the error; rank 0 tells it
-        fail(str(exc))
+        fail(flag_message(exc))
     except DistributedError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if not is_main():
         return  # rank 0 prints and writes the one report
+    if skipped:
+        it = "it needs" if len(skipped) == 1 else "they need"
+        err.print(f"[yellow]note:[/] {', '.join(skipped)} skipped: {it} two paired modalities, and only "
+                  f"{escape(', '.join(modalities))} was given", highlight=False, soft_wrap=True)
     if json_path is not None and str(json_path) == "-":
         sys.stdout.write(report.to_json())
         return
@@ -139,12 +157,25 @@ def measure(
         err.print(f"report written to {json_path}", highlight=False)
 
 
+def _need(families: list[str]) -> str:
+    """``gap needs`` / ``gap, retrieval need``."""
+    return f"{', '.join(families)} {'needs' if len(families) == 1 else 'need'}"
+
+
+def _single_families(families: str) -> list[str]:
+    """The families of ``families`` (comma-separated, or all) that one modality gets."""
+    from embspace.families import SINGLE_FAMILIES
+
+    return [f for f in SINGLE_FAMILIES if families == "all" or f in families.split(",")]
+
+
 def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: bool, step: int | None,
                  out_dir: Path | None, step_pattern: str | None, steps: str | None, unit: str,
                  names: tuple[str, ...], options: dict, progress: bool) -> None:
     """Several dumps into one report each under ``out_dir`` plus ``trajectory.json``; a summary table."""
     import embspace
-    from embspace.trajectory import dump_labels, find_dumps, sample_snapshots
+    from embspace.checkpoints import checkpoint_dumps, parse_steps
+    from embspace.trajectory import sample_snapshots
 
     out_dir = check_out_folder(out_dir, "several dumps need --out DIR for their reports and trajectory.json", specs)
     try:
@@ -158,35 +189,17 @@ def measure_many(specs: list[str], each: list[str], *, sample: bool, all_steps: 
         else:
             if sample:
                 fail("--each measures dumps on disk; --sample cannot be combined with it")
-            templates = specs or ["pairs={}"]
-            for spec in templates:
-                if "=" not in spec:
-                    fail(f"{spec}: not NAME=PATH[:KEY]; quote the --each pattern so that the shell does not expand it "
-                         "(--each 'ckpts/*.npy')")
-            if not any("{}" in spec for spec in templates):
-                fail("with --each, write {} in a spec where the matched path goes (e.g. image={}:img text={}:txt)")
-            paths = find_dumps(each)
-            dumps = [[spec.replace("{}", str(path)) for spec in templates] for path in paths]
-            labels, given = dump_labels(paths), parse_steps(steps)
+            run = checkpoint_dumps(each, specs)
+            dumps, labels, given = run.dumps, run.labels, parse_steps(steps)
         trajectory = embspace.measure_trajectory(dumps, steps=given, labels=labels, step_pattern=step_pattern,
                                                  names=names, out=out_dir, unit=unit, progress=progress, **options)
     except InputError as exc:
-        fail(str(exc))
+        fail(flag_message(exc))
     except (ImportError, OSError) as exc:
         what = "the bundled sample cannot be read" if all_steps else "cannot read the dumps"
         fail(f"{what}: {exc}")
     print_trajectory(trajectory)
     err.print(f"{len(trajectory)} reports and {out_dir / 'trajectory.json'} written", highlight=False, soft_wrap=True)
-
-
-def parse_steps(text: str | None) -> list[int | float] | None:
-    """``"0,100,200"`` → [0, 100, 200]."""
-    if text is None:
-        return None
-    try:
-        return [float(v) if "." in v or "e" in v.lower() else int(v) for v in (p.strip() for p in text.split(",")) if v]
-    except ValueError:
-        fail(f"--steps {text!r}: expected numbers separated by commas (0,100,200)")
 
 
 def load_sample(step: int | None) -> dict:

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from embspace.cli.common import app, check_writable, err, fail
+from embspace import defaults
+from embspace.cli.common import app, check_writable, err, fail, flag_message
+from embspace.cli.help import Command
 from embspace.errors import InputError
 
 KINDS = {
@@ -20,36 +22,40 @@ KINDS = {
     "before-after": "two reports side by side; INPUT: the report before and the report after",
 }
 FORMATS = (".png", ".svg", ".pdf")
+DPI = 120
+"""Resolution of PNG figures."""
 HELP = "\n\n".join([
     "Draw a figure: embspace plot KIND INPUT... --out FIG.png|svg|pdf",
-    "Kinds: " + "; ".join(f"{kind}: {what}" for kind, what in KINDS.items()) + ".",
+    "\b\nKinds:\n" + "\n".join(f"  {kind} — {what}." for kind, what in KINDS.items()),  # \b: one line each
 ])
 
 
-@app.command(help=HELP)
+@app.command(help=HELP, cls=Command)
 def plot(
-    kind: Annotated[str | None, typer.Argument(help=f"One of {', '.join(KINDS)}.", show_default=False)] = None,
+    kind: Annotated[str | None, typer.Argument(help=f"One of {', '.join(KINDS)}.", metavar="KIND",
+                                               show_default=False)] = None,
     inputs: Annotated[list[str] | None, typer.Argument(
-        help="Reports / trajectories (JSON), or dump specs for map.", show_default=False)] = None,
+        help="Reports / trajectories (JSON), or dump specs for map.", metavar="INPUT", show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="The figure file: .png, .svg or .pdf.",
                                                   show_default=False)] = None,
-    metrics: Annotated[str, typer.Option(help="curves: metric families or dotted paths, comma-separated.")
-                       ] = "gap,uniformity,alignment",
+    metrics: Annotated[str, typer.Option(help="curves: metric families or report keys (recall@1, uniformity.mean), "
+                                              "comma-separated.")] = ",".join(defaults.CURVE_METRICS),
     labels: Annotated[str | None, typer.Option(help="Names of the inputs in the legend, comma-separated.",
                                                show_default=False)] = None,
     uniformity: Annotated[str, typer.Option(help="plane: which uniformity is y (mean, joint, cross or a modality).")
-                          ] = "mean",
-    method: Annotated[str, typer.Option(help="map: pca or umap (needs umap-learn).")] = "pca",
+                          ] = defaults.PLANE_UNIFORMITY,
+    method: Annotated[str, typer.Option(help="map: pca or umap (needs umap-learn).")] = defaults.MAP_METHOD,
     sample: Annotated[bool, typer.Option("--sample", help="map: the bundled sample.")] = False,
     step: Annotated[int | None, typer.Option(help="map --sample: a training step of the sample.")] = None,
-    names: Annotated[str, typer.Option(help="map: names of the two halves of a pairs= stack.")] = "image,text",
+    names: Annotated[str, typer.Option(help="map: names of the two halves of a pairs= stack.")
+                     ] = ",".join(defaults.PAIR_NAMES),
     drop_invalid: Annotated[bool, typer.Option(
         "--drop-invalid", help="map: drop rows with NaN/Inf or zero norm (with their partners) instead of refusing.")
     ] = False,
     coarsen: Annotated[int | None, typer.Option(
         help="histograms, before-after: merge this many stored bins (a divisor of their number; 1 = the stored "
              "bins); default: per histogram, from its Freedman–Diaconis width.", show_default=False)] = None,
-    dpi: Annotated[int, typer.Option(help="Resolution of PNG output.")] = 120,
+    dpi: Annotated[int, typer.Option(help="Resolution of PNG output.")] = DPI,
 ) -> None:
     import embspace.plot as figures
 
@@ -77,7 +83,7 @@ def plot(
                 fail("--drop-invalid is for the map; the other figures read reports or trajectories")
             read = _read_all(items, kind, names_given)
             if kind == "curves":
-                fig = figures.curves(read, [m.strip() for m in metrics.split(",") if m.strip()])
+                fig = figures.curves(read, known_metrics([m.strip() for m in metrics.split(",") if m.strip()], read))
             elif kind == "plane":
                 fig = figures.plane(read, uniformity=uniformity)
             elif kind == "spectrum":
@@ -89,7 +95,9 @@ def plot(
                 fig = figures.before_after(before, after, labels=tuple(read), coarsen=coarsen)
         buffer = io.BytesIO()
         fig.savefig(buffer, format=out_path.suffix.lower().lstrip("."), dpi=dpi, bbox_inches="tight")
-    except (InputError, ImportError) as exc:
+    except InputError as exc:
+        fail(flag_message(exc))
+    except ImportError as exc:
         fail(str(exc))
     from embspace.io.atomic import atomic_write_bytes
 
@@ -113,7 +121,9 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
         fail(f"{kind} takes {wanted} input{plural} ({KINDS[kind].split('INPUT: ')[1]}), got {len(items)}")
     if labels is not None and len(labels) != len(items):
         fail(f"--labels gives {len(labels)} names for {len(items)} inputs")
-    read = [_read(item) for item in items]
+    from embspace.trajectory import read_reports
+
+    read = [read_reports(item) for item in items]
     want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report"}.get(kind)
     for item, value in zip(items, read, strict=True):
         if want is not None and type(value).__name__.lower() != want:
@@ -124,18 +134,18 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
     return dict(zip(names, read, strict=True))
 
 
-def _read(item: str) -> Any:
-    """A report or a trajectory, by the schema of its JSON (a folder means its trajectory.json); a fifo, device or
-    JSON nested too deeply is refused in one line, as everywhere (:func:`embspace.plot._common.read_json`)."""
-    from embspace.plot._common import read_json
-    from embspace.report import Report
-    from embspace.trajectory import Trajectory
+def known_metrics(metrics: list[str], runs: dict[str, Any]) -> list[str]:
+    """The curves' metric names, each a key or family that some run's reports have; a typo is refused in one line
+    with the closest name they do have (``recall@1`` and ``uniformity.mean`` as ``measure --metrics`` takes them)."""
+    from embspace.cli.vocabulary import did_you_mean
 
-    data, path = read_json(item)
-    schema = data.get("schema", "") if isinstance(data, dict) else ""
-    if str(schema).startswith("embspace.trajectory/"):
-        return Trajectory.from_dict(data, str(path), path.parent)
-    return Report.from_dict(data, str(path))
+    keys = {path for run in runs.values() for report in run.reports for path in report.flat()}
+    known = keys | {path.partition(".")[0] for path in keys}
+    for name in metrics:
+        if name not in known:
+            raise InputError("metrics", f"no metric {name!r} in the reports{did_you_mean(name, known)} (they have: "
+                                        f"{', '.join(sorted({k.partition('.')[0] for k in keys}))})")
+    return metrics
 
 
 def _label(item: str, value: Any, i: int) -> str:

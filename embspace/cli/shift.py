@@ -13,21 +13,25 @@ from typing import Annotated
 
 import typer
 
-from embspace.cli.common import app, check_writable, err, fail, out
+from embspace import defaults
+from embspace.cli.common import app, check_writable, err, fail, flag_message, out
+from embspace.cli.help import Command
 from embspace.errors import InputError
 
 
-@app.command()
+@app.command(cls=Command)
 def shift(
     specs: Annotated[list[str] | None, typer.Argument(
         help="The paired dump: pairs=STACK, or NAME=PATH[:KEY] for each of the two modalities.",
-        show_default=False)] = None,
+        metavar="SPEC", show_default=False)] = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Where the shifted (2, N, D) float32 .npy goes.",
                                                   show_default=False)] = None,
-    lam: Annotated[float, typer.Option(help="Step λ along the gap vector Δ (0.5 meets in the middle).")] = 0.5,
+    lam: Annotated[float, typer.Option(help="Step λ along the gap vector Δ (0.5 meets in the middle).")
+                   ] = defaults.SHIFT_LAM,
     center: Annotated[bool, typer.Option("--center", help="Centre each modality on its own mean instead.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Shift the bundled sample's joint-space pairs.")] = False,
-    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")] = "image,text",
+    names: Annotated[str, typer.Option(help="Names of the two halves of a pairs= stack.")
+                     ] = ",".join(defaults.PAIR_NAMES),
     drop_invalid: Annotated[bool, typer.Option(
         "--drop-invalid", help="Drop rows with NaN/Inf or zero norm (with their partners) instead of refusing.")
     ] = False,
@@ -61,7 +65,7 @@ def shift(
         (a, x), (b, y) = modalities.items()
         info = shift_dump(x, y, out_path, lam=lam, center=center)
     except InputError as exc:
-        fail(str(exc))
+        fail(flag_message(exc))
     what = "centred each modality" if center else f"shifted by λ = {lam:g} along Δ"
     err.print(f"{what} (‖Δ‖ = {info['gap_vector_norm']:.4f}); {info['n']:,} pairs × {info['dim']} written to "
               f"{out_path}", highlight=False)

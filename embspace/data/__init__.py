@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SAMPLE_PATH", "load_sample", "sample_steps"]
+__all__ = ["SAMPLE_PATH", "load_sample", "sample_embeddings", "sample_steps"]
 
 SAMPLE_PATH: Path = Path(str(resources.files(__name__).joinpath("sample.npz")))
 """The bundled ``sample.npz``."""
@@ -22,6 +22,20 @@ def load_sample() -> dict[str, np.ndarray]:
     """Every array of the bundled sample, keyed as in the file (no pickled objects)."""
     with np.load(SAMPLE_PATH, allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}
+
+
+def sample_embeddings(step: int | None = None) -> dict:  # -> dict[str, Embeddings]
+    """The sample's joint-space embeddings as ``{"image": Embeddings, "text": Embeddings}``: the final training step
+    unless ``step`` is given (``embspace.load_sample``; the raw arrays are :func:`load_sample`)."""
+    from embspace.embeddings import Embeddings
+    from embspace.errors import InputError
+
+    arrays = load_sample()
+    suffix = "" if step is None else f"_step{step}"
+    if f"image{suffix}" not in arrays:
+        raise InputError("step", f"the sample has no training step {step}; steps are {arrays['steps'].tolist()}")
+    return {name: Embeddings.from_array(arrays[f"{name}{suffix}"], f"sample:{name}{suffix}")
+            for name in ("image", "text")}
 
 
 def sample_steps() -> list[int]:

@@ -7,37 +7,50 @@ structure losses of Jiang et al. (2023). Mixing helpers: :func:`slerp` (λ on th
 :func:`shift_dump`). Training on cached features: :func:`fit` with a :class:`FitConfig` (projection heads or
 residual adapters, :mod:`.heads`; the loop, checkpoints and exact resumption, :mod:`.train`); drop-in use of the
 losses in open_clip / Hugging Face training steps: :mod:`.integration`.
+
+The names are imported on first use (``embspace.finetune.config`` alone needs no torch).
 """
 
-from embspace.finetune.config import LOSSES, FitConfig
-from embspace.finetune.data import Pairs, sample_pairs, split_pairs
-from embspace.finetune.dumps import shift_dump
-from embspace.finetune.fitting import FitResult, fit
-from embspace.finetune.heads import Projection, ResidualAdapter, TwoTower, build_model
-from embspace.finetune.losses import ClipLoss, clip_loss, soft_cross_entropy
-from embspace.finetune.losses_gap import CUALoss, CUAXULoss, cua_loss, cuaxu_loss
-from embspace.finetune.losses_mix import (
-    M2MixLoss,
-    M3MixLoss,
-    lmix_loss,
-    m2mix_logits,
-    m2mix_loss,
-    m3mix_loss,
-    vlmix_loss,
-    vmix_loss,
-)
-from embspace.finetune.losses_structure import (
-    LatentStructureLoss,
-    bridge_target,
-    brownian_bridge_loss,
-    feature_separation_loss,
-    geometric_consistency_loss,
-    independent_uniformity_loss,
-    inmodal_infonce_loss,
-)
-from embspace.finetune.mixup import flip_targets, mix_with_reversed, sample_beta, slerp
-from embspace.finetune.objectives import make_loss
-from embspace.finetune.shift import center_modalities, shift_gap
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_MODULES = {
+    "config": ("LOSSES", "FitConfig"),
+    "data": ("Pairs", "sample_pairs", "split_pairs"),
+    "dumps": ("shift_dump",),
+    "fitting": ("FitResult", "fit"),
+    "heads": ("Projection", "ResidualAdapter", "TwoTower", "build_model"),
+    "losses": ("ClipLoss", "clip_loss", "soft_cross_entropy"),
+    "losses_gap": ("CUALoss", "CUAXULoss", "cua_loss", "cuaxu_loss"),
+    "losses_mix": ("M2MixLoss", "M3MixLoss", "lmix_loss", "m2mix_logits", "m2mix_loss", "m3mix_loss", "vlmix_loss",
+                   "vmix_loss"),
+    "losses_structure": ("LatentStructureLoss", "bridge_target", "brownian_bridge_loss", "feature_separation_loss",
+                         "geometric_consistency_loss", "independent_uniformity_loss", "inmodal_infonce_loss"),
+    "mixup": ("flip_targets", "mix_with_reversed", "sample_beta", "slerp"),
+    "objectives": ("make_loss",),
+    "shift": ("center_modalities", "shift_gap"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name of a submodule (``embspace.finetune.fit``), or a submodule (``embspace.finetune.heads``)."""
+    if name in _HOME:
+        value = getattr(import_module(f"embspace.finetune.{_HOME[name]}"), name)
+    else:
+        try:
+            value = import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "LOSSES",

@@ -11,8 +11,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from embspace.defaults import METRICS
+
 LOSSES = ("clip", "m2mix", "m3mix", "cua", "cuaxu", "latent")
 HEADS = ("linear", "mlp")
+DEFAULT_DIM = 256
+"""Output dimension of projection heads when ``FitConfig.dim`` is None."""
+EVAL_FRACTION = 0.2
+"""Share of the pairs held out for evaluation when one dump is split (:func:`~embspace.finetune.data.split_pairs`)."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,7 @@ class FitConfig:
     loss_options: dict[str, float] = field(default_factory=dict)  # keyword overrides of the loss module (weight=0.05)
     head: str = "linear"  # tower type: "linear" (one matrix, no bias) or "mlp" (Linear-GELU-Linear)
     adapter: bool = False  # residual adapters z + f(z), identity at init (needs equal input dims), not projections
-    dim: int | None = None  # output dimension of projection heads (default 256); adapters keep their input dim
+    dim: int | None = None  # output dimension of projection heads (None: DEFAULT_DIM); adapters keep their input dim
     hidden: int = 512  # hidden width of the "mlp" head
     epochs: int = 30  # passes over the training pairs
     batch_size: int = 256  # pairs per step; the shuffled rows are cut into max(1, N // batch_size) even batches
@@ -34,7 +40,7 @@ class FitConfig:
     max_logit_scale: float = 100.0  # clamp of 1/τ (CLIP's 100)
     augment_dropout: float = 0.1  # "latent" only: feature dropout that makes the augmented view of cached features
     seed: int = 0  # seeds the tower init, the shuffling, the augmentation and the loss's λ draws
-    eval_metrics: str = "all"  # metric families of the per-epoch reports (embspace.measure's `metrics`)
+    eval_metrics: str = METRICS  # metric families of the per-epoch reports (embspace.measure's `metrics`)
     device: str = "cpu"  # "cpu", "cuda" or "auto"; bitwise reproducibility is promised on the CPU only
 
     def __post_init__(self) -> None:

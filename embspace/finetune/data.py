@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from embspace.defaults import PAIR_NAMES as DEFAULT_NAMES
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
+from embspace.finetune.config import EVAL_FRACTION
 
 ArrayLike = np.ndarray | torch.Tensor | Embeddings
-DEFAULT_NAMES = ("image", "text")
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,10 @@ def _embeddings(x: ArrayLike, source: str) -> Embeddings:
     return x if isinstance(x, Embeddings) else Embeddings.from_array(x, source)
 
 
-def split_pairs(pairs: Pairs, eval_fraction: float = 0.2, seed: int = 0) -> tuple[Pairs, Pairs]:
+def split_pairs(pairs: Pairs, eval_fraction: float = EVAL_FRACTION, seed: int = 0) -> tuple[Pairs, Pairs]:
     """A seeded random split by pair: ``round(eval_fraction · N)`` pairs for evaluation, the rest for training."""
     if not 0 < eval_fraction < 1:
-        raise InputError("--eval-fraction", f"must be between 0 and 1, got {eval_fraction}")
+        raise InputError("eval_fraction", f"must be between 0 and 1, got {eval_fraction}")
     n_eval = round(eval_fraction * pairs.n)
     if n_eval < 2 or pairs.n - n_eval < 2:
         raise InputError(pairs.source, f"{pairs.n} pairs cannot be split {1 - eval_fraction:.0%}/{eval_fraction:.0%}"
@@ -116,16 +117,15 @@ def sample_pairs(arrays: Mapping[str, np.ndarray] | None = None) -> tuple[Pairs,
 def pairs_from_specs(specs: Sequence[str], names: Sequence[str] | None = None) -> list[Pairs]:
     """Group command-line specs into paired dumps, in order.
 
-    A spec that holds both modalities (``pairs=train.npy``, a (2, N, D) stack, a clip-retrieval folder) is one
-    dump; single-modality specs (``image=a.npz:img``) are taken two at a time. ``pairs=a.npy pairs=b.npy`` and
-    ``image=a.npz:img text=a.npz:txt image=b.npz:img text=b.npz:txt`` both give two dumps.
+    A spec that holds both modalities (``pairs=train.npy``, a (2, N, D) stack, a clip-retrieval folder; a bare
+    path is read as ``pairs=PATH``) is one dump; single-modality specs (``image=a.npz:img``) are taken two at a
+    time. ``train.npy eval.npy``, ``pairs=a.npy pairs=b.npy`` and
+    ``image=a.npz:img text=a.npz:txt image=b.npz:img text=b.npz:txt`` all give two dumps.
     """
-    from embspace.io import load
-
     dumps: list[Pairs] = []
     pending: dict[str, Embeddings] = {}
     for spec in specs:
-        for name, embeddings in load([spec], tuple(names) if names else None).items():
+        for name, embeddings in _load_dump(spec, names).items():
             if name in pending:
                 raise InputError(spec, f"a second '{name}' before the dump's other modality; give each dump as "
                                        "pairs=STACK or as two NAME=PATH specs")
@@ -137,3 +137,31 @@ def pairs_from_specs(specs: Sequence[str], names: Sequence[str] | None = None) -
         only = next(iter(pending.values()))
         raise InputError(only.source, "has no partner modality; a dump needs two paired modalities")
     return dumps
+
+
+def _load_dump(spec: str, names: Sequence[str] | None) -> dict[str, Embeddings]:
+    """The modalities of one spec; a bare path is read as ``pairs=PATH`` (a stack or a clip-retrieval folder)."""
+    from embspace.io import load
+
+    if "=" in spec:
+        return load([spec], tuple(names) if names else None)
+    try:
+        return load([f"pairs={spec}"], tuple(names) if names else None)
+    except InputError as exc:
+        raise InputError(exc.where, f"{exc.problem} (a bare path is read as pairs=PATH; one modality is given as "
+                                    "NAME=PATH[:KEY], e.g. image=a.npz:img)") from None
+
+
+def train_eval_pairs(specs: Sequence[str], names: Sequence[str] | None = None, *,
+                     eval_fraction: float = EVAL_FRACTION, seed: int = 0) -> tuple[Pairs, Pairs]:
+    """The training and the evaluation pairs of a run from its dump specs (:func:`pairs_from_specs`): a TRAIN and
+    an EVAL dump, or one dump split by :func:`split_pairs` (``eval_fraction`` of it held out, by ``seed``)."""
+    if not specs:
+        raise InputError("specs", "nothing to train on: give a TRAIN and an EVAL dump (train.npy eval.npy), or one "
+                                  "dump to split")
+    dumps = pairs_from_specs(specs, names)
+    if len(dumps) == 1:
+        return split_pairs(dumps[0], eval_fraction, seed)
+    if len(dumps) != 2:
+        raise InputError("specs", f"expected a TRAIN and an EVAL dump (or one to split), got {len(dumps)} dumps")
+    return dumps[0], dumps[1]

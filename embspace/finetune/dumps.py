@@ -17,6 +17,7 @@ import os
 import numpy as np
 import torch
 
+from embspace.defaults import SHIFT_LAM
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.finetune.shift import shift_gap
@@ -41,7 +42,7 @@ def shift_dump(
     y: Embeddings,
     out: str | os.PathLike[str],
     *,
-    lam: float = 0.5,
+    lam: float = SHIFT_LAM,
     center: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> dict[str, object]:

@@ -288,27 +288,28 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
 
     if out is None:
         if resume:
-            raise InputError("--resume", "needs an output folder that holds the run's checkpoint")
+            raise InputError("resume", "needs an output folder that holds the run's checkpoint")
         return None
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise InputError(str(folder), "exists and is not a folder")
     if (folder / CHECKPOINT_NAME).exists() and not resume:
-        raise InputError(str(folder), "holds a fine-tuning run already; pass --resume (resume=True) to continue it "
+        raise InputError(str(folder), "holds a fine-tuning run already; pass resume=True to continue it "
                                       "or choose another output folder")
-    if not folder.parent.exists():
-        raise InputError(str(folder), f"folder {folder.parent} does not exist")
-    folder.mkdir(exist_ok=True)
+    existing = next(p for p in folder.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise InputError(str(folder), f"{existing} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)  # missing parent folders are made, as measure's --out makes its own
     return folder
 
 
 def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int) -> Report:
-    import embspace
+    from embspace.measure import measure
 
     label = f"eval({config.loss})@epoch{epoch}"  # the loss in the name: a clip baseline's source differs
     data = {names[0]: Embeddings.from_array(x, f"{label}:{names[0]}"),
             names[1]: Embeddings.from_array(y, f"{label}:{names[1]}")}
-    return embspace.measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
+    return measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
 
 
 def _save_stack(path: Path, x: np.ndarray, y: np.ndarray) -> None:

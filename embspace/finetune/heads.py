@@ -18,9 +18,7 @@ import math
 import torch
 from torch import nn
 
-from embspace.finetune.config import FitConfig
-
-DEFAULT_DIM = 256
+from embspace.finetune.config import DEFAULT_DIM, FitConfig
 
 
 def _tower(d_in: int, d_out: int, head: str, hidden: int, *, zero_last: bool = False) -> nn.Module:

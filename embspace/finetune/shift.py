@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from embspace.defaults import SHIFT_LAM
 from embspace.kernels.dense import gap_vector, normalize
 
 __all__ = ["center_modalities", "shift_gap"]
@@ -28,7 +29,7 @@ def _prepare(z: torch.Tensor, normalized: bool) -> torch.Tensor:
 def shift_gap(
     x: torch.Tensor,
     y: torch.Tensor,
-    lam: float = 0.5,
+    lam: float = SHIFT_LAM,
     *,
     direction: torch.Tensor | None = None,
     normalized: bool = False,

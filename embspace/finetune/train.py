@@ -77,7 +77,7 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.4f}", gap=f"{self._batch_gap(rows):.3f}", refresh=False)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", gap=f"{self._batch_gap(rows):.3f}", refresh=False)
             if on_step is not None:
                 on_step(self.epoch, self.step)
         self.epoch += 1

