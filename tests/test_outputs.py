@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +101,7 @@ COMMANDS = {
     "plot map --out": ("stack", ".png", lambda f, out: ["plot", "map", f"pairs={f['stack']}", "--out", out]),
 }
 ALIASES = ("same-path", "dot-spelling", "dotdot-spelling", "symlink", "symlink-chain", "hardlink", "symlinked-folder")
-UNWRITABLE = ("missing-folder", "parent-is-a-file", "is-a-folder", "socket", "link-into-missing-folder",
-              "read-only-file-system", "sys-file-system")
+UNWRITABLE = ("parent-is-a-file", "is-a-folder", "socket", "read-only-file-system", "sys-file-system")
 
 
 @pytest.mark.parametrize("alias", ALIASES)
@@ -123,6 +124,18 @@ def test_an_unwritable_output_is_refused_before_the_work(files, command: str, ki
     before = snapshot(files["root"])
     refused(args(files, str(target)), fragment)
     assert snapshot(files["root"]) == before
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"plot --out", "shift --json"}))  # (no plane to draw;
+# an --out beside the inputs)
+def test_missing_parent_folders_of_an_output_are_created(files, command: str) -> None:
+    """Like ``measure --out`` and ``finetune --out``, every output creates the folders on its way."""
+    _, suffix, args = COMMANDS[command]
+    target = files["root"] / f"new-{command.replace(' ', '-')}" / "deeper" / f"out{suffix or '.json'}"
+    done = subprocess.run([sys.executable, "-m", "embspace.cli", *args(files, str(target))], capture_output=True,
+                          text=True, timeout=300)  # a process of its own: this one's record of files read stays
+    assert done.returncode == 0, done.stderr
+    assert target.is_file() and target.stat().st_size > 0
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

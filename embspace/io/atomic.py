@@ -121,11 +121,9 @@ def resolve_output(path: str | os.PathLike[str], inputs: Iterable[str | os.PathL
             return Output(given, through=True)
     else:
         _refuse_alias(where, real, None, inputs)
-    folder = real.parent
+    folder = _nearest_existing(real.parent)  # missing folders on the way are created when the file is written
     try:
         folder_info = os.stat(folder)
-    except FileNotFoundError:
-        raise InputError(where, f"folder {folder} does not exist") from None
     except NotADirectoryError:
         raise InputError(where, "cannot write: a folder on the way is a file") from None
     except OSError as exc:
@@ -153,14 +151,14 @@ def resolve_folder(folder: str | os.PathLike[str], inputs: Iterable[str | os.Pat
     if info is not None and not stat.S_ISDIR(info.st_mode):
         raise InputError(where, "exists and is not a folder")
     real = Path(os.path.realpath(folder))
-    home = real if info is not None else real.parent
+    home = real if info is not None else _nearest_existing(real.parent)  # missing folders are created on writing
     if info is None:
         try:
             parent = os.stat(home)
-        except OSError:
-            raise InputError(where, f"folder {folder.parent} does not exist") from None
+        except OSError as exc:
+            raise InputError(where, f"cannot write in {home}: {exc.strerror or type(exc).__name__}") from None
         if not stat.S_ISDIR(parent.st_mode):
-            raise InputError(where, f"cannot write: {folder.parent} is not a folder")
+            raise InputError(where, f"cannot write: {home} is not a folder")
     problem = _probe(home)
     if problem:
         raise InputError(where, f"cannot write in folder {home}: {problem}")
@@ -171,6 +169,13 @@ def resolve_folder(folder: str | os.PathLike[str], inputs: Iterable[str | os.Pat
                 found = os.stat(candidate)
                 if stat.S_ISREG(found.st_mode):
                     _refuse_alias(str(folder / candidate.name), candidate, found, inputs)
+    return folder
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (what a missing output folder would be created in)."""
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
     return folder
 
 
@@ -278,6 +283,7 @@ def atomic_fd(path: str | os.PathLike[str], *, regular: bool = False) -> Iterato
         return
     target = output.path
     folder = target.parent if str(target.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)  # missing parents are created, as output folders are
     _remove_leftovers(folder, target)
     fd = _open_anonymous(folder)
     if fd is None:
