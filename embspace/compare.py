@@ -189,7 +189,7 @@ def provenance_warnings(before: Report, after: Report) -> list[str]:
     input file that holds other data than it did (same source, different content hash). Different data from
     different sources is what a before/after comparison is for and gives no warning. When the content hashes,
     settings, device and versions all agree, the numbers must agree too: any difference is reported as not
-    reproduced.
+    reproduced. Reports holding different metrics, or inputs of different row counts, are said to differ too.
     """
     warnings = [f"setting {key!r} differs: {before.settings.get(key)!r} before, {after.settings.get(key)!r} after"
                 for key in SETTINGS_THAT_CHANGE_VALUES if before.settings.get(key) != after.settings.get(key)]
@@ -208,6 +208,16 @@ def provenance_warnings(before: Report, after: Report) -> list[str]:
     if before.modalities != after.modalities:
         warnings.append(f"modalities differ: {before.modalities} before, {after.modalities} after")
         return warnings
+    old_paths, new_paths = set(before.flat()), set(after.flat())
+    if old_paths != new_paths:
+        only = [f"{side}: {', '.join(sorted(paths)[:4])}{', …' if len(paths) > 4 else ''}"
+                for side, paths in (("only before", old_paths - new_paths), ("only after", new_paths - old_paths))
+                if paths]
+        warnings.append(f"the reports hold different metrics ({'; '.join(only)})")
+    for name in before.modalities:
+        rows = before.inputs[name].get("n"), after.inputs[name].get("n")
+        if rows[0] != rows[1]:
+            warnings.append(f"input {name!r} has {rows[0]} rows before and {rows[1]} after: not the same pairs")
     same_data = True
     for name in before.modalities:
         old, new = before.inputs[name].get("content_hash"), after.inputs[name].get("content_hash")

@@ -144,3 +144,13 @@ def test_compare_with_and_without_embeddings(pair, tmp_path):
         embspace.compare(before, after, data_before=(x, y), data_after=(x[:50], y[:50]))
     with pytest.raises(InputError, match="both before and after"):
         embspace.compare(before, after, data_before=(x, y))
+
+
+def test_compare_says_when_metric_sets_or_row_counts_differ():
+    x, y = ref.paired_data("cone", 60, 6, seed=1)
+    full = embspace.measure(image=x, text=y, metrics="gap,uniformity")
+    part = embspace.measure(image=x, text=y, metrics="gap")
+    fewer = embspace.measure(image=x[:40], text=y[:40], metrics="gap,uniformity")
+    assert any("different metrics" in w and "only before: uniformity" in w for w in embspace.compare(full, part).warnings)
+    assert any("60 rows before and 40 after" in w for w in embspace.compare(full, fewer).warnings)
+    assert not any("different metrics" in w or "rows before" in w for w in embspace.compare(full, full).warnings)
