@@ -123,7 +123,8 @@ BAD = {
     "cuda without cuda": lambda d: ["measure", f"pairs={d / 'stack.npy'}", "--device", "cuda"],
     "three modalities": lambda d: ["measure", f"a={d / 'coco.npz'}:img", f"b={d / 'coco.npz'}:txt",
                                    f"c={d / 'coco.npz'}:img"],
-    "output folder missing": lambda d: ["measure", f"pairs={d / 'stack.npy'}", "--json", str(d / "no/dir/r.json")],
+    "output folder is a file": lambda d: ["measure", f"pairs={d / 'stack.npy'}", "--json",
+                                          str(d / "stack.npy" / "r.json")],
     "report is not json": lambda d: ["compare", str(d / "stack.npy"), str(d / "stack.npy")],
 }
 

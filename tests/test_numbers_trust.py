@@ -179,8 +179,8 @@ def test_option_checks_accept_the_defaults():
                           hubness_k=10, tile=4096, seed=0, alpha_req_range=(1, 2))
 
 
-@pytest.mark.parametrize(("flag", "value", "name"), [("--t", "nan", "t"), ("--t", "-1000", "t"),
-                                                      ("--alpha", "nan", "alpha")])
+@pytest.mark.parametrize(("flag", "value", "name"), [("--t", "nan", "--t"), ("--t", "-1000", "--t"),
+                                                      ("--alpha", "nan", "--alpha")])  # the CLI names its flags
 def test_cli_refuses_bad_options_with_exit_code_2(tmp_path, flag, value, name):
     out = tmp_path / "report.json"
     done = subprocess.run([sys.executable, "-m", "embspace.cli", "measure", "--sample", "--metrics", "uniformity",
