@@ -83,7 +83,7 @@ BAD = {
     "unknown kind": lambda d, t: ["plot", "violin", d / "before.json", "--out", t / "f.png"],
     "no --out": lambda d, t: ["plot", "histograms", d / "before.json"],
     "unknown format": lambda d, t: ["plot", "histograms", d / "before.json", "--out", t / "f.jpg"],
-    "out folder missing": lambda d, t: ["plot", "histograms", d / "before.json", "--out", t / "no" / "f.png"],
+    "out inside a file": lambda d, t: ["plot", "histograms", d / "before.json", "--out", d / "before.json" / "f.png"],
     "missing input": lambda d, t: ["plot", "histograms", d / "nope.json", "--out", t / "f.png"],
     "not json": lambda d, t: ["plot", "histograms", d / "stack.npy", "--out", t / "f.png"],
     "no inputs": lambda d, t: ["plot", "spectrum", "--out", t / "f.png"],
