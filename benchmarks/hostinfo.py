@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 
 
@@ -23,3 +24,13 @@ def write_results(out: Path, name: str, summary: dict, markdown: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"{name}.md").write_text(markdown)
+
+
+def best_of(repeats: int, action) -> float:
+    """The shortest of ``repeats`` timed calls of ``action()``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -16,17 +16,9 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
-
-def best_of(repeats: int, action) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from hostinfo import best_of
 
 
 def main() -> None:

@@ -15,17 +15,9 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
-
-def best_of(repeats: int, action) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from hostinfo import best_of
 
 
 def main() -> None:
@@ -40,9 +32,10 @@ def main() -> None:
 
     import embspace
     from embspace.io.validate import scan, scan_rows
+    from embspace.kernels.backend import resolve_device
     from embspace.kernels.budget import parse_size, plan
     from embspace.kernels.pairwise import DEFAULT_TILE
-    from embspace.kernels.rows import available_memory, resolve_device
+    from embspace.kernels.rows import available_memory
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "x.npy"

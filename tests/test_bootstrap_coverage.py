@@ -4,8 +4,6 @@ vs BCa for every metric, is benchmarks/bootstrap_coverage.py; its table is in do
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from embspace.compare import paired_bootstrap
 from tests import reference as ref
@@ -20,14 +18,6 @@ def draw(rng: np.random.Generator, n: int):
     z, e1, e2 = (rng.normal(size=(n, DIM)) for _ in range(3))
     return ((ref.unit(z + c + mu + 0.8 * e1), ref.unit(z + c - mu + 0.8 * e2)),
             (ref.unit(z + c + mu / 2 + 0.5 * e1), ref.unit(z + c - mu / 2 + 0.5 * e2)))
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bca_intervals_cover_a_known_change(one_thread):

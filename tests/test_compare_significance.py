@@ -88,15 +88,6 @@ def test_a_planted_change_and_a_retrieval_loss_are_flagged(pair):
     assert paired_bootstrap((x, y), (x, far), resamples=300).metrics["gap"].ci[0] > 0
 
 
-@pytest.fixture
-def one_thread():
-    """300 tiny bootstraps: one thread avoids spinning against other processes on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_intervals_cover_a_zero_change_about_as_often_as_promised(one_thread):
     """Before and after are exchangeable noisy views of the same pairs: the true change is 0 for every metric."""
     rng = np.random.default_rng(0)

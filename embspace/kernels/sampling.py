@@ -273,13 +273,6 @@ class MeanOfExp:
                         math.log(self.mean + z * se) + self.shift, m, std_error=se / self.mean)
 
 
-def log_mean_estimate(values: torch.Tensor, confidence_z: float = Z_95) -> Estimate:
-    """log of the sample mean of positive ``values`` with a normal interval mapped through the log."""
-    acc = MeanOfExp()
-    acc.update(torch.log(values.double()))
-    return acc.log_estimate(confidence_z)
-
-
 def pair_space(x: Rows, y: Rows | None, joint: bool, size: int) -> tuple[list[Segment], list[Segment]]:
     """Left and right segments of: X with itself (``y`` None), X against Y (i ≠ j), or the union X ∪ Y."""
     if y is None:
