@@ -126,6 +126,10 @@ class LocalExecutor:
         for need in needs.row("probe_rows"):
             with self.timed(self._key(need, need.label)):
                 stats[need] = self.probe_rows(rows[names[0]], rows[names[1]], need.options["index"])
+        for need in needs.row("label_rows"):  # the label families' rows (embspace.families.labelled)
+            with self.timed(self._key(need, need.label)):
+                index = need.options["index"]
+                stats[need] = index, separability.gather_rows(rows[need.modality], index)
         return stats
 
     def _key(self, need: Need, key: str) -> str:

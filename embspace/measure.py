@@ -30,6 +30,8 @@ from embspace.kernels.budget import Plan, parse_size, plan
 from embspace.kernels.engine import resolve_compute
 from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE
 from embspace.kernels.rows import StreamedRows, as_embeddings, available_memory, prepare_rows
+from embspace.labels import check_label_inputs, with_label_families
+from embspace.metrics.zeroshot import DEFAULT_LOGIT_SCALE
 from embspace.metrics.retrieval import HUBNESS_K, RECALL_KS
 from embspace.report import Report
 from embspace.runner import Measurement
@@ -69,6 +71,9 @@ def measure(
     queries: int = QUERIES,
     backend: str | None = None,
     progress: bool = False,
+    labels: Any = None,
+    prompts: Any = None,
+    logit_scale: float = DEFAULT_LOGIT_SCALE,
     **named: Data,
 ) -> Report:
     """Measure the embedding space of one modality or of two paired ones.
@@ -104,6 +109,11 @@ def measure(
             each path really ran (under ``auto`` a pass without a fused kernel runs on torch). See
             :mod:`embspace.kernels.fused`.
         progress: show a progress bar on stderr.
+        labels, prompts, logit_scale: one integer class per row (an (N,) array for every modality, or a mapping
+            name → array), one prompt embedding per class ((C, D): zero-shot scores every labelled modality of
+            dimension D) and the softmax scale of the zero-shot logits (default 100, CLIP's). With labels the label
+            families run (``zeroshot`` needs prompts too; ``classes``, ``probe``); without, they are left out
+            (see :mod:`embspace.labels`, :mod:`embspace.families.zeroshot`).
     """
     given = {**(dict(modalities) if modalities else {}), **named}
     families = _families(given, metrics)
@@ -115,6 +125,8 @@ def measure(
     group = sharded.join(device)  # None in a single process; under torchrun each rank measures its row shard
     budget = parse_size(memory, "memory") if memory is not None else available_memory(compute.device)
     embeddings, layout = _validated(given, families, budget, tile, drop_invalid, group)
+    label_set = check_label_inputs(labels, prompts, logit_scale, embeddings)
+    families = with_label_families(families, metrics, label_set, sharded=group is not None)
     method = (choose_estimate(estimate, next(iter(embeddings.values())).n, sample_above, pairs, queries)
               if group is None else sharded.exact_estimate(estimate))
     settings = {
@@ -126,9 +138,12 @@ def measure(
                      **({"pairs": pairs, "queries": queries} if method == "sampled" else {})},
         "memory": {"budget": budget, "given": memory is not None},
     }
+    if label_set is not None:
+        settings["labels"] = label_set.settings({name: e.dim for name, e in embeddings.items()})
     executor = (LocalExecutor(layout, compute.passes) if group is None
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
-    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range})
+    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range,
+                                                                                     "labels": label_set})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
                                    memory_budget=budget, chunk_rows=layout.block_rows) if group is None

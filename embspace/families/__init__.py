@@ -14,16 +14,19 @@ from collections.abc import Iterable
 from embspace.errors import InputError
 from embspace.families.alignment import Alignment
 from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Sampled, Statistics, Weighted
+from embspace.families.classes import ClassStructure
 from embspace.families.cone import Cone
 from embspace.families.gap import Gap
 from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
 from embspace.families.hubness import Hubness
+from embspace.families.probe import FewShotProbe
 from embspace.families.retrieval import Retrieval
 from embspace.families.rmg import RelativeModalityGap
 from embspace.families.separability import Separability
 from embspace.families.spectrum import Spectrum
 from embspace.families.uniformity import Uniformity
+from embspace.families.zeroshot import ZeroShot
 
 REGISTRY: tuple[Family, ...] = (
     Gap(),
@@ -37,6 +40,9 @@ REGISTRY: tuple[Family, ...] = (
     Separability(),
     Histograms(),
     GapSplit(),
+    ZeroShot(),  # the label families: computed only when labels are given
+    ClassStructure(),
+    FewShotProbe(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)
@@ -44,6 +50,7 @@ SINGLE_FAMILIES = tuple(family.name for family in REGISTRY if not family.paired_
 PAIRED_FAMILIES = tuple(family.name for family in REGISTRY if family.paired_only)
 ALIASES = {alias: family.name for family in REGISTRY for alias in family.aliases}
 _BY_NAME = {family.name: family for family in REGISTRY}
+LABEL_FAMILIES = tuple(family.name for family in REGISTRY if getattr(family, "needs_labels", ""))
 
 
 def family(name: str) -> Family:
@@ -72,6 +79,6 @@ def in_table_order(names: Iterable[str]) -> list[Family]:
     return sorted((_BY_NAME[name] for name in names), key=lambda f: f.table_position)
 
 
-__all__ = ["ALIASES", "FAMILIES", "PAIRED_FAMILIES", "REGISTRY", "SINGLE_FAMILIES", "Context", "Family", "Found",
+__all__ = ["ALIASES", "FAMILIES", "LABEL_FAMILIES", "PAIRED_FAMILIES", "REGISTRY", "SINGLE_FAMILIES", "Context", "Family", "Found",
            "Need", "PairPass", "RowStat", "Sampled", "Statistics", "Weighted", "family", "in_table_order",
            "parse_metrics"]
