@@ -79,6 +79,6 @@ def in_table_order(names: Iterable[str]) -> list[Family]:
     return sorted((_BY_NAME[name] for name in names), key=lambda f: f.table_position)
 
 
-__all__ = ["ALIASES", "FAMILIES", "LABEL_FAMILIES", "PAIRED_FAMILIES", "REGISTRY", "SINGLE_FAMILIES", "Context", "Family", "Found",
-           "Need", "PairPass", "RowStat", "Sampled", "Statistics", "Weighted", "family", "in_table_order",
-           "parse_metrics"]
+__all__ = ["ALIASES", "FAMILIES", "LABEL_FAMILIES", "PAIRED_FAMILIES", "REGISTRY", "SINGLE_FAMILIES", "Context",
+           "Family", "Found", "Need", "PairPass", "RowStat", "Sampled", "Statistics", "Weighted", "family",
+           "in_table_order", "parse_metrics"]

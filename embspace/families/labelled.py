@@ -46,6 +46,6 @@ def labelled_rows(context: Context, stats: Statistics, modality: str) -> tuple[n
 
 def rows_settings(context: Context) -> dict:
     index = rows_index(context)
-    return {"rows_used": int(len(index)), "rows_total": context.n,
+    return {"rows_used": len(index), "rows_total": context.n,
             "rows_rule": "all rows" if len(index) == context.n else
             f"seeded subset of {len(index)} rows (numpy default_rng({context.settings['seed']}).choice)"}
