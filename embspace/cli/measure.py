@@ -87,6 +87,9 @@ def measure(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (- for stdout).")
                          ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    logit_scale: Annotated[float, typer.Option(
+        help="With labels=… prompts=…: the softmax scale of the zero-shot logits (CLIP's learned one is 100).")
+    ] = 100.0,
 ) -> None:
     import embspace
     from embspace.cli.vocabulary import measure_families, skipped_families
@@ -104,7 +107,11 @@ def measure(
                "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
                "memory": budget}
     progress = not quiet and sys.stderr.isatty()
+    from embspace.cli.labels import is_label_spec, split_label_specs
+
     if each or all_steps:
+        if any(is_label_spec(s) for s in specs or []):
+            fail("labels= and prompts= measure one dump; give them without --each / --all-steps")
         if json_path is not None:
             fail("--json writes one report; with several dumps the reports go to --out DIR")
         if launched_ranks() > 1:
@@ -125,7 +132,9 @@ def measure(
         elif not specs:
             fail("nothing to measure: give NAME=PATH[:KEY] specs (e.g. image=emb.npy text=txt.npy) or --sample")
         else:
-            modalities = embspace.load(*specs, names=pair_names)
+            modality_specs, labels, prompts = split_label_specs(specs)
+            options.update(labels=labels, prompts=prompts, logit_scale=logit_scale)
+            modalities = embspace.load(*modality_specs, names=pair_names)
         skipped = skipped_families(families, _single_families(families), modalities)
         if skipped and len(skipped) == len(families.split(",")):
             fail(f"nothing to measure: {_need(skipped)} two paired modalities, and only {', '.join(modalities)} was "
