@@ -119,7 +119,7 @@ def test_class_structure_matches_a_brute_force_and_scikit_learn():
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score, v_measure_score
 
-    x, y, labels, prompts = labelled(n=200, c=5, seed=2)
+    x, y, labels, _ = labelled(n=200, c=5, seed=2)
     report = embspace.measure(image=x, text=y, labels=labels, metrics="classes", seed=3, precision="fp64")
     for name, rows in (("image", ref.unit(x)), ("text", ref.unit(y))):
         mu = rows.mean(0)
@@ -164,7 +164,7 @@ def test_few_shot_probe_matches_scikit_learn_refits():
 
 
 def test_label_families_are_left_out_without_labels_and_refused_by_name_when_asked():
-    x, y, labels, prompts = labelled(n=60)
+    x, y, labels, _ = labelled(n=60)
     report = embspace.measure(image=x, text=y)
     assert not any(k.startswith(("zero_shot", "ece", "class_", "kmeans", "few_shot")) for k in report.metrics)
     assert "zeroshot" not in report.settings["metrics"]
@@ -178,7 +178,7 @@ def test_label_families_are_left_out_without_labels_and_refused_by_name_when_ask
 
 
 def test_one_labelled_modality_and_prompts_of_its_dimension():
-    x, y, labels, prompts = labelled(n=80, d=8)
+    x, _, labels, prompts = labelled(n=80, d=8)
     text = np.random.default_rng(1).normal(size=(80, 5))
     report = embspace.measure(image=x, text=text, labels={"image": labels}, prompts=prompts,
                               metrics="zeroshot,classes")
