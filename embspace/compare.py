@@ -23,6 +23,7 @@ import torch
 from embspace.bootstrap import acceleration, bca_interval, bias_share, jackknife_blocks, percentile_interval
 from embspace.errors import InputError
 from embspace.families import FAMILIES, REGISTRY, Weighted, in_table_order
+from embspace.label_changes import bootstrap_settings, label_losses
 from embspace.metrics.retrieval import RECALL_KS
 from embspace.report import Report, format_value
 
@@ -149,13 +150,18 @@ def compare(
     confidence: float = 0.95,
     subsample: int = SUBSAMPLE,
     recall_ks: Sequence[int] = RECALL_KS,
+    labels: Any = None,
+    prompts_before: Any = None,
+    prompts_after: Any = None,
 ) -> Comparison:
     """Pair every number of two reports (reports or paths to their JSON) and flag differing settings.
 
     With ``data_before`` and ``data_after`` (the embeddings the reports were measured on: two paired modalities
     each, as a mapping name → array or an (A, B) sequence; the same pairs in the same order), add the paired
     bootstrap (:func:`paired_bootstrap`) in ``comparison.significance`` and a warning for every
-    recall@k that dropped beyond the noise.
+    recall@k that dropped beyond the noise. With ``labels`` (one class per pair) and the class prompts before and
+    after (``prompts_before=``, ``prompts_after=``), zero-shot top-k and ECE are bootstrapped too, and a zero-shot
+    drop or an ECE rise beyond the noise is flagged (:mod:`embspace.label_changes`).
     """
     before = before if isinstance(before, Report) else Report.from_json(before)
     after = after if isinstance(after, Report) else Report.from_json(after)
@@ -172,11 +178,17 @@ def compare(
             data_before, data_after, names=names, resamples=resamples, seed=seed, confidence=confidence,
             subsample=subsample, t=float(after.settings.get("t", 2.0)),
             alpha=float(after.settings.get("alpha", 2.0)), recall_ks=recall_ks,
-            reported={"before": old, "after": new})
+            reported={"before": old, "after": new}, labels=labels,
+            prompts=None if labels is None else (prompts_before, prompts_after),
+            logit_scale=after.settings.get("labels", {}).get("logit_scale"))
         warnings.extend(_data_mismatches(comparison.significance, old, new))
         for path in comparison.retrieval_losses:
             entry = comparison.significance.metrics[path]
             warnings.append(f"RETRIEVAL LOSS beyond noise: {path} changed by {entry.change:+.4f} "
+                            f"({comparison.significance.confidence:.0%} CI {entry.ci_text()})")
+        for path, what in label_losses(comparison.significance.metrics):
+            entry = comparison.significance.metrics[path]
+            warnings.append(f"{what} beyond noise: {path} changed by {entry.change:+.4f} "
                             f"({comparison.significance.confidence:.0%} CI {entry.ci_text()})")
     return comparison
 
@@ -391,6 +403,9 @@ def paired_bootstrap(
     recall_ks: Sequence[int] = RECALL_KS,
     reported: Mapping[str, Mapping[str, float]] | None = None,
     interval: str = "bca",
+    labels: Any = None,
+    prompts: tuple[Any, Any] | None = None,
+    logit_scale: float | None = None,
 ) -> Significance:
     """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
 
@@ -423,6 +438,8 @@ def paired_bootstrap(
     ``JACKKNIFE_GROUPS``), O(N·D + S²) memory. B = 1000, N = 10⁴, D = 512: 15 s with BCa, 10 s with the percentile
     interval, on two CPU cores shared with other work (load average 6).
     Not tested (they need refits or have no cheap resampled form): linear separability, spectrum, hubness.
+    With ``labels`` and ``prompts`` (before, after): zero-shot top-k and the ECE at ``logit_scale``, on all N
+    pairs (:mod:`embspace.label_changes`).
     """
     xb, yb, names = _unit_pair(data_before, names, "data_before")
     xa, ya, _ = _unit_pair(data_after, names, "data_after")
@@ -438,8 +455,9 @@ def paired_bootstrap(
     s = min(n, subsample)
     sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
     settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks)}
-    stats = [(_Resampled("pairs", x, y, names, settings), _Resampled("subsample", x[sub], y[sub], names, settings))
-             for x, y in ((xb, yb), (xa, ya))]
+    sides = bootstrap_settings(settings, labels, prompts, logit_scale, names, n, (xb.shape[1], yb.shape[1]))
+    stats = [(_Resampled("pairs", x, y, names, side), _Resampled("subsample", x[sub], y[sub], names, settings))
+             for (x, y), side in zip(((xb, yb), (xa, ya)), sides, strict=True)]
     point = [{**m.values(torch.ones(1, n)), **d.values(torch.ones(1, s))} for m, d in stats]
     diffs: dict[str, list[np.ndarray]] = {path: [] for path in point[0]}
     block = max(1, min(resamples, BLOCK_ELEMENTS // n))

@@ -226,3 +226,69 @@ def test_cli_labels_prompts_table_json_and_bad_input(tmp_path):
                               "--json", str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "short.npy" in bad.output and "expected 90 labels" in bad.output
     assert not (tmp_path / "bad.json").exists() and "Traceback" not in bad.output
+
+
+def test_weighted_zero_shot_at_unit_weights_is_the_measured_metric_and_a_weighted_brute_force():
+    from embspace.compare import _Resampled
+    from embspace.label_changes import bootstrap_settings
+
+    x, y, labels, prompts = labelled(n=120, d=10, noise=2.0, seed=8)
+    report = embspace.measure(image=x, text=y, labels=labels, prompts=prompts, metrics="zeroshot")
+    tx, ty = (torch.from_numpy(ref.unit(a)).float() for a in (x, y))
+    side, _ = bootstrap_settings({"t": 2.0, "alpha": 2.0, "recall_ks": (1,)}, labels, (prompts, prompts), 100.0,
+                                 ("image", "text"), 120, (10, 10))
+    found = _Resampled("pairs", tx, ty, ("image", "text"), side)
+    w = torch.from_numpy(np.random.default_rng(0).integers(0, 3, size=(2, 120))).float()
+    values = found.values(torch.ones(1, 120))
+    for path in ("zero_shot@1.image", "zero_shot@5.text", "ece.image", "ece.text"):
+        assert values[path][0] == pytest.approx(report[path], abs=1e-6), path
+    weighted = found.values(w)
+    logits = 100 * ref.unit(tx.double().numpy()) @ ref.unit(prompts).T
+    for b in range(2):  # weights as repeated rows: the metric on the resampled rows
+        rows = np.repeat(np.arange(120), w[b].long().numpy())
+        assert weighted["ece.image"][b] == pytest.approx(ece_reference(logits[rows], labels[rows]), abs=1e-6)
+        hits = np.argmax(logits[rows], 1) == labels[rows]
+        assert weighted["zero_shot@1.image"][b] == pytest.approx(hits.mean(), abs=1e-12)
+
+
+def test_compare_flags_a_zero_shot_loss_and_a_calibration_loss_beyond_noise():
+    x, y, labels, prompts = labelled(n=300, d=12, noise=1.0, seed=9)
+    worse = x + np.random.default_rng(1).normal(scale=2.0, size=x.shape)  # fine-tuning that blurred the classes
+    before = embspace.measure(image=x, text=y, labels=labels, prompts=prompts, metrics="zeroshot,gap")
+    after = embspace.measure(image=worse, text=y, labels=labels, prompts=prompts, metrics="zeroshot,gap")
+    comparison = embspace.compare(before, after, data_before={"image": x, "text": y},
+                                  data_after={"image": worse, "text": y}, labels=labels, prompts_before=prompts,
+                                  prompts_after=prompts, resamples=200)
+    tests = comparison.significance.metrics
+    assert tests["zero_shot@1.image"].significant and tests["zero_shot@1.image"].ci[1] < 0
+    assert not tests["zero_shot@1.text"].significant  # the text rows did not change: a change of exactly 0
+    assert any(w.startswith("ZERO-SHOT LOSS beyond noise: zero_shot@1.image") for w in comparison.warnings)
+    assert tests["ece.image"].ci[0] > 0 and not tests["ece.text"].significant
+    assert any(w.startswith("CALIBRATION LOSS beyond noise: ece.image") for w in comparison.warnings)
+    plain = embspace.compare(before, after, data_before={"image": x, "text": y},
+                             data_after={"image": worse, "text": y}, resamples=50)
+    assert "zero_shot@1.image" not in plain.significance.metrics
+
+
+def test_cli_compare_flags_the_zero_shot_loss(tmp_path):
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    x, y, labels, prompts = labelled(n=200, d=8, noise=1.0, seed=9)
+    worse = x + np.random.default_rng(1).normal(scale=2.0, size=x.shape)
+    np.savez(tmp_path / "c.npz", labels=labels, prompts=prompts)
+    runner = CliRunner()
+    for name, image in (("before", x), ("after", worse)):
+        np.save(tmp_path / f"{name}.npy", np.stack([image, y]))
+        result = runner.invoke(app, ["measure", f"pairs={tmp_path / name}.npy", f"labels={tmp_path}/c.npz:labels",
+                                     f"prompts={tmp_path}/c.npz:prompts", "--metrics", "zeroshot",
+                                     "--json", str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["compare", str(tmp_path / "before.json"), str(tmp_path / "after.json"),
+                                 "--data-before", f"pairs={tmp_path}/before.npy", "--data-after",
+                                 f"pairs={tmp_path}/after.npy", "--labels", f"{tmp_path}/c.npz:labels",
+                                 "--prompts-before", f"{tmp_path}/c.npz:prompts", "--prompts-after",
+                                 f"{tmp_path}/c.npz:prompts", "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    assert "ZERO-SHOT LOSS beyond noise: zero_shot@1.image" in result.output

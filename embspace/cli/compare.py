@@ -38,6 +38,13 @@ def compare(
     confidence: Annotated[float, typer.Option(help="Level of the interval of each change.")] = defaults.CONFIDENCE,
     subsample: Annotated[int, typer.Option(help="Pairs used by the bootstrap of uniformity and recall.")
                          ] = defaults.SUBSAMPLE,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="PATH[:KEY]: one integer class per pair; with --prompts-before/--prompts-after the bootstrap "
+                         "tests zero-shot accuracy and ECE too.", show_default=False)] = None,
+    prompts_before: Annotated[str | None, typer.Option(
+        "--prompts-before", help="PATH[:KEY]: one prompt embedding per class, before.", show_default=False)] = None,
+    prompts_after: Annotated[str | None, typer.Option(
+        "--prompts-after", help="PATH[:KEY]: one prompt embedding per class, after.", show_default=False)] = None,
 ) -> None:
     """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
@@ -45,7 +52,9 @@ def compare(
     import embspace
     from embspace.io.atomic import atomic_write_text
 
-    check_writable(json_path, [before, after, *(data_before or []), *(data_after or [])])
+    label_specs = [f"labels={labels}"] if labels else []
+    label_specs += [f"prompts={p}" for p in (prompts_before, prompts_after) if p]
+    check_writable(json_path, [before, after, *(data_before or []), *(data_after or []), *label_specs])
     try:
         data = {}
         if data_before or data_after:
@@ -54,6 +63,14 @@ def compare(
             split = tuple(n.strip() for n in names.split(","))
             data = {"data_before": embspace.load(*data_before, names=split),
                     "data_after": embspace.load(*data_after, names=split)}
+        if labels or prompts_before or prompts_after:
+            from embspace.labels import read_labels
+
+            if not data:
+                fail("--labels and --prompts-before/--prompts-after test changes: give --data-before and --data-after")
+            data["labels"] = read_labels(labels) if labels else None
+            data.update({key: embspace.load(f"prompts={spec}")["prompts"] if spec else None
+                         for key, spec in (("prompts_before", prompts_before), ("prompts_after", prompts_after))})
         comparison = embspace.compare(str(before), str(after), resamples=resamples, seed=seed,
                                       confidence=confidence, subsample=subsample, **data)
     except InputError as exc:
@@ -67,6 +84,9 @@ def print_comparison(comparison) -> None:
     """Warnings on stderr, retrieval losses in bold red, then one row per metric (with the noise check if run)."""
     for warning in comparison.warnings:
         if warning.startswith("RETRIEVAL LOSS"):
+            continue
+        if warning.startswith(("ZERO-SHOT LOSS", "CALIBRATION LOSS")):  # flagged as a retrieval loss is
+            err.print(f"[bold red]{escape(printable(warning))}[/]", highlight=False, soft_wrap=True)
             continue
         err.print(f"[yellow]warning:[/] {escape(printable(warning))}", highlight=False, soft_wrap=True)
     significance = comparison.significance

@@ -107,14 +107,13 @@ class ZeroShot(Family):
         if labels is None:
             return {}
         paths = self.resample_paths(view.names, view.settings)
-        prompts = view.settings.get("prompts_of", {})
         out: dict[str, np.ndarray] = {}
         w = view.w.double()  # (b, N)
         n = w.sum(1)
         for m in [p.split(".", 1)[1] for p in paths if p.startswith("ece.")]:
             def terms(m=m) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 rows = view.x if m == view.names[0] else view.y
-                table = torch.from_numpy(prompts.get(m, labels.prompts))
+                table = torch.from_numpy(labels.prompts)
                 scores = class_scores(rows.double(), table)
                 truth = torch.from_numpy(np.asarray(labels.labels[m])[view.settings["rows"]])
                 confidence, correct = calibration.top_label(labels.logit_scale * scores, truth)
