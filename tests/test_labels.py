@@ -292,3 +292,35 @@ def test_cli_compare_flags_the_zero_shot_loss(tmp_path):
                                  f"{tmp_path}/c.npz:prompts", "--resamples", "100"])
     assert result.exit_code == 0, result.output
     assert "ZERO-SHOT LOSS beyond noise: zero_shot@1.image" in result.output
+
+
+def test_reliability_diagram_draws_each_report_at_both_scales(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import embspace.plot
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    x, y, labels, prompts = labelled(n=200, d=8, noise=1.5, seed=3)
+    worse = x + np.random.default_rng(1).normal(scale=2.0, size=x.shape)
+    before, after = (embspace.measure(image=a, text=y, labels=labels, prompts=prompts, metrics="zeroshot")
+                     for a in (x, worse))
+    fig = embspace.plot.reliability({"before": before, "after": after})
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(ax.lines) == 1 + 2 * 2  # the diagonal, then given and temperature-scaled per report
+    assert f"before, given scale: ECE {before.vectors['reliability.image']['at_scale']['ece']:.3f}" in texts
+    assert any(t.startswith("after, temperature-scaled: ECE") for t in texts)
+    table = after.vectors["reliability.image"]["at_scale"]
+    used = np.asarray(table["count"]) > 0
+    np.testing.assert_allclose(ax.lines[3].get_xdata(), np.asarray(table["confidence"])[used])
+    with pytest.raises(InputError, match="no reliability tables"):
+        embspace.plot.reliability(embspace.measure(image=x, text=y, metrics="gap"))
+    before.to_json(tmp_path / "b.json")
+    after.to_json(tmp_path / "a.json")
+    result = CliRunner().invoke(app, ["plot", "reliability", str(tmp_path / "b.json"), str(tmp_path / "a.json"),
+                                      "--out", str(tmp_path / "r.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.png").stat().st_size > 1000
