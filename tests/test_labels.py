@@ -298,9 +298,9 @@ def test_reliability_diagram_draws_each_report_at_both_scales(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import embspace.plot
     from typer.testing import CliRunner
 
+    import embspace.plot
     from embspace.cli import app
 
     x, y, labels, prompts = labelled(n=200, d=8, noise=1.5, seed=3)
