@@ -324,3 +324,27 @@ def test_reliability_diagram_draws_each_report_at_both_scales(tmp_path):
                                       "--out", str(tmp_path / "r.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_finetune_reports_zero_shot_and_ece_every_epoch():
+    from embspace.finetune import FitConfig, fit
+
+    rng = np.random.default_rng(0)
+    n, c = 160, 4
+    labels = rng.integers(0, c, n)
+    image_centres, text_centres = rng.normal(size=(c, 12)), rng.normal(size=(c, 10))
+    image = (image_centres[labels] + rng.normal(size=(n, 12))).astype(np.float32)
+    text = (text_centres[labels] + rng.normal(size=(n, 10))).astype(np.float32)
+    raw_prompts = text_centres.astype(np.float32)
+    result = fit({"image": image[:100], "text": text[:100]}, {"image": image[100:], "text": text[100:]},
+                 config=FitConfig(loss="clip", epochs=2, dim=8, batch_size=50, eval_metrics="gap"),
+                 labels=labels[100:], prompts=raw_prompts, resamples=20, progress=False)
+    assert len(result.reports) == 3
+    assert all("zero_shot@1.image" in r.flat() and "ece.image" in r.flat() for r in result.reports)
+    with torch.no_grad():
+        prompts = result.model.text(torch.from_numpy(raw_prompts)).numpy()
+    last = result.reports[-1]
+    assert last["zero_shot@1.image"] == pytest.approx(top_k_reference(result.image, prompts, labels[100:], 1),
+                                                      abs=1e-12)
+    assert last.settings["labels"]["logit_scale"] == pytest.approx(float(result.model.scale().detach()))
+    assert "zero_shot@1.image" in result.comparison.significance.metrics

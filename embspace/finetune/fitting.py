@@ -47,6 +47,7 @@ from embspace.finetune.checkpoint import CHECKPOINT_NAME, fingerprint
 from embspace.finetune.config import FitConfig
 from embspace.finetune.data import Pairs, as_pairs
 from embspace.finetune.heads import TwoTower, build_model
+from embspace.finetune.labelled import label_options, prompt_features, with_zeroshot
 from embspace.finetune.train import StepHook, Trainer, train
 from embspace.io.atomic import atomic_write_bytes, atomic_write_text
 from embspace.kernels.backend import resolve_device
@@ -121,6 +122,8 @@ def fit(
     on_step: StepHook | None = None,
     resamples: int = RESAMPLES,
     baseline: str | os.PathLike[str] | None = None,
+    labels: Any = None,
+    prompts: Any = None,
 ) -> FitResult:
     """Train towers with ``loss`` on ``train_data``; measure ``eval_data`` every epoch; compare before and after.
 
@@ -154,10 +157,14 @@ def fit(
     trainer = Trainer(model, config, train_pairs.image.to(device), train_pairs.text.to(device))
     names = train_pairs.names
     reports: dict[int, Report] = {}
+    prompt_table = None if prompts is None else prompt_features(prompts, eval_pairs.dims[1])
+    prompts_seen: dict[int, Any] = {}
 
     def evaluate(epoch: int, current: TwoTower) -> None:
         x, y = embed(current, eval_pairs, device)
-        reports[epoch] = _measure(x, y, names, config, epoch)
+        options = label_options(current, labels, prompt_table, device)
+        prompts_seen[epoch] = options.get("prompts")
+        reports[epoch] = _measure(x, y, names, config, epoch, **options)
         if folder is not None:
             reports[epoch].to_json(folder / f"epoch_{epoch}.json")
 
@@ -177,8 +184,12 @@ def fit(
                         if k not in reports})
     after = embed(model, eval_pairs, device)
     ordered = [reports[k] for k in range(config.epochs + 1)]
+    labelled = ({"labels": {names[0]: np.asarray(labels)}, "prompts_before": prompts_seen.get(0),
+                 "prompts_after": prompts_seen.get(config.epochs)}
+                if labels is not None and prompts_seen.get(0) is not None else {})
     comparison = compare(ordered[0], ordered[-1], data_before={names[0]: before[0], names[1]: before[1]},
-                         data_after={names[0]: after[0], names[1]: after[1]}, resamples=resamples, seed=config.seed)
+                         data_after={names[0]: after[0], names[1]: after[1]}, resamples=resamples, seed=config.seed,
+                         **labelled)
     if folder is not None:
         _save_stack(folder / "eval_adapted.npy", *after)
         atomic_write_text(folder / "comparison.json", json.dumps(comparison.to_dict(), indent=2) + "\n")
@@ -303,13 +314,15 @@ def _prepare_folder(out: str | os.PathLike[str] | None, resume: bool) -> Path | 
     return folder
 
 
-def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int) -> Report:
+def _measure(x: np.ndarray, y: np.ndarray, names: tuple[str, str], config: FitConfig, epoch: int,
+             **label_options: Any) -> Report:
     from embspace.measure import measure
 
     label = f"eval({config.loss})@epoch{epoch}"  # the loss in the name: a clip baseline's source differs
     data = {names[0]: Embeddings.from_array(x, f"{label}:{names[0]}"),
             names[1]: Embeddings.from_array(y, f"{label}:{names[1]}")}
-    return measure(data, metrics=config.eval_metrics, device=config.device, seed=config.seed)
+    metrics = with_zeroshot(config.eval_metrics) if label_options else config.eval_metrics
+    return measure(data, metrics=metrics, device=config.device, seed=config.seed, **label_options)
 
 
 def _save_stack(path: Path, x: np.ndarray, y: np.ndarray) -> None:
