@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SAMPLE = ROOT / "embspace" / "data" / "sample.npz"
 SHARED = ROOT.parent / "shared" / "data" / "mind-the-gap"
-NEEDS_SAMPLE = {"01_quickstart.ipynb", "02_training_trajectory.ipynb"}
+NEEDS_SAMPLE = {"01_quickstart.ipynb", "02_training_trajectory.ipynb", "04_labels_before_after.ipynb"}
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_there_are_three_notebooks_stored_without_outputs():
-    assert ALL == ["01_quickstart.ipynb", "02_training_trajectory.ipynb", "03_mind_the_gap_clip.ipynb"]
+def test_there_are_four_notebooks_stored_without_outputs():
+    assert ALL == ["01_quickstart.ipynb", "02_training_trajectory.ipynb", "03_mind_the_gap_clip.ipynb",
+                   "04_labels_before_after.ipynb"]
     for name in ALL:
         cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
