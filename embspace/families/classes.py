@@ -4,8 +4,9 @@ class-centroid cosine, k-means agreement with the labels, and the per-class gap 
 Metrics: ``class_variance_ratio.<m>`` (B / W, trace form), ``class_centroid_cosine.<m>`` (mean over c ≠ c' of
 cos(μ_c, μ_c')), ``kmeans_v_measure.<m>`` and ``kmeans_ami.<m>`` (KMeans, k = classes present, n_init = 10,
 random_state = seed), and with two labelled modalities ``class_gap.mean / median / max`` over the classes present
-in both. ``report.vectors`` holds ``class_variance.<m>`` (B, W), ``class_centroid_cosine.<m>`` (the classes and the
-C×C matrix) and ``class_gap`` (class → gap). Not bootstrapped: k-means needs a refit per resample.
+in both (when both have one dimension). ``report.vectors`` holds ``class_variance.<m>`` (B, W),
+``class_centroid_cosine.<m>`` (the classes and the C×C matrix) and ``class_gap`` (class → gap). Not bootstrapped:
+k-means needs a refit per resample.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class ClassStructure(Family):
             agreement = classes.kmeans_agreement(x, y, seed=context.settings["seed"])
             found.metrics.setdefault("kmeans_v_measure", {})[m] = agreement["v_measure"]
             found.metrics.setdefault("kmeans_ami", {})[m] = agreement["ami"]
-        if len(seen) == 2:
+        if len(seen) == 2 and len({rows.shape[1] for rows, _ in seen.values()}) == 1:  # one space: a gap
             (x, xl), (y, yl) = seen.values()
             gaps = classes.class_gaps(x, xl, y, yl)
             if gaps:

@@ -11,6 +11,8 @@ linear probes, Radford et al. 2021 §3.2, on cached features).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 PROBE_KS = (1, 2, 4, 8, 16)
@@ -41,7 +43,9 @@ def few_shot_probe(x: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = PROB
             train, test, classes = few_shot_split(labels, k, s)
             if len(classes) < 2:
                 break
-            model = LogisticRegression(C=c, max_iter=1000).fit(x[train], labels[train])
+            with warnings.catch_warnings():  # k = 1: one row per class is what few-shot means, not a regression
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+                model = LogisticRegression(C=c, max_iter=1000).fit(x[train], labels[train])
             accuracies.append(float((model.predict(x[test]) == labels[test]).mean()))
             used, tested = len(classes), len(test)
         if accuracies:

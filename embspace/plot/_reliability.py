@@ -38,6 +38,7 @@ def reliability(
     """
     fig, ax = axes_of(ax, figsize=(5.2, 5.0))
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfect calibration")
+    names: list[str] = []
     for i, (label, item) in enumerate(labelled(reports, "report")):
         report = as_report(item)
         tables = {k.removeprefix("reliability."): v for k, v in report.vectors.items()
@@ -48,6 +49,7 @@ def reliability(
         name = modality or next(iter(tables))
         if name not in tables:
             raise InputError(label, f"no reliability table of {name!r}; the report scored {', '.join(tables)}")
+        names.append(name)
         for kind, (what, line) in KINDS.items():
             if kind == "temperature_scaled" and not temperature:
                 continue
@@ -63,6 +65,7 @@ def reliability(
     ax.set_aspect("equal")
     ax.set_xlabel("confidence (mean top-label probability in the bin)")
     ax.set_ylabel("accuracy in the bin")
-    ax.set_title(f"zero-shot reliability ({modality or 'first scored modality'})", fontsize=10)
+    shown = ", ".join(dict.fromkeys(names))
+    ax.set_title(f"zero-shot reliability of {shown} (evaluation half of the calibration split)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return fig
