@@ -165,6 +165,23 @@ def _clip_and_shifted(folder: Path) -> None:
         embspace.measure(image=data[0], text=data[1]).to_json(folder / f"{name}.json")
 
 
+def _sample_classes(folder: Path) -> None:
+    """benchmarks/finetune_prompts.npz beside the block, and classes.npz (the sample's labelled rows and prompts)."""
+    from embspace.data import load_sample
+
+    (folder / "benchmarks").mkdir(exist_ok=True)
+    (folder / "benchmarks" / "finetune_prompts.npz").write_bytes((ROOT / "benchmarks" / "finetune_prompts.npz")
+                                                                 .read_bytes())
+    sample, classes = load_sample(), np.load(ROOT / "benchmarks" / "finetune_prompts.npz")
+    index = {oc: k for k, oc in enumerate(zip(classes["origins"].tolist(), classes["categories"].tolist(),
+                                              strict=True))}
+    labels = np.array([index.get(oc, -1) for oc in zip(sample["origin"].tolist(), sample["categories"].tolist(),
+                                                        strict=True)])
+    keep = labels >= 0
+    np.savez(folder / "classes.npz", image=sample["image_features"][keep], text=sample["text_features"][keep],
+             labels=labels[keep], prompts=classes["features"])
+
+
 def _features(folder: Path) -> None:
     np.save(folder / "features.npy", _pairs(n=120))
 
@@ -215,6 +232,10 @@ HOW: dict[str, How] = {
         makes=(_train_eval, _before_after), slow=True),
     "$ embspace measure pairs=features_clip.npy --metrics gap,cone,uniformity,retrieval": How(
         makes=(lambda f: _clip_stack(f, real=True),)),
+    "import numpy as np\nimport embspace\nfrom embspace.data import load_sample\nsample = load_sample()": How(
+        makes=(_sample_classes,)),
+    "embspace measure image=classes.npz:image text=classes.npz:text labels=classes.npz:labels": How(
+        makes=(_sample_classes,)),
     # docs/compare.md
     "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md
