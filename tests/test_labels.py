@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -348,3 +350,56 @@ def test_finetune_reports_zero_shot_and_ece_every_epoch():
                                                       abs=1e-12)
     assert last.settings["labels"]["logit_scale"] == pytest.approx(float(result.model.scale().detach()))
     assert "zero_shot@1.image" in result.comparison.significance.metrics
+
+
+SAMPLE_PROMPTS = Path(__file__).resolve().parents[1] / "benchmarks" / "finetune_prompts.npz"
+
+
+def sample_classes():
+    from embspace.data import load_sample
+
+    sample, classes = load_sample(), np.load(SAMPLE_PROMPTS)
+    index = {oc: k for k, oc in enumerate(zip(classes["origins"].tolist(), classes["categories"].tolist(),
+                                              strict=True))}
+    labels = np.array([index.get(oc, -1) for oc in zip(sample["origin"].tolist(), sample["categories"].tolist(),
+                                                        strict=True)])
+    keep = labels >= 0
+    return sample["text_features"][keep].astype(np.float64), labels[keep], classes["features"].astype(np.float64)
+
+
+def test_on_the_bundled_sample_captions_zero_shot_and_ece_match_the_references():
+    pytest.importorskip("embspace.data")
+    text, labels, prompts = sample_classes()
+    report = embspace.measure(text=text, labels=labels, prompts=prompts, metrics="zeroshot", precision="fp64")
+    assert report["zero_shot@1.text"] == pytest.approx(zero_shot_accuracy(text, prompts, labels), abs=1e-12)
+    assert report["zero_shot@5.text"] == pytest.approx(top_k_reference(text, prompts, labels, 5), abs=1e-12)
+    logits = 100 * ref.unit(text) @ ref.unit(prompts).T
+    assert report["ece.text"] == pytest.approx(ece_reference(logits, labels), abs=1e-12)
+    assert 0.1 < report["zero_shot@1.text"] < 0.9 and report["ece_temperature_scaled.text"] < report["ece.text"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("floats", "labels must be integer classes"),
+    ("wide_prompts", "prompts have dimension 9"),
+    ("few_prompts", "which has no prompt"),
+])
+def test_cli_bad_label_files_exit_2_naming_the_file(tmp_path, content, message):
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    x, y, labels, prompts = labelled(n=40, d=8, c=4)
+    arrays = {"img": x, "txt": y, "labels": labels, "prompts": prompts}
+    if content == "floats":
+        arrays["labels"] = labels + 0.5
+    elif content == "wide_prompts":
+        arrays["prompts"] = np.ones((4, 9))
+    else:
+        arrays["prompts"] = prompts[:2]
+        arrays["labels"] = np.r_[labels[:-1], 3]
+    np.savez(tmp_path / "d.npz", **arrays)
+    d = tmp_path / "d.npz"
+    result = CliRunner().invoke(app, ["measure", f"image={d}:img", f"text={d}:txt", f"labels={d}:labels",
+                                      f"prompts={d}:prompts", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and message in result.output and "d.npz" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r.json").exists()
