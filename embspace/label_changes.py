@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from embspace.errors import InputError
-from embspace.labels import check_label_inputs
+from embspace.labels import RowShape, check_label_inputs
 from embspace.metrics.zeroshot import DEFAULT_LOGIT_SCALE
 
 
@@ -31,12 +31,7 @@ def bootstrap_settings(settings: Mapping[str, Any], labels: Any, prompts: tuple[
     if prompts is None or any(p is None for p in prompts):
         raise InputError("compare", "zero-shot changes need the class prompts before and after (prompts_before=, "
                                     "prompts_after=): fine-tuning moves them too")
-
-    class _Shape:  # what check_label_inputs reads of a modality
-        def __init__(self, n: int, dim: int) -> None:
-            self.n, self.dim, self.dropped = n, dim, 0
-
-    shapes = {names[0]: _Shape(n, dims[0]), names[1]: _Shape(n, dims[1])}
+    shapes = {names[0]: RowShape(n, dims[0]), names[1]: RowShape(n, dims[1])}
     scale = DEFAULT_LOGIT_SCALE if logit_scale is None else logit_scale
     sides = []
     for side in prompts:

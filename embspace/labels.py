@@ -57,6 +57,15 @@ class LabelSet:
                 "zero_shot_on": self.zero_shot_modalities(dims)}
 
 
+@dataclass(frozen=True)
+class RowShape:
+    """What :func:`check_label_inputs` reads of a modality: its rows and dimension (no rows dropped)."""
+
+    n: int
+    dim: int
+    dropped: int = 0
+
+
 def read_labels(spec: str) -> LabelArray:
     """``PATH[:KEY]`` of an integer array: .npy, .npz (KEY: the array), .parquet / .arrow (KEY: the column), or a
     text file with one integer per line."""

@@ -403,3 +403,32 @@ def test_cli_bad_label_files_exit_2_naming_the_file(tmp_path, content, message):
                                       f"prompts={d}:prompts", "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and message in result.output and "d.npz" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "r.json").exists()
+
+
+def test_cli_finetune_reports_zero_shot_per_epoch_and_refuses_labels_of_the_wrong_length(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    rng = np.random.default_rng(0)
+    n, c = 120, 3
+    labels = rng.integers(0, c, n)
+    image_centres, text_centres = rng.normal(size=(c, 6)), rng.normal(size=(c, 5))
+    image = image_centres[labels] + rng.normal(size=(n, 6))
+    text = text_centres[labels] + rng.normal(size=(n, 5))
+    np.savez(tmp_path / "d.npz", train_img=image[:80], train_txt=text[:80], eval_img=image[80:],
+             eval_txt=text[80:], labels=labels[80:], short=labels[:5], prompts=text_centres)
+    d = tmp_path / "d.npz"
+    common = ["finetune", f"image={d}:train_img", f"text={d}:train_txt", f"image={d}:eval_img", f"text={d}:eval_txt",
+              "--loss", "clip", "--epochs", "1", "--dim", "4", "--batch-size", "40", "--metrics", "gap",
+              "--resamples", "20", "--baseline", "none", "--prompts", f"{d}:prompts"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*common, "--labels", f"{d}:labels", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    epoch = json.loads((tmp_path / "run" / "epoch_1.json").read_text())
+    assert "zero_shot@1" in epoch["metrics"] and "ece" in epoch["metrics"] and "zero_shot@1.image" in result.output
+    bad = runner.invoke(app, [*common, "--labels", f"{d}:short", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "d.npz:short" in bad.output and "expected 40 labels" in bad.output, bad.output
+    assert not (tmp_path / "bad").exists()

@@ -78,8 +78,15 @@ def finetune(
                                                "clip run of the same seed, into OUT/baseline_clip), none, or the "
                                                "folder of a finished clip run.")] = "train",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="PATH[:KEY]: one integer class per EVAL pair; with --prompts every epoch reports zero-shot "
+                         "accuracy and ECE.", show_default=False)] = None,
+    prompts: Annotated[str | None, typer.Option(
+        "--prompts", help="PATH[:KEY]: the raw text features of one prompt per class (the text tower's input).",
+        show_default=False)] = None,
 ) -> None:
     """Fine-tune projection heads or adapters on cached features and state what changed beyond the noise."""
+    from embspace import load as embspace_load
     from embspace.cli.vocabulary import measure_families
     from embspace.finetune import fit
     from embspace.finetune.checkpoint import RUN_FILES
@@ -104,9 +111,19 @@ def finetune(
         else:
             train_pairs, eval_pairs = train_eval_pairs(specs, [n.strip() for n in names.split(",")],
                                                        eval_fraction=eval_fraction, seed=seed)
+        label_options = {}
+        if labels or prompts:
+            from embspace.labels import read_labels
+
+            if not (labels and prompts):
+                fail("zero-shot during fine-tuning needs both --labels (per EVAL pair) and --prompts")
+            if specs and len(specs) == 1:
+                fail("--labels are per EVAL pair: give a TRAIN and an EVAL dump rather than one dump to split")
+            label_options = {"labels": read_labels(labels),
+                             "prompts": embspace_load(f"prompts={prompts}")["prompts"].to_tensor().numpy()}
         result = fit(train_pairs, eval_pairs, config=config, out=out_dir, resume=resume,
                      progress=not quiet and sys.stderr.isatty(), resamples=resamples,
-                     baseline=None if baseline == "none" else baseline)
+                     baseline=None if baseline == "none" else baseline, **label_options)
     except InputError as exc:
         fail(flag_message(exc))
     except ValueError as exc:

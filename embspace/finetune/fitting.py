@@ -47,7 +47,7 @@ from embspace.finetune.checkpoint import CHECKPOINT_NAME, fingerprint
 from embspace.finetune.config import FitConfig
 from embspace.finetune.data import Pairs, as_pairs
 from embspace.finetune.heads import TwoTower, build_model
-from embspace.finetune.labelled import label_options, prompt_features, with_zeroshot
+from embspace.finetune.labelled import check_eval_labels, image_labels, label_options, prompt_features, with_zeroshot
 from embspace.finetune.train import StepHook, Trainer, train
 from embspace.io.atomic import atomic_write_bytes, atomic_write_text
 from embspace.kernels.backend import resolve_device
@@ -148,6 +148,8 @@ def fit(
         config = config.replace(loss=loss)
     train_pairs, eval_pairs = as_pairs(train_data, "train"), as_pairs(eval_data, "eval", _names_of(train_data))
     _check_compatible(train_pairs, eval_pairs)
+    check_eval_labels(labels, eval_pairs.names[0], eval_pairs.n, eval_pairs.dims[0])
+    prompt_table = None if prompts is None else prompt_features(prompts, eval_pairs.dims[1])
     given_baseline = None
     if baseline is not None and str(baseline) != "train":
         given_baseline = _baseline_run(Path(baseline), config, train_pairs, eval_pairs)
@@ -157,12 +159,11 @@ def fit(
     trainer = Trainer(model, config, train_pairs.image.to(device), train_pairs.text.to(device))
     names = train_pairs.names
     reports: dict[int, Report] = {}
-    prompt_table = None if prompts is None else prompt_features(prompts, eval_pairs.dims[1])
     prompts_seen: dict[int, Any] = {}
 
     def evaluate(epoch: int, current: TwoTower) -> None:
         x, y = embed(current, eval_pairs, device)
-        options = label_options(current, labels, prompt_table, device)
+        options = label_options(current, labels, prompt_table, device, names[0])
         prompts_seen[epoch] = options.get("prompts")
         reports[epoch] = _measure(x, y, names, config, epoch, **options)
         if folder is not None:
@@ -184,7 +185,7 @@ def fit(
                         if k not in reports})
     after = embed(model, eval_pairs, device)
     ordered = [reports[k] for k in range(config.epochs + 1)]
-    labelled = ({"labels": {names[0]: np.asarray(labels)}, "prompts_before": prompts_seen.get(0),
+    labelled = ({"labels": image_labels(labels, names[0]), "prompts_before": prompts_seen.get(0),
                  "prompts_after": prompts_seen.get(config.epochs)}
                 if labels is not None and prompts_seen.get(0) is not None else {})
     comparison = compare(ordered[0], ordered[-1], data_before={names[0]: before[0], names[1]: before[1]},

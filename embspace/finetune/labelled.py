@@ -16,6 +16,13 @@ import torch
 
 from embspace.errors import InputError
 from embspace.kernels.dense import normalize
+from embspace.labels import LabelArray, RowShape, check_label_inputs
+
+
+def check_eval_labels(labels: Any, image: str, n: int, dim: int) -> None:
+    """Refuse labels that do not fit the evaluation pairs before anything is trained or written."""
+    if labels is not None:
+        check_label_inputs(image_labels(labels, image), None, 1.0, {image: RowShape(n, dim)})
 
 
 def prompt_features(prompts: Any, text_dim: int) -> torch.Tensor:
@@ -34,12 +41,17 @@ def class_prompts(model: torch.nn.Module, prompts: torch.Tensor, device: torch.d
     return normalize(model.text(prompts.to(device)).float()).cpu().numpy()
 
 
-def label_options(model: torch.nn.Module, labels: Any, prompts: torch.Tensor | None, device: torch.device
-                  ) -> dict[str, Any]:
+def image_labels(labels: Any, image: str) -> dict[str, Any]:
+    """``{image: labels}`` (a :class:`~embspace.labels.LabelArray` keeps its source for messages)."""
+    return {image: labels if isinstance(labels, LabelArray) else np.asarray(labels)}
+
+
+def label_options(model: torch.nn.Module, labels: Any, prompts: torch.Tensor | None, device: torch.device,
+                  image: str = "image") -> dict[str, Any]:
     """``measure``'s labels=, prompts= and logit_scale= for the model now (nothing without labels)."""
     if labels is None or prompts is None:
         return {}
-    return {"labels": {"image": np.asarray(labels)}, "prompts": class_prompts(model, prompts, device),
+    return {"labels": image_labels(labels, image), "prompts": class_prompts(model, prompts, device),
             "logit_scale": float(model.scale().detach())}
 
 
