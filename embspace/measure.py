@@ -30,7 +30,8 @@ from embspace.kernels.budget import Plan, parse_size, plan
 from embspace.kernels.engine import resolve_compute
 from embspace.kernels.pairwise import DEFAULT_BINS, DEFAULT_TILE
 from embspace.kernels.rows import StreamedRows, as_embeddings, available_memory, prepare_rows
-from embspace.labels import check_label_inputs, with_label_families
+from embspace.label_families import with_label_families
+from embspace.labels import check_label_inputs
 from embspace.metrics.retrieval import HUBNESS_K, RECALL_KS
 from embspace.metrics.zeroshot import DEFAULT_LOGIT_SCALE
 from embspace.report import Report
