@@ -45,7 +45,7 @@ def best_other_pass(context: Context) -> PairPass:
 
 
 def deep_directions(context: Context, stats: Statistics) -> dict:
-    """Per direction (above, ties, level, margin) as numpy arrays, for :func:`~embspace.metrics.ranking.deep_metrics`."""
+    """Per direction (above, ties, level, margin) as numpy arrays (:func:`~embspace.metrics.ranking.deep_metrics`)."""
     ranks, best = stats.reduction("cross", "ranks"), stats.reduction("cross", "best_other")
     matched = ranks.matched.double().cpu().numpy()
     there, back = context.directions()
