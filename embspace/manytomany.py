@@ -214,28 +214,35 @@ def first_moment_families(families: list[str], names: tuple[str, str], moments: 
     return out
 
 
+def query_statistics(x: Rows, y: Rows, pairs: PairMap, names: tuple[str, str], tile: int,
+                     others: list[Any] | None = None) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per direction (``a->b``: the rows of A as queries; ``b->a``) and per query: (above, ties, level, margin) of
+    its best relevant item (:mod:`embspace.metrics.ranking`), from the two exact passes of
+    :mod:`embspace.kernels.grouped`; ``others`` (a TopK, a GroupedHistogram) ride on the second pass."""
+    a, b = names
+    item_x = torch.from_numpy(pairs.item_a).to(x.device)
+    item_y = torch.from_numpy(pairs.item_b).to(x.device)
+    best_x, best_y = best_relevant(x, y, item_x, item_y, tile)
+    ranks = GroupedRanks(item_x, item_y, best_x, best_y)
+    stream_pairs(x, y, [ranks, *(others or [])], tile=tile)
+    return {
+        f"{a}->{b}": (ranks.rows["above"].cpu().numpy(), ranks.rows["ties"].cpu().numpy(),
+                      ranks.rows["level"].cpu().numpy(), (best_x - ranks.row_other).cpu().numpy()),
+        f"{b}->{a}": (ranks.cols["above"].cpu().numpy(), ranks.cols["ties"].cpu().numpy(),
+                      ranks.cols["level"].cpu().numpy(), (best_y - ranks.col_other).cpu().numpy()),
+    }
+
+
 def cross_families(families: list[str], names: tuple[str, str], rows: dict[str, Rows], pairs: PairMap,
                    settings: dict[str, Any], tile: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Retrieval, hubness and the cross histograms from the two exact passes of :mod:`embspace.kernels.grouped`."""
     a, b = names
     x, y = rows[a], rows[b]
-    item_x = torch.from_numpy(pairs.item_a).to(x.device)
-    item_y = torch.from_numpy(pairs.item_b).to(x.device)
-    best_x, best_y = best_relevant(x, y, item_x, item_y, tile)
-    ranks = GroupedRanks(item_x, item_y, best_x, best_y)
-    reductions: list[Any] = [ranks]
     top = TopK(x.n, y.n, settings["hubness_k"], x.device) if "hubness" in families else None
-    hist = (GroupedHistogram(item_x, item_y, settings["histogram_bins"], x.device) if "histograms" in families
-            else None)
-    reductions += [r for r in (top, hist) if r is not None]
-    stream_pairs(x, y, reductions, tile=tile)
+    hist = (GroupedHistogram(torch.from_numpy(pairs.item_a).to(x.device), torch.from_numpy(pairs.item_b).to(x.device),
+                             settings["histogram_bins"], x.device) if "histograms" in families else None)
+    directions = query_statistics(x, y, pairs, names, tile, [r for r in (top, hist) if r is not None])
     there, back = f"{a}->{b}", f"{b}->{a}"
-    directions = {
-        there: (ranks.rows["above"].cpu().numpy(), ranks.rows["ties"].cpu().numpy(),
-                ranks.rows["level"].cpu().numpy(), (best_x - ranks.row_other).cpu().numpy()),
-        back: (ranks.cols["above"].cpu().numpy(), ranks.cols["ties"].cpu().numpy(),
-               ranks.cols["level"].cpu().numpy(), (best_y - ranks.col_other).cpu().numpy()),
-    }
     out: dict[str, dict[str, Any]] = {}
     if "retrieval" in families:
         ks = settings["recall_ks"]

@@ -38,6 +38,9 @@ def compare(
     confidence: Annotated[float, typer.Option(help="Level of the interval of each change.")] = defaults.CONFIDENCE,
     subsample: Annotated[int, typer.Option(help="Pairs used by the bootstrap of uniformity and recall.")
                          ] = defaults.SUBSAMPLE,
+    pair_ids: Annotated[list[str] | None, typer.Option(
+        "--pair-ids", help="Many-to-many pairs of the data (as measure takes them): the bootstrap resamples items.")
+    ] = None,
 ) -> None:
     """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
@@ -45,7 +48,8 @@ def compare(
     import embspace
     from embspace.io.atomic import atomic_write_text
 
-    check_writable(json_path, [before, after, *(data_before or []), *(data_after or [])])
+    check_writable(json_path, [before, after, *(data_before or []), *(data_after or []),
+                               *[v.partition("=")[2] or v for v in pair_ids or []]])
     try:
         data = {}
         if data_before or data_after:
@@ -54,6 +58,10 @@ def compare(
             split = tuple(n.strip() for n in names.split(","))
             data = {"data_before": embspace.load(*data_before, names=split),
                     "data_after": embspace.load(*data_after, names=split)}
+            if pair_ids:
+                from embspace.cli.measure import pair_ids_option
+
+                data["pair_ids"] = pair_ids_option(pair_ids, list(data_before))
         comparison = embspace.compare(str(before), str(after), resamples=resamples, seed=seed,
                                       confidence=confidence, subsample=subsample, **data)
     except InputError as exc:
