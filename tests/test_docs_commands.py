@@ -215,6 +215,8 @@ HOW: dict[str, How] = {
         makes=(_train_eval, _before_after), slow=True),
     "$ embspace measure pairs=features_clip.npy --metrics gap,cone,uniformity,retrieval": How(
         makes=(lambda f: _clip_stack(f, real=True),)),
+    "python tools/build_multicaption.py --out /tmp/emoji-captions.npz": How(
+        skip="downloads a Debian package and the text model's wheel, then retrains the sample's heads (~20 min)"),
     # docs/compare.md
     "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md
