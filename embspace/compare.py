@@ -153,8 +153,12 @@ def compare(
     labels: Any = None,
     prompts_before: Any = None,
     prompts_after: Any = None,
+    pair_ids: Any = None,
 ) -> Comparison:
     """Pair every number of two reports (reports or paths to their JSON) and flag differing settings.
+
+    With many-to-many pairs (``pair_ids``, as :func:`embspace.measure` takes it) the bootstrap resamples items, an
+    image with all its captions (:func:`embspace.item_bootstrap.item_bootstrap`), instead of pairs.
 
     With ``data_before`` and ``data_after`` (the embeddings the reports were measured on: two paired modalities
     each, as a mapping name → array or an (A, B) sequence; the same pairs in the same order), add the paired
@@ -172,7 +176,13 @@ def compare(
     comparison = Comparison(before, after, changes, warnings)
     if (data_before is None) != (data_after is None):
         raise InputError("compare", "the significance test needs the embeddings both before and after")
-    if data_before is not None:
+    if data_before is not None and pair_ids is not None:
+        from embspace.item_bootstrap import item_bootstrap
+
+        comparison.significance = item_bootstrap(
+            data_before, data_after, pair_ids, resamples=resamples, seed=seed, confidence=confidence,
+            recall_ks=recall_ks, alpha=float(after.settings.get("alpha", 2.0)), reported={"before": old, "after": new})
+    elif data_before is not None:
         names = tuple(after.modalities) if len(after.modalities) == 2 else None
         comparison.significance = paired_bootstrap(
             data_before, data_after, names=names, resamples=resamples, seed=seed, confidence=confidence,
@@ -181,6 +191,7 @@ def compare(
             reported={"before": old, "after": new}, labels=labels,
             prompts=None if labels is None else (prompts_before, prompts_after),
             logit_scale=after.settings.get("labels", {}).get("logit_scale"))
+    if data_before is not None:
         warnings.extend(_data_mismatches(comparison.significance, old, new))
         for path in comparison.retrieval_losses:
             entry = comparison.significance.metrics[path]

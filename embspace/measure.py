@@ -75,6 +75,7 @@ def measure(
     labels: Any = None,
     prompts: Any = None,
     logit_scale: float = DEFAULT_LOGIT_SCALE,
+    pair_ids: Any = None,
     **named: Data,
 ) -> Report:
     """Measure the embedding space of one modality or of two paired ones.
@@ -115,8 +116,23 @@ def measure(
             dimension D) and the softmax scale of the zero-shot logits (default 100, CLIP's). With labels the label
             families run (``zeroshot`` needs prompts too; ``classes``, ``probe``); without, they are left out
             (see :mod:`embspace.labels`, :mod:`embspace.families.zeroshot`).
+        pair_ids: many-to-many pairs (modalities of different row counts): for each row of one modality the row
+            of the other it belongs to (MSCOCO: each caption's image), or ``{name: ids}`` shared item ids for both;
+            an integer array or ``PATH[:KEY]`` (.npy, .npz, .parquet, clip-retrieval metadata). See
+            :mod:`embspace.pairs` and :mod:`embspace.manytomany` (which families use which rows).
     """
     given = {**(dict(modalities) if modalities else {}), **named}
+    if pair_ids is not None:
+        from embspace.manytomany import measure_many
+
+        if labels is not None or prompts is not None:
+            raise InputError("pair_ids", "labels= and prompts= measure 1:1 pairs; give them without pair_ids")
+
+        return measure_many(given, pair_ids, dict(
+            metrics=metrics, t=t, alpha=alpha, device=device, precision=precision, normalize=normalize,
+            drop_invalid=drop_invalid, recall_ks=recall_ks, hubness_k=hubness_k, alpha_req_range=alpha_req_range,
+            histogram_bins=histogram_bins, seed=seed, tile=tile, memory=memory, estimate=estimate,
+            sample_above=sample_above, pairs=pairs, queries=queries, backend=backend, progress=progress))
     families = _families(given, metrics)
     options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
                                   hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)

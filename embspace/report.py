@@ -305,7 +305,8 @@ def _json_safe(value: Any) -> Any:
 
 _SECTIONS = ("uncertainty", "conventions", "timings", "vectors", "spectra", "histograms", "environment")
 _INPUT_FIELDS: dict[str, tuple[type, ...]] = {"source": (str,), "n": (int,), "dim": (int,), "dtype": (str,),
-                                              "content_hash": (str,), "dropped": (int,)}
+                                              "content_hash": (str,), "dropped": (int,),
+                                              "duplicate_rows": (int,)}
 
 
 def _kind(value: Any) -> str:

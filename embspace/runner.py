@@ -18,6 +18,7 @@ from embspace.embeddings import Embeddings
 from embspace.executor import LocalExecutor, Needs
 from embspace.families import family, in_table_order
 from embspace.families.base import Context
+from embspace.io.duplicates import duplicate_rows
 from embspace.kernels.rows import Rows
 from embspace.report import Report, environment, flatten
 from embspace.version import __version__
@@ -79,6 +80,10 @@ class Measurement:
         with self.executor.timed("content_hash"):  # provenance: which rows were measured (embspace.io.digest)
             inputs = {n: {"source": e.source, "n": e.n, "dim": e.dim, "dtype": e.dtype_name, "dropped": e.dropped,
                           "content_hash": self.executor.content_hash(e)} for n, e in self.embeddings.items()}
+        if type(self.executor) is LocalExecutor:  # a rank of a sharded run holds its shard only
+            with self.executor.timed("duplicates"):
+                for name, e in self.embeddings.items():
+                    inputs[name]["duplicate_rows"] = duplicate_rows(e, self.executor.plan.block_rows)
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
         uncertainty.update(self.found["uncertainty"])
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,

@@ -236,6 +236,8 @@ HOW: dict[str, How] = {
         makes=(_sample_classes,)),
     "embspace measure image=classes.npz:image text=classes.npz:text labels=classes.npz:labels": How(
         makes=(_sample_classes,)),
+    "python tools/build_multicaption.py --out /tmp/emoji-captions.npz": How(
+        skip="downloads a Debian package and the text model's wheel, then retrains the sample's heads (~20 min)"),
     # docs/compare.md
     "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md

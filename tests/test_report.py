@@ -26,7 +26,7 @@ def test_json_follows_the_contract(report):
     assert set(data) >= {"inputs", "settings", "metrics", "uncertainty", "timings", "created"}
     assert data["inputs"]["image"].pop("content_hash").startswith("blake2b-256:")  # tests/test_reproducibility.py
     assert data["inputs"]["image"] == {"source": "<image: ndarray>", "n": 150, "dim": 12, "dtype": "float64",
-                                       "dropped": 0}
+                                       "dropped": 0, "duplicate_rows": 0}
     assert data["inputs"]["text"]["dtype"] == "float32"
     for key in ("t", "alpha", "device", "precision", "normalize"):
         assert key in data["settings"]

@@ -45,6 +45,9 @@ def compare(
         "--prompts-before", help="PATH[:KEY]: one prompt embedding per class, before.", show_default=False)] = None,
     prompts_after: Annotated[str | None, typer.Option(
         "--prompts-after", help="PATH[:KEY]: one prompt embedding per class, after.", show_default=False)] = None,
+    pair_ids: Annotated[list[str] | None, typer.Option(
+        "--pair-ids", help="Many-to-many pairs of the data (as measure takes them): the bootstrap resamples items.")
+    ] = None,
 ) -> None:
     """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
@@ -54,7 +57,8 @@ def compare(
 
     label_specs = [f"labels={labels}"] if labels else []
     label_specs += [f"prompts={p}" for p in (prompts_before, prompts_after) if p]
-    check_writable(json_path, [before, after, *(data_before or []), *(data_after or []), *label_specs])
+    check_writable(json_path, [before, after, *(data_before or []), *(data_after or []), *label_specs,
+                               *[v.partition("=")[2] or v for v in pair_ids or []]])
     try:
         data = {}
         if data_before or data_after:
@@ -63,6 +67,10 @@ def compare(
             split = tuple(n.strip() for n in names.split(","))
             data = {"data_before": embspace.load(*data_before, names=split),
                     "data_after": embspace.load(*data_after, names=split)}
+            if pair_ids:
+                from embspace.cli.measure import pair_ids_option
+
+                data["pair_ids"] = pair_ids_option(pair_ids, list(data_before))
         if labels or prompts_before or prompts_after:
             from embspace.labels import read_labels
 

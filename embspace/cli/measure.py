@@ -90,6 +90,10 @@ def measure(
     logit_scale: Annotated[float, typer.Option(
         help="With labels=… prompts=…: the softmax scale of the zero-shot logits (CLIP's learned one is 100).")
     ] = 100.0,
+    pair_ids: Annotated[list[str] | None, typer.Option(
+        "--pair-ids", help="Many-to-many pairs: PATH[:KEY] giving each row of one modality its row of the other "
+                           "(coco.parquet:image_id), or NAME=PATH[:KEY] once per modality (shared item ids).")
+    ] = None,
 ) -> None:
     import embspace
     from embspace.cli.vocabulary import measure_families, skipped_families
@@ -106,6 +110,10 @@ def measure(
                "alpha": alpha, "normalize": not require_normalized, "drop_invalid": drop_invalid,
                "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
                "memory": budget}
+    if pair_ids:
+        if each or all_steps or sample:
+            fail("--pair-ids pairs the rows of one dump given as NAME=PATH specs")
+        options["pair_ids"] = pair_ids_option(pair_ids, specs or [])
     progress = not quiet and sys.stderr.isatty()
     from embspace.cli.labels import is_label_spec, split_label_specs
 
@@ -123,7 +131,7 @@ def measure(
     for flag, value in (("--out", out_dir), ("--step-pattern", step_pattern), ("--steps", steps)):
         if value is not None:
             fail(f"{flag} is for several dumps (--each PATTERN or --sample --all-steps); one report goes to --json")
-    check_writable(json_path, specs or [])
+    check_writable(json_path, [*(specs or []), *[v.partition("=")[2] or v for v in pair_ids or []]])
     try:
         if sample:
             if specs:
@@ -164,6 +172,23 @@ def measure(
     print_report(report)
     if json_path is not None:
         err.print(f"report written to {json_path}", highlight=False)
+
+
+def pair_ids_option(values: list[str], specs: list[str]) -> str | dict[str, str]:
+    """``--pair-ids`` as :func:`embspace.measure` takes it: one PATH[:KEY] (a row mapping), or NAME=PATH[:KEY] for
+    each modality (shared item ids)."""
+    names = [spec.partition("=")[0].strip() for spec in specs]
+    named = {}
+    for value in values:
+        head, sep, rest = value.partition("=")
+        if sep and head.strip() in names:
+            named[head.strip()] = rest
+        elif len(values) == 1:
+            return value
+        else:
+            fail(f"--pair-ids {value}: with several --pair-ids, each is NAME=PATH[:KEY] for one of "
+                 f"{', '.join(names)}")
+    return named
 
 
 def _need(families: list[str]) -> str:

@@ -4,6 +4,10 @@ matched = the true pairs i = j, unmatched = cross-modal pairs i ≠ j, within = 
 from :class:`~embspace.kernels.pairwise.Histogram` reductions riding on the shared passes, or (above
 ``sample_above`` rows) the unmatched and within counts of the sampled pairs, the matched ones exact. Stored in
 ``report.histograms`` (the figures read them), not in the metric table.
+
+Exact paired runs add ``histograms["margin"]``: per retrieval direction, the counts of each query's margin (its
+partner's similarity minus the best other candidate's, :mod:`embspace.metrics.ranking`) in the same number of
+equal bins over [−2, 2] (``histograms["margin"]["edges"]``), from the retrieval family's rank pass.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics
+from embspace.families.retrieval import best_other_pass, deep_directions, rank_pass
 from embspace.kernels.pairwise import Histogram
+from embspace.metrics.ranking import margin_edges, margin_histogram
 
 CONVENTION = ("counts of the cosine similarity x̂·ŷ in equal bins over [−1, 1] (numpy.histogram's edges and "
               "half-open bins): matched = true pairs i = j, unmatched = cross-modal pairs i ≠ j, "
@@ -38,6 +44,7 @@ class Histograms(Family):
         needs: list[Need] = [PairPass(name, "histogram", _within, label="histograms") for name in context.names]
         if context.paired:
             needs.append(PairPass("cross", "histogram", _cross, label="histograms"))
+            needs += [rank_pass(context), best_other_pass(context)]  # the margins (shared with retrieval)
         return needs
 
     def finish(self, context: Context, stats: Statistics) -> Found:
@@ -48,4 +55,15 @@ class Histograms(Family):
         if context.paired:
             histograms.update(stats.reduction("cross", "histogram").counts())
         histograms["within"] = {name: h.counts()["within"] for name, h in within.items()}
+        if context.paired:
+            histograms["margin"] = margin_histograms(context, stats)
         return Found(histograms=histograms)
+
+
+def margin_histograms(context: Context, stats: Statistics) -> dict:
+    """``{"edges": […], direction: counts}`` of the per-query margins over [−2, 2]."""
+    bins = context.settings["histogram_bins"]
+    out = {"edges": margin_edges(bins)}
+    for direction, (_, _, _, margin) in deep_directions(context, stats).items():
+        out[direction] = margin_histogram(margin, bins)
+    return out

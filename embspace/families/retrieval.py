@@ -6,6 +6,12 @@ in favour of the true pair), one :class:`~embspace.kernels.pairwise.RankCount` o
 ``sample_above`` rows, unless hubness asks for the exact pass anyway): q random queries ranked exactly against every
 candidate, Wilson intervals. Under pair weights w (the bootstrap, dense on a subsample): resampled queries are
 ranked against the whole subsample, rank_a = Σ_b [s_ab > s_aa], recall = Σ_a w_a [rank_a < k] / Σw.
+
+Exact runs also report the deeper retrieval of :mod:`embspace.metrics.ranking`: recall@k under the pessimistic and
+expected tie conventions (``recall_pessimistic@k``, ``recall_expected@k``; ``recall@k`` is the optimistic one),
+``tied_partner`` (queries whose partner's similarity equals another candidate's), median and mean rank, MRR and
+the margin (partner similarity − best other: mean, median, fraction negative), from the rank and tie counts of
+the :class:`~embspace.kernels.pairwise.RankCount` and one :class:`~embspace.kernels.grouped.BestOther`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import numpy as np
 import torch
 
 from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics, Weighted
+from embspace.kernels.grouped import BestOther
 from embspace.kernels.pairwise import RankCount, matched_similarities
+from embspace.metrics.ranking import deep_convention, deep_metrics
 from embspace.metrics.retrieval import RECALL_KS, rank_state_bytes, recall_from_ranks
 
 
@@ -25,6 +33,24 @@ def _ranks(context: Context, x, y, tile: int) -> RankCount:
 def rank_pass(context: Context) -> PairPass:
     """The rank counts of the cross pass (N rank counts each way and the matched similarities)."""
     return PairPass("cross", "ranks", _ranks, label="retrieval", state_bytes=rank_state_bytes(context.n, context.n))
+
+
+def _best_other(context: Context, x, y, tile: int) -> BestOther:
+    return BestOther(x.n, y.n, x.device)
+
+
+def best_other_pass(context: Context) -> PairPass:
+    """The best non-partner similarity of every row and column (float64, 16 bytes per item)."""
+    return PairPass("cross", "best_other", _best_other, label="retrieval", state_bytes=16 * 2 * context.n)
+
+
+def deep_directions(context: Context, stats: Statistics) -> dict:
+    """Per direction (above, ties, level, margin) as numpy arrays (:func:`~embspace.metrics.ranking.deep_metrics`)."""
+    ranks, best = stats.reduction("cross", "ranks"), stats.reduction("cross", "best_other")
+    matched = ranks.matched.double().cpu().numpy()
+    there, back = context.directions()
+    return {there: (ranks.rows.cpu().numpy(), ranks.row_ties.cpu().numpy(), None, matched - best.rows.cpu().numpy()),
+            back: (ranks.cols.cpu().numpy(), ranks.col_ties.cpu().numpy(), None, matched - best.cols.cpu().numpy())}
 
 
 def exact(context: Context) -> bool:
@@ -40,7 +66,8 @@ class Retrieval(Family):
     resampled = "subsample"
 
     def needs(self, context: Context) -> list[Need]:
-        return [rank_pass(context)] if exact(context) else [Sampled("recall", label="retrieval")]
+        return [rank_pass(context), best_other_pass(context)] if exact(context) else [Sampled("recall",
+                                                                                                  label="retrieval")]
 
     def finish(self, context: Context, stats: Statistics) -> Found:
         ks = context.settings["recall_ks"]
@@ -50,11 +77,13 @@ class Retrieval(Family):
         ranks = stats.reduction("cross", "ranks")
         forward, backward = recall_from_ranks(ranks.rows, ks), recall_from_ranks(ranks.cols, ks)
         there, back = context.directions()
-        return Found(metrics={f"recall@{k}": {there: forward[k], back: backward[k]} for k in ks})
+        metrics = {f"recall@{k}": {there: forward[k], back: backward[k]} for k in ks}
+        metrics.update(deep_metrics(deep_directions(context, stats), ks))
+        return Found(metrics=metrics)
 
     def convention(self, key: str) -> str | None:
         if not key.startswith("recall@"):
-            return None
+            return deep_convention(key)
         k = key.removeprefix("recall@")
         return (f"fraction of queries whose partner is among the {k} most cosine-similar items of the other "
                 "modality; ties count for the partner")

@@ -161,12 +161,15 @@ class RankCount(Reduction):
 
     Ties with the true partner count in its favour. ``d`` must be computed by the same tile product
     (:func:`matched_similarities`) so that a pair is never compared with a differently rounded copy of itself.
+    ``row_ties`` / ``col_ties``: #{j ≠ i : s_ij == d_i} (the other tie conventions of recall are read from them).
     """
 
     def __init__(self, matched: torch.Tensor) -> None:
         self.matched = matched  # (N,)
         self.rows = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
         self.cols = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
+        self.row_ties = torch.zeros_like(self.rows)
+        self.col_ties = torch.zeros_like(self.cols)
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]
@@ -179,11 +182,19 @@ class RankCount(Reduction):
                 beats_col.diagonal(first).fill_(False)
             self.rows[r0 + first : r1] += beats_row.sum(1, dtype=torch.int32)  # int32: faster than bool → int64
             self.cols[c0:c1] += beats_col.sum(0, dtype=torch.int32)
+            ties_row, ties_col = part == self.matched[r0 + first : r1, None], part == self.matched[None, c0:c1]
+            if diagonal:
+                ties_row.diagonal(first).fill_(False)
+                ties_col.diagonal(first).fill_(False)
+            self.row_ties[r0 + first : r1] += ties_row.sum(1, dtype=torch.int32)
+            self.col_ties[c0:c1] += ties_col.sum(0, dtype=torch.int32)
 
     def merge(self, other: RankCount) -> RankCount:
         """Add the counts of another RankCount over the same rows and columns (other tiles); returns self."""
         self.rows += other.rows.to(self.rows.device)
         self.cols += other.cols.to(self.cols.device)
+        self.row_ties += other.row_ties.to(self.row_ties.device)
+        self.col_ties += other.col_ties.to(self.col_ties.device)
         return self
 
 
