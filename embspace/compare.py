@@ -27,7 +27,7 @@ from embspace.metrics.retrieval import RECALL_KS
 from embspace.report import Report, format_value
 
 SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed", "drop_invalid",
-                               "histogram_bins")
+                               "histogram_bins", "rmg_floor", "alpha_req_fit")
 
 RESAMPLES = 1000
 SUBSAMPLE = 2000
@@ -172,7 +172,7 @@ def compare(
             data_before, data_after, names=names, resamples=resamples, seed=seed, confidence=confidence,
             subsample=subsample, t=float(after.settings.get("t", 2.0)),
             alpha=float(after.settings.get("alpha", 2.0)), recall_ks=recall_ks,
-            reported={"before": old, "after": new})
+            reported={"before": old, "after": new}, rmg_floor=after.settings.get("rmg_floor", "clamp"))
         warnings.extend(_data_mismatches(comparison.significance, old, new))
         for path in comparison.retrieval_losses:
             entry = comparison.significance.metrics[path]
@@ -391,6 +391,7 @@ def paired_bootstrap(
     recall_ks: Sequence[int] = RECALL_KS,
     reported: Mapping[str, Mapping[str, float]] | None = None,
     interval: str = "bca",
+    rmg_floor: str = "source",
 ) -> Significance:
     """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
 
@@ -437,7 +438,7 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     s = min(n, subsample)
     sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
-    settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks)}
+    settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks), "rmg_floor": rmg_floor}
     stats = [(_Resampled("pairs", x, y, names, settings), _Resampled("subsample", x[sub], y[sub], names, settings))
              for x, y in ((xb, yb), (xa, ya))]
     point = [{**m.values(torch.ones(1, n)), **d.values(torch.ones(1, s))} for m, d in stats]
