@@ -110,14 +110,20 @@ def test_rankme_variants_by_name():
 
 def test_a_spectrum_too_short_for_the_fit_says_why():
     x = power_law_rows(n=500, d=16)
-    report = embspace.measure(image=x, metrics="spectrum", device="cpu")
-    assert math.isnan(report["alpha_req.image"])
-    why = report.settings["alpha_req_undefined"]["image"]
-    assert "needs 100 eigenvalues" in why and "has 16" in why
+    report = embspace.measure(image=x, metrics="spectrum", device="cpu", precision="fp64")
+    assert report.settings["alpha_req_range"]["image"] == [11, 16]  # reptrix's range, ended where the spectrum does
+    assert report["alpha_req.image"] == pytest.approx(ref.alpha_req_reptrix(x, 11, 16), abs=1e-6)
+    assert "16 eigenvalues" in report.settings["alpha_req_note"]["image"]
+    narrow = embspace.measure(image=x[:, :8], metrics="spectrum", device="cpu", precision="fp64")
+    assert narrow.settings["alpha_req_range"]["image"] == [1, 8]  # no tail beyond k = 11
+    assert narrow["alpha_req.image"] == pytest.approx(ref.alpha_req_reptrix(x[:, :8], 1, 8), abs=1e-6)
     with pytest.raises(InputError, match=r"alpha_req_range: .* needs 40 covariance eigenvalues.* at most 16"):
         embspace.measure(image=x, metrics="spectrum", alpha_req_range=(2, 40))
-    short = embspace.measure(image=x, metrics="spectrum", device="cpu", alpha_req_range=(2, 16))
-    assert math.isfinite(short["alpha_req.image"]) and "alpha_req_undefined" not in short.settings
+    flat = np.concatenate([x[:, :5], np.zeros((500, 11))], axis=1)  # rank 5 in 16 dimensions
+    undefined = embspace.measure(image=flat, metrics="spectrum", device="cpu", alpha_req_range=(2, 12))
+    assert math.isnan(undefined["alpha_req.image"])
+    assert "needs 12 eigenvalues" in undefined.settings["alpha_req_undefined"]["image"]
+    assert "has 5" in undefined.settings["alpha_req_undefined"]["image"]
     with pytest.raises(InputError, match="alpha_req_fit"):
         embspace.measure(image=x, metrics="spectrum", alpha_req_fit="weighted")
 

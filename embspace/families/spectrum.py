@@ -7,7 +7,8 @@ Variants by name: ``rankme`` is the paper's (σ of the uncentred matrix), ``rank
 
 The singular values themselves go into ``report.spectra`` (uncentred and centred); the α-ReQ fit and range used into
 ``settings["alpha_req_fit"]`` and ``settings["alpha_req_range"]``, and, where α-ReQ is undefined (NaN, ``null`` in
-JSON), the reason into ``settings["alpha_req_undefined"]``. Not bootstrapped: every resample would need its own
+JSON), the reason into ``settings["alpha_req_undefined"]``; where the default range was shortened to a short spectrum,
+a note into ``settings["alpha_req_note"]``. Not bootstrapped: every resample would need its own
 eigendecomposition.
 """
 
@@ -48,7 +49,8 @@ class Spectrum(Family):
         "participation_ratio": "(Σλ)²/Σλ², λ = eigenvalues of the covariance (centred)",
         "alpha_req": "−slope of log λ_k vs log k, λ = covariance eigenvalues, over settings.alpha_req_range; "
                      "settings.alpha_req_fit: reptrix = 1/k-weighted least squares, default k = 11…100 (Agrawal et "
-                     "al. 2022, reptrix get_powerlaw); ols = unweighted, default every λ > 1e-12·λ₁",
+                     "al. 2022, reptrix get_powerlaw; a spectrum of K < 100 eigenvalues: k = 11…K, or 1…K when K ≤ 11, see "
+                     "settings.alpha_req_note); ols = unweighted, default every λ > 1e-12·λ₁",
     }
     not_resampled = "spectrum (rankme, effective_rank, …)"
 
@@ -67,6 +69,7 @@ class Spectrum(Family):
         fit = alpha_req_fit(context)
         results = {n: spectrum_metrics(stats.row("gram", n), fit_range, fit) for n in context.names}
         undefined = {n: r["alpha_req_undefined"] for n, r in results.items() if r["alpha_req_undefined"]}
+        notes = {n: r["alpha_req_note"] for n, r in results.items() if r["alpha_req_note"]}
         return Found(
             metrics={key: {n: r[key] for n, r in results.items()} for key in SPECTRUM_KEYS},
             spectra={n: {"singular_values": r["singular_values"].tolist(),
@@ -74,4 +77,5 @@ class Spectrum(Family):
                      for n, r in results.items()},
             settings={"alpha_req_fit": fit,
                       "alpha_req_range": {n: list(r["alpha_req_range"]) for n, r in results.items()},
-                      **({"alpha_req_undefined": undefined} if undefined else {})})
+                      **({"alpha_req_undefined": undefined} if undefined else {}),
+                      **({"alpha_req_note": notes} if notes else {})})

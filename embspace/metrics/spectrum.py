@@ -18,8 +18,9 @@ singular values exist (min(N−1, D) after centring); the rest are numerical zer
     0-based), i.e. b = (XᵀWX)⁻¹XᵀWy with X = [−log k, 1], y = log λ_k, α = b₀;
   - ``fit="ols"``: unweighted least squares over every eigenvalue above 1e-12·λ₁ (k = 1 … K).
 
-  A range the caller gives (1-based, inclusive) replaces either default range. Where the spectrum cannot carry the
-  fit (fewer eigenvalues than the range needs, or a zero eigenvalue inside it) α is NaN and
+  A range the caller gives (1-based, inclusive) replaces either default range. A spectrum shorter than reptrix's
+  range (K < 100 eigenvalues, where reptrix itself fails) is fitted over k = 11 … K, or k = 1 … K when K ≤ 11, and
+  says so (:func:`default_range`). Where the range holds fewer than two non-zero eigenvalues α is NaN and
   :func:`alpha_req` says why.
 """
 
@@ -104,34 +105,62 @@ def rankme_covariance(sigma_centered: np.ndarray, n: int, dim: int) -> float:
     return spectral_entropy_rank(eig, RANKME_EPS)
 
 
-def alpha_req(eigenvalues: np.ndarray, fit_range: tuple[int, int] | None = None,
-              fit: str = "reptrix") -> tuple[float, tuple[int, int], str | None]:
-    """α-ReQ of descending covariance eigenvalues: (α, the 1-based inclusive range fitted, why α is NaN or None).
+@dataclass(frozen=True)
+class AlphaReq:
+    """An α-ReQ fit: α (NaN where undefined), the 1-based inclusive range fitted, why α is NaN, and a note where the
+    default range was shortened to the spectrum."""
 
-    ``fit="reptrix"``: 1/k-weighted least squares over ``fit_range`` (default k = 11 … 100); ``fit="ols"``:
-    unweighted over ``fit_range`` (default every λ above 1e-12·λ₁). The line is log λ_k = −α log k + c.
+    alpha: float
+    fit_range: tuple[int, int]
+    undefined: str | None = None
+    note: str | None = None
+
+
+def default_range(fit: str, positive: int) -> tuple[tuple[int, int], str | None]:
+    """The default fit range over a spectrum of ``positive`` eigenvalues above 1e-12·λ₁, and a note if shortened.
+
+    ``ols``: k = 1 … K. ``reptrix``: k = 11 … 100; a shorter spectrum (reptrix itself would fail) is fitted over
+    k = 11 … K when K ≥ 12, else over k = 1 … K, and the note says so."""
+    if fit == "ols":
+        return (1, positive), None
+    first, last = REPTRIX_RANGE
+    if positive >= last:
+        return REPTRIX_RANGE, None
+    if positive > first:
+        return (first, positive), f"the spectrum has {positive} eigenvalues < {last}: fitted over k = {first}…{positive}"
+    return (1, positive), (f"the spectrum has {positive} eigenvalues ≤ {first}: no tail beyond k = {first}, fitted "
+                           f"over k = 1…{positive}")
+
+
+def alpha_req(eigenvalues: np.ndarray, fit_range: tuple[int, int] | None = None, fit: str = "reptrix") -> AlphaReq:
+    """α-ReQ of descending covariance eigenvalues: the line log λ_k = −α log k + c over ``fit_range``.
+
+    ``fit="reptrix"``: 1/k-weighted least squares, default k = 11 … 100; ``fit="ols"``: unweighted, default every
+    λ above 1e-12·λ₁ (see :func:`default_range`). NaN, with the reason, where the range holds fewer than two
+    eigenvalues above 1e-12·λ₁.
     """
     if fit not in ALPHA_REQ_FITS:
         raise ValueError(f"unknown α-ReQ fit {fit!r}; choose one of {', '.join(ALPHA_REQ_FITS)}")
-    positive = int((eigenvalues > ALPHA_REQ_FLOOR * eigenvalues[0]).sum()) if len(eigenvalues) and \
-        eigenvalues[0] > 0 else 0
+    top = eigenvalues[0] if len(eigenvalues) else 0.0
+    positive = int((eigenvalues > ALPHA_REQ_FLOOR * top).sum()) if top > 0 else 0
+    note = None
     if fit_range is None:
-        fit_range = REPTRIX_RANGE if fit == "reptrix" else (1, positive)
+        fit_range, note = default_range(fit, positive)
     first, last = fit_range
     if last - first < 1:
-        return math.nan, fit_range, (f"the spectrum has {positive} eigenvalue(s) above 1e-12·λ₁: a line needs two")
+        return AlphaReq(math.nan, fit_range, f"the spectrum has {positive} eigenvalue(s) above 1e-12·λ₁: a line "
+                                             "needs two")
     if last > positive:
-        return math.nan, fit_range, (f"the fit over k = {first}…{last} needs {last} eigenvalues above 1e-12·λ₁, the "
-                                     f"spectrum has {positive} (give alpha_req_range within 1…{positive})")
+        return AlphaReq(math.nan, fit_range, f"the fit over k = {first}…{last} needs {last} eigenvalues above "
+                                             f"1e-12·λ₁, the spectrum has {positive}")
     k = np.arange(first, last + 1, dtype=np.float64)
     log_k, log_lam = np.log(k), np.log(eigenvalues[first - 1 : last])
     if fit == "ols":
-        slope = np.polyfit(log_k, log_lam, 1)[0]
-        return float(-slope), fit_range, None
+        return AlphaReq(float(-np.polyfit(log_k, log_lam, 1)[0]), fit_range, None, note)
     design = np.stack([-log_k, np.ones_like(log_k)], axis=1)  # (K, 2): X = [−log k, 1]
-    weights = 1.0 / k  # (K,)
-    coef = np.linalg.solve(design.T @ (design * weights[:, None]), (design * weights[:, None]).T @ log_lam)
-    return float(coef[0]), fit_range, None
+    weighted = design / k[:, None]  # W·X, w_k = 1/k
+    coef = np.linalg.solve(design.T @ weighted, weighted.T @ log_lam)  # (XᵀWX)⁻¹ XᵀWy
+    return AlphaReq(float(coef[0]), fit_range, None, note)
 
 
 def spectrum_metrics(gram: Gram, fit_range: tuple[int, int] | None = None,
@@ -141,16 +170,17 @@ def spectrum_metrics(gram: Gram, fit_range: tuple[int, int] | None = None,
     sigma = gram.singular_values(centered=False)
     sigma_c = gram.singular_values(centered=True)
     eigenvalues = sigma_c**2 / max(gram.n - 1, 1)
-    alpha, used, why = alpha_req(eigenvalues, fit_range, fit)
+    fitted = alpha_req(eigenvalues, fit_range, fit)
     return {
         "rankme": rankme(sigma),
         "rankme_covariance": rankme_covariance(sigma_c, gram.n, len(gram.total)),
         "effective_rank": spectral_entropy_rank(sigma),
         "effective_rank_centered": spectral_entropy_rank(sigma_c),
         "participation_ratio": participation_ratio(eigenvalues),
-        "alpha_req": alpha,
-        "alpha_req_range": used,
-        "alpha_req_undefined": why,
+        "alpha_req": fitted.alpha,
+        "alpha_req_range": fitted.fit_range,
+        "alpha_req_undefined": fitted.undefined,
+        "alpha_req_note": fitted.note,
         "singular_values": sigma,
         "singular_values_centered": sigma_c,
     }
