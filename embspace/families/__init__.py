@@ -16,9 +16,11 @@ from embspace.families.alignment import Alignment
 from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Sampled, Statistics, Weighted
 from embspace.families.cone import Cone
 from embspace.families.gap import Gap
+from embspace.families.gap_anatomy import GapAnatomy
 from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
 from embspace.families.hubness import Hubness
+from embspace.families.modality_bias import ModalityBias
 from embspace.families.retrieval import Retrieval
 from embspace.families.rmg import RelativeModalityGap
 from embspace.families.separability import Separability
@@ -37,6 +39,8 @@ REGISTRY: tuple[Family, ...] = (
     Separability(),
     Histograms(),
     GapSplit(),
+    GapAnatomy(),
+    ModalityBias(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)
