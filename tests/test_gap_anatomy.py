@@ -125,7 +125,8 @@ def test_no_gap_gives_chance_and_a_large_gap_gives_one():
     even = embspace.measure(image=mixed[::2], text=mixed[1::2], metrics="modality_bias", device="cpu")
     assert even["modality_bias.image"] == pytest.approx(even["modality_bias.chance"], abs=0.03)
     x, y = ref.paired_data("cone", 200, 16, seed=4)
-    apart = embspace.measure(image=x, text=ref.unit(y + 3.0 * np.eye(16)[0]), metrics="modality_bias", device="cpu")
+    pole = 10.0 * np.eye(16)[0]  # the modalities at opposite poles: every neighbour is of the query's own modality
+    apart = embspace.measure(image=ref.unit(x + pole), text=ref.unit(y - pole), metrics="modality_bias", device="cpu")
     assert apart["modality_bias.image"] == apart["modality_bias.text"] == 1.0
 
 
