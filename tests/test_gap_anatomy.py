@@ -170,3 +170,24 @@ def test_mind_the_gap_clip_anatomy():
     image, text = brute_bias(pairs[0], pairs[1])
     assert report["modality_bias.image"] == pytest.approx(image, abs=1e-12)
     assert report["modality_bias.text"] == pytest.approx(text, abs=1e-12)
+
+
+def test_gap_profile_figure_draws_the_sorted_shares_and_their_sum(tmp_path):
+    import embspace.plot
+    from typer.testing import CliRunner
+
+    from embspace.cli import app
+
+    x, y = ref.paired_data("cone", 200, 16, seed=6)
+    report = embspace.measure(image=x, text=y, metrics="gap_anatomy", device="cpu", precision="fp64")
+    fig = embspace.plot.gap_profile({"run": report})
+    ax = fig.axes[0]
+    want = np.sort(brute_anatomy(x, y)["shares"])[::-1]
+    heights = [bar.get_height() for bar in ax.patches]
+    np.testing.assert_allclose(heights, want, atol=1e-9)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), np.cumsum(want), atol=1e-9)
+    assert f"{report['gap_anatomy.dims_90']} dims carry 90%" in [t.get_text() for t in ax.get_legend().get_texts()][0]
+    report.to_json(tmp_path / "r.json")
+    result = CliRunner().invoke(app, ["plot", "gap-profile", str(tmp_path / "r.json"), "--out", str(tmp_path / "g.png")])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "g.png").stat().st_size > 0

@@ -20,6 +20,7 @@ KINDS = {
     "histograms": "cosine-similarity histograms; INPUT: one report",
     "map": "2-D map of both modalities; INPUT: dump specs (image=a.npz:img text=a.npz:txt, pairs=s.npy) or --sample",
     "before-after": "two reports side by side; INPUT: the report before and the report after",
+    "gap-profile": "share of the gap's ‖Δ‖² per dimension, sorted, cumulative; INPUT: one or more reports",
 }
 FORMATS = (".png", ".svg", ".pdf")
 DPI = 120
@@ -88,6 +89,8 @@ def plot(
                 fig = figures.plane(read, uniformity=uniformity)
             elif kind == "spectrum":
                 fig = figures.spectrum(read)
+            elif kind == "gap-profile":
+                fig = figures.gap_profile(read)
             elif kind == "histograms":
                 fig = figures.histograms(next(iter(read.values())), coarsen=coarsen)
             else:
@@ -109,7 +112,7 @@ def plot(
 
 
 COUNTS = {"curves": (1, None), "plane": (1, None), "spectrum": (1, None), "histograms": (1, 1),
-          "before-after": (2, 2)}
+          "before-after": (2, 2), "gap-profile": (1, None)}
 
 
 def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str, Any]:
@@ -124,7 +127,8 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
     from embspace.trajectory import read_reports
 
     read = [read_reports(item) for item in items]
-    want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report"}.get(kind)
+    want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report",
+            "gap-profile": "report"}.get(kind)
     for item, value in zip(items, read, strict=True):
         if want is not None and type(value).__name__.lower() != want:
             raise InputError(item, f"is a {type(value).__name__.lower()}; {kind} needs a {want}")
