@@ -191,3 +191,23 @@ def test_gap_profile_figure_draws_the_sorted_shares_and_their_sum(tmp_path):
     result = CliRunner().invoke(app, ["plot", "gap-profile", str(tmp_path / "r.json"), "--out", str(tmp_path / "g.png")])
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_gap_matrix_of_three_modalities_holds_every_pairwise_figure():
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(120, 12))
+    three = {name: ref.unit(base + 0.5 * rng.normal(size=base.shape) + shift * np.eye(12)[i])
+             for i, (name, shift) in enumerate((("video", 1.0), ("text", 0.0), ("audio", 2.0)))}
+    gaps = embspace.gap_matrix(three, device="cpu", precision="fp64")
+    gap = gaps.matrix("gap")
+    for i, a in enumerate(three):
+        for j, b in enumerate(three):
+            if i != j:
+                assert gap[i, j] == pytest.approx(ref.gap(three[a], three[b]), abs=1e-9)
+                bias = gaps.matrix("modality_bias.{a}")[i, j]
+                want = brute_bias(three[a], three[b])[0] if i < j else brute_bias(three[b], three[a])[1]
+                assert bias == pytest.approx(want, abs=1e-12)
+    assert np.isnan(np.diag(gap)).all() and np.allclose(gap, gap.T, equal_nan=True)
+    assert set(gaps.to_dict()["pairs"]) == {"video|text", "video|audio", "text|audio"}
+    with pytest.raises(embspace.InputError, match="at least two"):
+        embspace.gap_matrix({"video": three["video"]})
