@@ -135,7 +135,8 @@ def measure(
     executor = (LocalExecutor(layout, compute.passes) if group is None
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
     run = Measurement(embeddings, families, settings, executor, progress,
-                      options={"alpha_req_range": alpha_req_range, "alpha_req_fit": alpha_req_fit, "rmg_floor": rmg_floor})
+                      options={"alpha_req_range": alpha_req_range, "alpha_req_fit": alpha_req_fit,
+                               "rmg_floor": rmg_floor})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
                                    memory_budget=budget, chunk_rows=layout.block_rows) if group is None

@@ -71,7 +71,7 @@ def test_rmg_floors_agree_where_the_matched_distance_is_zero_or_large():
 
 def test_an_unknown_rmg_floor_is_refused_before_any_work():
     x, y = near_aligned(n=20)
-    with pytest.raises(InputError, match="rmg_floor.*source, clamp"):
+    with pytest.raises(InputError, match=r"rmg_floor.*source, clamp"):
         embspace.measure(image=x, text=y, metrics="rmg", rmg_floor="max")
 
 

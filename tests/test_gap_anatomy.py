@@ -173,9 +173,9 @@ def test_mind_the_gap_clip_anatomy():
 
 
 def test_gap_profile_figure_draws_the_sorted_shares_and_their_sum(tmp_path):
-    import embspace.plot
     from typer.testing import CliRunner
 
+    import embspace.plot
     from embspace.cli import app
 
     x, y = ref.paired_data("cone", 200, 16, seed=6)
@@ -186,9 +186,10 @@ def test_gap_profile_figure_draws_the_sorted_shares_and_their_sum(tmp_path):
     heights = [bar.get_height() for bar in ax.patches]
     np.testing.assert_allclose(heights, want, atol=1e-9)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.cumsum(want), atol=1e-9)
-    assert f"{report['gap_anatomy.dims_90']} dims carry 90%" in [t.get_text() for t in ax.get_legend().get_texts()][0]
+    assert f"{report['gap_anatomy.dims_90']} dims carry 90%" in ax.get_legend().get_texts()[0].get_text()
     report.to_json(tmp_path / "r.json")
-    result = CliRunner().invoke(app, ["plot", "gap-profile", str(tmp_path / "r.json"), "--out", str(tmp_path / "g.png")])
+    result = CliRunner().invoke(app, ["plot", "gap-profile", str(tmp_path / "r.json"), "--out",
+                                      str(tmp_path / "g.png")])
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "g.png").stat().st_size > 0
 

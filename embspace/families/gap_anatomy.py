@@ -21,8 +21,14 @@ import numpy as np
 
 from embspace.families.base import Context, Family, Found, Need, RowStat, Statistics, Weighted
 from embspace.families.gap import PAIR_SUMS
-from embspace.metrics.gap_anatomy import SHARE, SUBSPACE_K, dimension_shares, dimensions_for, principal_directions, \
-    subspace_part
+from embspace.metrics.gap_anatomy import (
+    SHARE,
+    SUBSPACE_K,
+    dimension_shares,
+    dimensions_for,
+    principal_directions,
+    subspace_part,
+)
 
 
 class GapAnatomy(Family):

@@ -49,7 +49,8 @@ class Spectrum(Family):
         "participation_ratio": "(Σλ)²/Σλ², λ = eigenvalues of the covariance (centred)",
         "alpha_req": "−slope of log λ_k vs log k, λ = covariance eigenvalues, over settings.alpha_req_range; "
                      "settings.alpha_req_fit: reptrix = 1/k-weighted least squares, default k = 11…100 (Agrawal et "
-                     "al. 2022, reptrix get_powerlaw; a spectrum of K < 100 eigenvalues: k = 11…K, or 1…K when K ≤ 11, see "
+                     "al. 2022, reptrix get_powerlaw; a spectrum of K < 100 eigenvalues: k = 11…K, or 1…K when "
+                     "K ≤ 11, see "
                      "settings.alpha_req_note); ols = unweighted, default every λ > 1e-12·λ₁",
     }
     not_resampled = "spectrum (rankme, effective_rank, …)"

@@ -127,7 +127,8 @@ def default_range(fit: str, positive: int) -> tuple[tuple[int, int], str | None]
     if positive >= last:
         return REPTRIX_RANGE, None
     if positive > first:
-        return (first, positive), f"the spectrum has {positive} eigenvalues < {last}: fitted over k = {first}…{positive}"
+        return (first, positive), (f"the spectrum has {positive} eigenvalues < {last}: fitted over "
+                                   f"k = {first}…{positive}")
     return (1, positive), (f"the spectrum has {positive} eigenvalues ≤ {first}: no tail beyond k = {first}, fitted "
                            f"over k = 1…{positive}")
 
