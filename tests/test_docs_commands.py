@@ -215,6 +215,8 @@ HOW: dict[str, How] = {
         makes=(_train_eval, _before_after), slow=True),
     "$ embspace measure pairs=features_clip.npy --metrics gap,cone,uniformity,retrieval": How(
         makes=(lambda f: _clip_stack(f, real=True),)),
+    "$ embspace measure pairs=features_clip.npy --metrics alignment,gap_split,gap_anatomy,modality_bias": How(
+        makes=(lambda f: _clip_stack(f, real=True),)),
     # docs/compare.md
     "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md
