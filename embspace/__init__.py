@@ -32,6 +32,7 @@ _LAZY = {  # name: (module, its name there)
     "Trajectory": ("embspace.trajectory", "Trajectory"),
     "measure_trajectory": ("embspace.trajectory", "measure_trajectory"),
     "load_sample": ("embspace.data", "sample_embeddings"),  # the joint-space Embeddings; embspace.data's are arrays
+    "gap_matrix": ("embspace.anatomy", "gap_matrix"),
 }
 _FUNCTIONS = ("measure", "compare")  # functions named as their modules: the module must not replace the function
 

@@ -28,7 +28,7 @@ from embspace.metrics.retrieval import RECALL_KS
 from embspace.report import Report, format_value
 
 SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_ks", "hubness_k", "seed", "drop_invalid",
-                               "histogram_bins")
+                               "histogram_bins", "rmg_floor", "alpha_req_fit")
 
 RESAMPLES = 1000
 SUBSAMPLE = 2000
@@ -190,7 +190,8 @@ def compare(
             alpha=float(after.settings.get("alpha", 2.0)), recall_ks=recall_ks,
             reported={"before": old, "after": new}, labels=labels,
             prompts=None if labels is None else (prompts_before, prompts_after),
-            logit_scale=after.settings.get("labels", {}).get("logit_scale"))
+            logit_scale=after.settings.get("labels", {}).get("logit_scale"),
+            rmg_floor=after.settings.get("rmg_floor", "clamp"))
     if data_before is not None:
         warnings.extend(_data_mismatches(comparison.significance, old, new))
         for path in comparison.retrieval_losses:
@@ -417,6 +418,7 @@ def paired_bootstrap(
     labels: Any = None,
     prompts: tuple[Any, Any] | None = None,
     logit_scale: float | None = None,
+    rmg_floor: str = "source",
 ) -> Significance:
     """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
 
@@ -465,7 +467,7 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     s = min(n, subsample)
     sub = torch.from_numpy(np.sort(rng.choice(n, size=s, replace=False))) if s < n else torch.arange(n)
-    settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks)}
+    settings = {"t": t, "alpha": alpha, "recall_ks": tuple(recall_ks), "rmg_floor": rmg_floor}
     sides = bootstrap_settings(settings, labels, prompts, logit_scale, names, n, (xb.shape[1], yb.shape[1]))
     stats = [(_Resampled("pairs", x, y, names, side), _Resampled("subsample", x[sub], y[sub], names, settings))
              for (x, y), side in zip(((xb, yb), (xa, ya)), sides, strict=True)]

@@ -27,6 +27,10 @@ PAIRS = 1_000_000
 """Sampled pairs per uniformity variant and similarity histogram."""
 QUERIES = 10_000
 """Sampled queries per recall direction."""
+RMG_FLOOR = "source"
+"""The RMG's floor on the matched distance: Schrodi et al.'s (1e-3 replaces only d_m ≤ 0); ``clamp``: max(d_m, 1e-3)."""
+ALPHA_REQ_FIT = "reptrix"
+"""The α-ReQ fit: the authors' (reptrix: 1/k-weighted least squares over k = 11…100); ``ols``: unweighted."""
 PAIR_NAMES = ("image", "text")
 """Names of the two halves of a (2, N, D) stack (``pairs=``)."""
 

@@ -107,7 +107,8 @@ def measure_many(given: Mapping[str, Any], pair_ids: Any, measure_options: dict[
                 for name, emb in embeddings.items()}
         moments = {name: centroid.moment_sums(r) for name, r in rows.items()}
         pair_terms = relevant_pair_sums(rows[a], rows[b], pairs, float(settings["alpha"]))
-        found.update(first_moment_families(families, names, moments, pair_terms))
+        found.update(first_moment_families(families, names, moments, pair_terms,
+                                            measure_options.get("rmg_floor") or "source"))
         cross = {"retrieval", "hubness", "histograms"} & set(families)
         if cross:
             tile_cross = tile_within(layout, 64 * (embeddings[a].n + embeddings[b].n)
@@ -189,7 +190,7 @@ def _gather(rows: Rows, index: np.ndarray) -> np.ndarray:
 
 
 def first_moment_families(families: list[str], names: tuple[str, str], moments: dict[str, centroid.MomentSums],
-                          pair_terms: dict[str, Any]) -> dict[str, dict[str, Any]]:
+                          pair_terms: dict[str, Any], rmg_floor: str = "source") -> dict[str, dict[str, Any]]:
     """gap (own-row means), alignment / matched cosine / gap_split (relevant pairs), RMG, cone (own rows)."""
     a, b = names
     out: dict[str, dict[str, Any]] = {}
@@ -210,7 +211,7 @@ def first_moment_families(families: list[str], names: tuple[str, str], moments: 
         out["gap_split"] = {"gap_split": {"centroid": centroid_part, "residual": squared - centroid_part,
                                           "centroid_share": centroid_part / squared if squared > 0 else 0.0}}
     if "rmg" in families:
-        out["rmg"] = {"rmg": relative_modality_gap(matched, moments[a].cone(), moments[b].cone())}
+        out["rmg"] = {"rmg": relative_modality_gap(matched, moments[a].cone(), moments[b].cone(), rmg_floor)}
     return out
 
 

@@ -62,6 +62,8 @@ def measure(
     recall_ks: tuple[int, ...] = RECALL_KS,
     hubness_k: int = HUBNESS_K,
     alpha_req_range: tuple[int, int] | None = None,
+    alpha_req_fit: str = "reptrix",
+    rmg_floor: str = "source",
     histogram_bins: int = DEFAULT_BINS,
     seed: int = 0,
     tile: int = DEFAULT_TILE,
@@ -94,6 +96,10 @@ def measure(
             not 1 (within 1e-3) instead.
         drop_invalid: drop rows with NaN/Inf or zero norm (pair-consistently) instead of refusing them.
         recall_ks, hubness_k, alpha_req_range, seed: metric settings (see each metric's docstring).
+        alpha_req_fit: ``"reptrix"`` (the authors' 1/k-weighted fit, default k = 11…100) or ``"ols"`` (unweighted,
+            every eigenvalue); ``alpha_req_range`` replaces either default range (:mod:`embspace.metrics.spectrum`).
+        rmg_floor: ``"source"`` (Schrodi et al.'s ``compute_rmg``: 1e-3 replaces only a matched distance ≤ 0) or
+            ``"clamp"`` (max(d_m, 1e-3)); see :mod:`embspace.families.rmg`.
         histogram_bins: bins over [−1, 1] of the similarity histograms (the ``histograms`` family, stored in
             ``report.histograms``: matched, unmatched and within-modality pairs).
         tile: rows per tile of the pairwise engine (at most; halved until tiles fit the memory budget).
@@ -132,7 +138,8 @@ def measure(
             metrics=metrics, t=t, alpha=alpha, device=device, precision=precision, normalize=normalize,
             drop_invalid=drop_invalid, recall_ks=recall_ks, hubness_k=hubness_k, alpha_req_range=alpha_req_range,
             histogram_bins=histogram_bins, seed=seed, tile=tile, memory=memory, estimate=estimate,
-            sample_above=sample_above, pairs=pairs, queries=queries, backend=backend, progress=progress))
+            sample_above=sample_above, pairs=pairs, queries=queries, backend=backend, progress=progress,
+            alpha_req_fit=alpha_req_fit, rmg_floor=rmg_floor))
     families = _families(given, metrics)
     options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
                                   hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)
@@ -159,8 +166,9 @@ def measure(
         settings["labels"] = label_set.settings({name: e.dim for name, e in embeddings.items()})
     executor = (LocalExecutor(layout, compute.passes) if group is None
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
-    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range,
-                                                                                     "labels": label_set})
+    run = Measurement(embeddings, families, settings, executor, progress,
+                      options={"alpha_req_range": alpha_req_range, "alpha_req_fit": alpha_req_fit,
+                               "rmg_floor": rmg_floor, "labels": label_set})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
                                    memory_budget=budget, chunk_rows=layout.block_rows) if group is None

@@ -48,8 +48,10 @@ def alignment(x: np.ndarray, y: np.ndarray, alpha: float = 2.0) -> float:
     return float(np.mean(np.linalg.norm(unit(x) - unit(y), axis=1) ** alpha))
 
 
-def rmg(x: np.ndarray, y: np.ndarray) -> float:
-    d_m = max(1 - (matched_cosine(x, y) + 1) / 2, 1e-3)
+def rmg(x: np.ndarray, y: np.ndarray, floor: str = "source") -> float:
+    """Schrodi et al.'s compute_rmg: 1e-3 replaces d_m only where d_m ≤ 0 (``floor="source"``); ``"clamp"``: max."""
+    d_m = 1 - (matched_cosine(x, y) + 1) / 2
+    d_m = max(d_m, 1e-3) if floor == "clamp" else (d_m if d_m > 0 else 1e-3)
     d_a, d_b = 1 - (cone(x) + 1) / 2, 1 - (cone(y) + 1) / 2
     return d_m / (d_m + (d_a + d_b) / 2)
 
@@ -93,6 +95,31 @@ def effective_rank(x: np.ndarray, centered: bool) -> float:
     if centered:
         sigma = sigma[: min(len(x) - 1, x.shape[1])]
     return entropy_rank(sigma, 0.0)
+
+
+def rankme_covariance(x: np.ndarray) -> float:
+    """reptrix get_rankme: sklearn PCA's explained-variance ratios of the centred rows, ε = 1e-7."""
+    from sklearn.decomposition import PCA
+
+    a = unit(x)
+    eig = PCA(n_components=min(2048, *a.shape), svd_solver="full").fit(a - a.mean(0)).explained_variance_ratio_
+    p = eig / np.abs(eig).sum() + 1e-7
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def alpha_req_reptrix(x: np.ndarray, first: int = 11, last: int = 100) -> float:
+    """reptrix get_alpha / get_powerlaw, transcribed: PCA explained-variance ratios of the centred rows, then the
+    1/k-weighted normal equations of log λ_k = −α log k + c over k = first … last."""
+    from sklearn.decomposition import PCA
+
+    a = unit(x)
+    eig = PCA(n_components=min(2048, *a.shape), svd_solver="full").fit(a - a.mean(0)).explained_variance_ratio_
+    trange = np.arange(first - 1, last)
+    y = np.log(np.abs(eig))[trange][:, np.newaxis]
+    trange = trange + 1
+    design = np.concatenate((-np.log(trange)[:, np.newaxis], np.ones((trange.size, 1))), axis=1)
+    w = 1.0 / trange.astype(np.float32)[:, np.newaxis]
+    return float(np.linalg.solve(design.T @ (design * w), (w * design).T @ y).flatten()[0])
 
 
 def participation_ratio(x: np.ndarray) -> float:

@@ -67,8 +67,8 @@ def test_single_modality_gets_single_modality_metrics(dumps):
     result = run("measure", f"image={dumps / 'coco.npz'}:img", "--json", "-")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)["metrics"]
-    assert set(metrics) == {"cone", "uniformity", "rankme", "effective_rank", "effective_rank_centered",
-                            "participation_ratio", "alpha_req"}
+    assert set(metrics) == {"cone", "uniformity", "rankme", "rankme_covariance", "effective_rank",
+                            "effective_rank_centered", "participation_ratio", "alpha_req"}
 
 
 def test_compare_shows_each_change(dumps, tmp_path):

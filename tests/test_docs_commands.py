@@ -238,6 +238,8 @@ HOW: dict[str, How] = {
         makes=(_sample_classes,)),
     "python tools/build_multicaption.py --out /tmp/emoji-captions.npz": How(
         skip="downloads a Debian package and the text model's wheel, then retrains the sample's heads (~20 min)"),
+    "$ embspace measure pairs=features_clip.npy --metrics alignment,gap_split,gap_anatomy,modality_bias": How(
+        makes=(lambda f: _clip_stack(f, real=True),)),
     # docs/compare.md
     "embspace compare clip.json shifted.json --data-before pairs=features_clip.npy": How(makes=(_clip_and_shifted,)),
     # docs/distributed.md

@@ -75,7 +75,7 @@ def test_alpha_req_against_numpy_fit_and_a_planted_power_law():
     scales = np.arange(1, d + 1) ** (-alpha / 2)  # covariance eigenvalues ∝ k^−α before normalising rows
     q, _ = np.linalg.qr(rng.normal(size=(d, d)))
     x = (rng.normal(size=(50_000, d)) * scales) @ q.T
-    report = embspace.measure(image=x, metrics="spectrum", device="cpu", alpha_req_range=(1, 20))
+    report = embspace.measure(image=x, metrics="spectrum", device="cpu", alpha_req_range=(1, 20), alpha_req_fit="ols")
     lam = np.sort(np.linalg.eigvalsh(np.cov(ref.unit(x), rowvar=False)))[::-1]
     expected = -np.polyfit(np.log(np.arange(1, 21)), np.log(lam[:20]), 1)[0]
     assert report["alpha_req.image"] == pytest.approx(expected, abs=1e-6)
@@ -122,9 +122,11 @@ def test_identical_modalities():
     assert report["matched_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert report["recall@1.image->text"] == 1.0 and report["recall@1.text->image"] == 1.0
     assert report["uniformity.joint"] == pytest.approx(ref.uniformity_joint(x, x), abs=TOL)
-    d_m = 1e-3  # Schrodi's floor on the matched distance
+    d_m = 1e-3  # the clamp floor on the matched distance (rounding leaves d_m within ±1e-7 of 0)
     d_a = 1 - (ref.cone(x) + 1) / 2
-    assert report["rmg"] == pytest.approx(d_m / (d_m + d_a), abs=1e-6)
+    clamped = embspace.measure(image=x, text=x.copy(), metrics="rmg", device="cpu", rmg_floor="clamp")
+    assert clamped["rmg"] == pytest.approx(d_m / (d_m + d_a), abs=1e-6)
+    assert report["rmg"] <= d_m / (d_m + d_a) + 1e-6  # the source's floor: 1e-3 only where d_m ≤ 0
 
 
 # ---- invariances ---------------------------------------------------------------------------------------------

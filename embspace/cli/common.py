@@ -187,7 +187,8 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "metrics", "device", "precision", "backend", "estimate", "sample_above", "pairs", "queries", "memory", "t", "alpha",
     "step", "steps", "step_pattern", "unit", "names", "drop_invalid", "resamples", "seed", "confidence", "subsample",
     "loss", "head", "dim", "epochs", "batch_size", "lr", "weight_decay", "eval_fraction", "resume", "labels", "method",
-    "lam", "center")} | {"loss_options": "--loss-option", "templates": "--each", "specs": "", "modalities": ""}
+    "lam", "center", "rmg_floor", "alpha_req_fit", "alpha_req_range",
+)} | {"loss_options": "--loss-option", "templates": "--each", "specs": "", "modalities": ""}
 """The API's parameter names (what an :class:`~embspace.errors.InputError` names) → the flags of this CLI ("": the
 positional specs, shown without a name)."""
 _MENTION = re.compile(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")=(True\b|(?=[\s,;:)]|$))")

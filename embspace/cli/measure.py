@@ -79,6 +79,15 @@ def measure(
              "Default: the free memory of the device.", show_default=False)] = None,
     t: Annotated[float, typer.Option(help="Uniformity temperature.")] = defaults.T,
     alpha: Annotated[float, typer.Option(help="Alignment exponent.")] = defaults.ALPHA,
+    rmg_floor: Annotated[str, typer.Option(
+        help="RMG floor: source (1e-3 replaces only a matched distance ≤ 0, as Schrodi et al.'s code) or clamp "
+             "(max(d_m, 1e-3)).")] = defaults.RMG_FLOOR,
+    alpha_req_fit: Annotated[str, typer.Option(
+        help="α-ReQ fit: reptrix (the authors' 1/k-weighted fit, k = 11…100) or ols (unweighted, every "
+             "eigenvalue).")] = defaults.ALPHA_REQ_FIT,
+    alpha_req_range: Annotated[str | None, typer.Option(
+        help="α-ReQ fit range FIRST,LAST (1-based ranks, inclusive), replacing the fit's default range.",
+        show_default=False)] = None,
     require_normalized: Annotated[bool, typer.Option(
         "--require-normalized", help="Refuse rows whose norm is not 1 instead of normalising them.")] = False,
     drop_invalid: Annotated[bool, typer.Option(
@@ -109,7 +118,8 @@ def measure(
     options = {"metrics": families, "device": device, "precision": precision, "backend": backend, "t": t,
                "alpha": alpha, "normalize": not require_normalized, "drop_invalid": drop_invalid,
                "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
-               "memory": budget}
+               "memory": budget, "rmg_floor": rmg_floor, "alpha_req_fit": alpha_req_fit,
+               "alpha_req_range": fit_range(alpha_req_range)}
     if pair_ids:
         if each or all_steps or sample:
             fail("--pair-ids pairs the rows of one dump given as NAME=PATH specs")
@@ -189,6 +199,16 @@ def pair_ids_option(values: list[str], specs: list[str]) -> str | dict[str, str]
             fail(f"--pair-ids {value}: with several --pair-ids, each is NAME=PATH[:KEY] for one of "
                  f"{', '.join(names)}")
     return named
+
+
+def fit_range(text: str | None) -> tuple[int, int] | None:
+    """``--alpha-req-range 11,100`` → (11, 100); the API checks the numbers."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 2 or not all(part.lstrip("-").isdigit() for part in parts):
+        fail(f"--alpha-req-range: give two integers FIRST,LAST (e.g. 11,100), got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _need(families: list[str]) -> str:

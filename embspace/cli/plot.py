@@ -21,6 +21,7 @@ KINDS = {
     "map": "2-D map of both modalities; INPUT: dump specs (image=a.npz:img text=a.npz:txt, pairs=s.npy) or --sample",
     "before-after": "two reports side by side; INPUT: the report before and the report after",
     "reliability": "zero-shot reliability diagram; INPUT: reports measured with labels= and prompts= (before, after)",
+    "gap-profile": "share of the gap's ‖Δ‖² per dimension, sorted, cumulative; INPUT: one or more reports",
 }
 FORMATS = (".png", ".svg", ".pdf")
 DPI = 120
@@ -91,6 +92,8 @@ def plot(
                 fig = figures.spectrum(read)
             elif kind == "reliability":
                 fig = figures.reliability(read)
+            elif kind == "gap-profile":
+                fig = figures.gap_profile(read)
             elif kind == "histograms":
                 fig = figures.histograms(next(iter(read.values())), coarsen=coarsen)
             else:
@@ -113,6 +116,7 @@ def plot(
 
 COUNTS = {"curves": (1, None), "plane": (1, None), "spectrum": (1, None), "histograms": (1, 1),
           "before-after": (2, 2), "reliability": (1, None)}
+          "before-after": (2, 2), "gap-profile": (1, None)}
 
 
 def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str, Any]:
@@ -129,6 +133,7 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
     read = [read_reports(item) for item in items]
     want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report",
             "reliability": "report"}.get(kind)
+            "gap-profile": "report"}.get(kind)
     for item, value in zip(items, read, strict=True):
         if want is not None and type(value).__name__.lower() != want:
             raise InputError(item, f"is a {type(value).__name__.lower()}; {kind} needs a {want}")

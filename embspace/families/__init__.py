@@ -17,10 +17,12 @@ from embspace.families.base import Context, Family, Found, Need, PairPass, RowSt
 from embspace.families.classes import ClassStructure
 from embspace.families.cone import Cone
 from embspace.families.gap import Gap
+from embspace.families.gap_anatomy import GapAnatomy
 from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
 from embspace.families.hubness import Hubness
 from embspace.families.probe import FewShotProbe
+from embspace.families.modality_bias import ModalityBias
 from embspace.families.retrieval import Retrieval
 from embspace.families.rmg import RelativeModalityGap
 from embspace.families.separability import Separability
@@ -43,6 +45,8 @@ REGISTRY: tuple[Family, ...] = (
     ZeroShot(),  # the label families: computed only when labels are given
     ClassStructure(),
     FewShotProbe(),
+    GapAnatomy(),
+    ModalityBias(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)

@@ -10,6 +10,7 @@ function            what it shows                                               
 ``embedding_map``   both modalities in 2-D (PCA or UMAP), pairs and the gap arrow       embeddings
 ``before_after``    key metrics and histograms of two reports side by side              two reports
 ``reliability``     zero-shot accuracy against confidence per bin, with each ECE        reports
+``gap_profile``     share of ‖Δ‖² per dimension, sorted, and its cumulative sum         reports
 ==================  ==================================================================  ===============
 
 Each takes ``ax=None`` (draw into a given Axes instead of a new figure) and returns the figure, which shows inline
@@ -20,6 +21,7 @@ in Jupyter and saves with ``fig.savefig("gap.png")``.
 """
 
 from embspace.plot._curves import curves
+from embspace.plot._gap_profile import gap_profile
 from embspace.plot._histograms import histograms
 from embspace.plot._map import embedding_map
 from embspace.plot._panels import before_after
@@ -27,4 +29,5 @@ from embspace.plot._plane import plane
 from embspace.plot._reliability import reliability
 from embspace.plot._spectrum import spectrum
 
-__all__ = ["before_after", "curves", "embedding_map", "histograms", "plane", "reliability", "spectrum"]
+__all__ = ["before_after", "curves", "embedding_map", "gap_profile", "histograms", "plane", "reliability",
+           "spectrum"]

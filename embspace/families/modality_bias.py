@@ -1,0 +1,65 @@
+"""The modality bias of a pooled gallery: for each query, the share of its k nearest neighbours in X̂ ∪ Ŷ (2N items,
+itself excluded) from its own modality, averaged per modality, against chance (N − 1)/(2N − 1)
+(:mod:`embspace.metrics.gap_anatomy`). A gap makes a pooled (mixed-modality) retrieval return the query's own
+modality: 1.0 when every neighbour is.
+
+Exact, from three top-k tables of the pairwise engine (:class:`~embspace.kernels.pairwise.TopK`, ties by index):
+each modality against itself (k + 1 candidates, so that the query itself can be dropped; the passes uniformity
+runs) and the cross pass (k). Never sampled; not bootstrapped; left out of a sharded run (its symmetric top-k
+tables are not merged across ranks), which ``settings["modality_bias"]`` says.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from embspace.families.base import Context, Family, Found, Need, PairPass, Statistics
+from embspace.kernels.pairwise import TopK
+from embspace.metrics.gap_anatomy import BIAS_K, chance, merged_symmetric, pooled_neighbours, self_excluded
+from embspace.metrics.retrieval import top_state_bytes
+
+
+def _self_top(context: Context, x, y, tile: int) -> TopK:
+    return TopK(x.n, x.n, BIAS_K + 1, x.device)
+
+
+def _cross_top(context: Context, x, y, tile: int) -> TopK:
+    return TopK(x.n, y.n, BIAS_K, x.device)
+
+
+class ModalityBias(Family):
+    name = "modality_bias"
+    paired_only = True
+    table_position = 41.0  # beside hubness: both read top-k tables
+    conventions: ClassVar[dict[str, str]] = {
+        "modality_bias": f"mean over a modality's queries of the share of its k = {BIAS_K} nearest neighbours "
+                         "(cosine) in the pooled gallery of both modalities (2N items, itself excluded, ties by "
+                         "gallery index) from its own modality; chance = (N − 1)/(2N − 1)"}
+    not_resampled = "modality_bias"
+
+    def needs(self, context: Context) -> list[Need]:
+        if "distributed" in context.settings:
+            return []
+        bytes_self = top_state_bytes(context.n, context.n, BIAS_K + 1)
+        return [*(PairPass(name, "pooled_top", _self_top, label="modality_bias", state_bytes=bytes_self,
+                           options={"k": BIAS_K + 1}) for name in context.names),
+                PairPass("cross", "pooled_top", _cross_top, label="modality_bias",
+                         state_bytes=top_state_bytes(context.n, context.n, BIAS_K), options={"k": BIAS_K})]
+
+    def finish(self, context: Context, stats: Statistics) -> Found:
+        if "distributed" in context.settings:
+            return Found(settings={"modality_bias": {"k": BIAS_K, "left_out": "a sharded run merges no symmetric "
+                                                                              "top-k tables"}})
+        a, b = context.names
+        cross = stats.reduction("cross", "pooled_top")
+        k = min(BIAS_K, context.n - 1)
+        shares = {}
+        for name, other_values, first in ((a, cross.row_values, True), (b, cross.col_values.T, False)):
+            top = stats.reduction(name, "pooled_top")
+            values, index = merged_symmetric(top.row_values, top.row_index, top.col_values, top.col_index,
+                                             top.k_rows)
+            own_values, own_index = self_excluded(values, index, k)
+            own = pooled_neighbours(own_values, own_index, other_values, k, context.n, first)
+            shares[name] = float(own.double().mean() / k) if k > 0 else float("nan")
+        return Found(metrics={"modality_bias": {**shares, "chance": chance(context.n)}},
+                     settings={"modality_bias": {"k": k}})
