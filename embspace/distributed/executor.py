@@ -41,6 +41,7 @@ from embspace.kernels.pairwise import (
 )
 from embspace.kernels.rows import ResidentRows, Rows
 from embspace.metrics import centroid, separability, spectrum, uniformity
+from embspace.spaces.sums import SpaceSums, sums_of_rows
 
 POSITIONAL = (RankCount, TopK)
 
@@ -120,6 +121,17 @@ class ShardedExecutor(LocalExecutor):
         local = spectrum.Gram.of_rows(rows)
         return spectrum.Gram(self.n, self._sum(local.gram, "merging Gram matrices"),
                              self._sum(local.total, "merging Gram matrices"))
+
+    def space_sums(self, x: Rows, y: Rows) -> SpaceSums:
+        """The shard's two-space sums about the origin (a centre every rank shares), added across ranks."""
+        centres = (torch.zeros(x.dim, dtype=torch.float64), torch.zeros(y.dim, dtype=torch.float64))
+        local = sums_of_rows(x, y, centres)
+        for f in dataclasses.fields(local):
+            value = getattr(local, f.name)
+            merged = self._sum(value if isinstance(value, torch.Tensor) else torch.tensor([value], dtype=torch.float64),
+                               "merging the two-space sums")
+            setattr(local, f.name, merged if isinstance(value, torch.Tensor) else float(merged[0]))
+        return local
 
     def matched_log_sum(self, x: Rows, y: Rows, t: float) -> float:
         parts = self.group.all_gather(torch.tensor([uniformity.matched_log_sum(x, y, t)], dtype=torch.float64),

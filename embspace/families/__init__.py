@@ -23,6 +23,7 @@ from embspace.families.retrieval import Retrieval
 from embspace.families.rmg import RelativeModalityGap
 from embspace.families.separability import Separability
 from embspace.families.spectrum import Spectrum
+from embspace.families.structure import Structure
 from embspace.families.uniformity import Uniformity
 
 REGISTRY: tuple[Family, ...] = (
@@ -37,6 +38,7 @@ REGISTRY: tuple[Family, ...] = (
     Separability(),
     Histograms(),
     GapSplit(),
+    Structure(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)

@@ -22,7 +22,7 @@ import torch
 
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
-from embspace.kernels.rows import as_embeddings, normalize_block
+from embspace.kernels.rows import Rows, as_embeddings, normalize_block
 
 CHUNK_ROWS = 8192  # rows read at a time: a float64 chunk of 8192 × 1024 is 64 MiB
 CENTRE_ROWS = 4096  # the centre each space is shifted by: the mean of its first 4096 unit rows
@@ -84,17 +84,20 @@ def space_centre(emb: Embeddings) -> torch.Tensor:
 
 
 def stream_sums(a: Embeddings | np.ndarray | torch.Tensor, b: Embeddings | np.ndarray | torch.Tensor, *,
-                chunk_rows: int = CHUNK_ROWS, progress=None) -> tuple[SpaceSums, torch.Tensor, torch.Tensor]:
+                chunk_rows: int = CHUNK_ROWS, centres: tuple[torch.Tensor, torch.Tensor] | None = None,
+                progress=None) -> tuple[SpaceSums, torch.Tensor, torch.Tensor]:
     """One pass over the rows of two spaces (read ``chunk_rows`` at a time, normalised and centred in float64).
 
-    Returns ``(sums, centre_a, centre_b)``. The spaces need the same number of rows, not the same dimension.
+    ``centres``: the points each space is shifted by (default: :func:`space_centre`; sums of several row ranges
+    add only about the same centres). Returns ``(sums, centre_a, centre_b)``. The spaces need the same number of
+    rows, not the same dimension.
     """
     ea, eb = as_embeddings(a, "<space A>"), as_embeddings(b, "<space B>")
     if ea.n != eb.n:
         raise InputError(eb.source, f"has {eb.n} rows but {ea.source} has {ea.n}: two spaces are compared row by row")
     if ea.n < 4:
         raise InputError(ea.source, f"has {ea.n} rows; comparing two spaces needs at least 4 (unbiased HSIC: n − 3)")
-    ca, cb = space_centre(ea), space_centre(eb)
+    ca, cb = centres if centres is not None else (space_centre(ea), space_centre(eb))
     sums = SpaceSums.zeros(ea.dim, eb.dim)
     for start in range(0, ea.n, chunk_rows):
         stop = min(start + chunk_rows, ea.n)
@@ -104,3 +107,13 @@ def stream_sums(a: Embeddings | np.ndarray | torch.Tensor, b: Embeddings | np.nd
         if progress is not None:
             progress(stop - start)
     return sums, ca, cb
+
+
+def sums_of_rows(x: Rows, y: Rows, centres: tuple[torch.Tensor, torch.Tensor] | None = None) -> SpaceSums:
+    """:func:`stream_sums` of two prepared :class:`~embspace.kernels.rows.Rows` (read from their source and
+    normalised in float64 where they keep it, else from their normalised blocks)."""
+    sources = [getattr(r, "embeddings", None) for r in (x, y)]
+    if all(isinstance(e, Embeddings) for e in sources):
+        return stream_sums(sources[0], sources[1], centres=centres)[0]
+    blocks = [Embeddings.from_array(r.block(0, r.n).double().cpu(), r.source) for r in (x, y)]
+    return stream_sums(blocks[0], blocks[1], centres=centres)[0]
