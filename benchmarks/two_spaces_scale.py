@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostinfo import cpu_model, write_results  # noqa: E402
+from hostinfo import cpu_model, write_results
 
 DIM = 512
 

@@ -100,9 +100,8 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Comparison", "Embeddings", "InputError", "Report", "SpaceComparison", "Trajectory", "__version__", "compare",
-           "compare_spaces", "load",
-           "load_sample", "measure", "measure_trajectory", "plot"]
+__all__ = ["Comparison", "Embeddings", "InputError", "Report", "SpaceComparison", "Trajectory", "__version__",
+           "compare", "compare_spaces", "load", "load_sample", "measure", "measure_trajectory", "plot"]
 
 
 def __dir__() -> list[str]:

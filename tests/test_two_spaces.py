@@ -25,10 +25,10 @@ CPU = torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------- float64 references, N×N
-def hsic_song(k: np.ndarray, l: np.ndarray) -> float:
-    """Song et al. 2012, eq. 5, on kernels with zeroed diagonals (the N×N matrices)."""
+def hsic_song(k: np.ndarray, g: np.ndarray) -> float:
+    """Song et al. 2012, eq. 5, on kernels with zeroed diagonals (the N×N matrices), as printed."""
     m = len(k)
-    kt, lt = k.copy(), l.copy()
+    kt, lt = k.copy(), g.copy()
     np.fill_diagonal(kt, 0)
     np.fill_diagonal(lt, 0)
     ones = np.ones(m)
@@ -36,15 +36,30 @@ def hsic_song(k: np.ndarray, l: np.ndarray) -> float:
                   - 2 / (m - 2) * ones @ kt @ lt @ ones) / (m * (m - 3)))
 
 
-def hsic_gretton(k: np.ndarray, l: np.ndarray) -> float:
+def hsic_gretton(k: np.ndarray, g: np.ndarray) -> float:
     m = len(k)
     h = np.eye(m) - 1 / m
-    return float(np.trace(k @ h @ l @ h))
+    return float(np.trace(k @ h @ g @ h))
+
+
+def hsic_song_n2(k: np.ndarray, g: np.ndarray) -> float:
+    """Eq. 5 again with O(N²) work on the same N×N matrices: tr(K̃L̃) = Σ K̃∘L̃, 1ᵀK̃L̃1 = (K̃1)·(L̃1)."""
+    m = len(k)
+    kt, lt = k - np.diag(np.diag(k)), g - np.diag(np.diag(g))
+    rk, rl = kt.sum(1), lt.sum(1)
+    return float(((kt * lt).sum() + rk.sum() * rl.sum() / ((m - 1) * (m - 2)) - 2 / (m - 2) * rk @ rl)
+                 / (m * (m - 3)))
+
+
+def hsic_gretton_n2(k: np.ndarray, g: np.ndarray) -> float:
+    """tr(KHLH) = Σ (HKH)∘L with O(N²) work."""
+    centred = k - k.mean(0) - k.mean(1)[:, None] + k.mean()
+    return float((centred * g).sum())
 
 
 def cka_dense(a: np.ndarray, b: np.ndarray, hsic) -> float:
-    k, l = a @ a.T, b @ b.T
-    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+    k, g = a @ a.T, b @ b.T
+    return hsic(k, g) / np.sqrt(hsic(k, k) * hsic(g, g))
 
 
 def cka_kornblith_debiased(x: np.ndarray, y: np.ndarray) -> float:
@@ -105,11 +120,15 @@ def test_cka_matches_published_formulas(kind, chunk):
 
 def test_cka_dense_reference_at_2000_rows():
     a, b = spaces("cone", 2000, seed=3, dims=(32, 24))
-    ua, ub = ref.unit(a), ref.unit(b)
     got = cka_from_sums(stream_sums(a.astype(np.float32), b.astype(np.float32), chunk_rows=333)[0])
     ua, ub = ref.unit(a.astype(np.float32).astype(np.float64)), ref.unit(b.astype(np.float32).astype(np.float64))
-    assert got["unbiased"] == pytest.approx(cka_dense(ua, ub, hsic_song), abs=1e-9)
-    assert got["biased"] == pytest.approx(cka_dense(ua, ub, hsic_gretton), abs=1e-9)
+    small = slice(0, 150)  # the O(N²) forms are eq. 5 and tr(KHLH) themselves
+    assert hsic_song_n2(ua[small] @ ua[small].T, ub[small] @ ub[small].T) == pytest.approx(
+        hsic_song(ua[small] @ ua[small].T, ub[small] @ ub[small].T), rel=1e-10)
+    assert hsic_gretton_n2(ua[small] @ ua[small].T, ub[small] @ ub[small].T) == pytest.approx(
+        hsic_gretton(ua[small] @ ua[small].T, ub[small] @ ub[small].T), rel=1e-10)
+    assert got["unbiased"] == pytest.approx(cka_dense(ua, ub, hsic_song_n2), abs=1e-9)
+    assert got["biased"] == pytest.approx(cka_dense(ua, ub, hsic_gretton_n2), abs=1e-9)
 
 
 def test_cka_invariances():
