@@ -9,6 +9,7 @@ function            what it shows                                               
 ``histograms``      cosine similarity of matched / unmatched / within-modality pairs    a report
 ``embedding_map``   both modalities in 2-D (PCA or UMAP), pairs and the gap arrow       embeddings
 ``before_after``    key metrics and histograms of two reports side by side              two reports
+``space_structure`` CKA and mutual-kNN kept between dumps of the same rows               space comparisons
 ==================  ==================================================================  ===============
 
 Each takes ``ax=None`` (draw into a given Axes instead of a new figure) and returns the figure, which shows inline
@@ -23,6 +24,7 @@ from embspace.plot._histograms import histograms
 from embspace.plot._map import embedding_map
 from embspace.plot._panels import before_after
 from embspace.plot._plane import plane
+from embspace.plot._spaces import space_structure
 from embspace.plot._spectrum import spectrum
 
-__all__ = ["before_after", "curves", "embedding_map", "histograms", "plane", "spectrum"]
+__all__ = ["before_after", "curves", "embedding_map", "histograms", "plane", "space_structure", "spectrum"]
