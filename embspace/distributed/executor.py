@@ -26,6 +26,7 @@ from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, ring_steps, shard_bounds, visits
 from embspace.distributed.ring import ring_pass, rows_of, stream_between, stream_block
 from embspace.embeddings import Embeddings
+from embspace.errors import InputError
 from embspace.executor import CROSS, LocalExecutor, Needs
 from embspace.families.base import Context, PairPass, Statistics
 from embspace.kernels.budget import Plan
@@ -41,6 +42,7 @@ from embspace.kernels.pairwise import (
 )
 from embspace.kernels.rows import ResidentRows, Rows
 from embspace.metrics import centroid, separability, spectrum, uniformity
+from embspace.spaces.neighbours import SelfNeighbours
 from embspace.spaces.sums import SpaceSums, sums_of_rows
 
 POSITIONAL = (RankCount, TopK)
@@ -161,6 +163,9 @@ class ShardedExecutor(LocalExecutor):
         retrying alone would leave the others waiting)."""
         tile = self._tile(space, found)
         reductions = [need.make(context, x, y, tile) for need in found]
+        if any(isinstance(r, SelfNeighbours) for r in reductions):
+            raise InputError("metrics", "structure (its within-modality kNN) is not computed across ranks yet; "
+                                        "measure it in one process, or leave it out of --metrics under torchrun")
         free = [r for r in reductions if not isinstance(r, POSITIONAL)]
         positional = [r for r in reductions if isinstance(r, POSITIONAL)]
         if positional:
