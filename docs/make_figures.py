@@ -12,6 +12,7 @@ those reports (and, for the 2-D map, from the final embeddings), so the numbers 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import embspace
@@ -56,7 +57,7 @@ def structure_steps(resamples: int = 50):
 
     archive, steps = str(SAMPLE_PATH), sample_steps()
     dumps = {s: embspace.load(f"image={archive}:image_step{s}", f"text={archive}:text_step{s}") for s in steps}
-    pairs = [*zip(steps, steps[1:], strict=False), (steps[0], steps[-1])]
+    pairs = [*itertools.pairwise(steps), (steps[0], steps[-1])]
     comparisons = {f"{a}→{b}": embspace.compare_spaces(dumps[a], dumps[b], resamples=resamples) for a, b in pairs}
     return embspace.plot.space_structure(comparisons, title="structure kept between training snapshots (sample)")
 
