@@ -254,3 +254,25 @@ def test_cli_compare_with_spaces(tmp_path):
     spaces_json = json.loads((tmp_path / "c.json").read_text())["spaces"]["modalities"]
     assert spaces_json["text"]["mutual_knn"] == 1.0 and spaces_json["image"]["mutual_knn"] < 1.0
     assert spaces_json["image"]["moved"][0]["caption"].startswith("caption ")
+
+
+def test_plot_space_structure_from_results_and_cli(tmp_path):
+    import embspace.plot
+
+    a, b = spaces("random", 120, seed=1, dims=(6, 6))
+    results = {"a→b": compare_spaces({"image": a}, {"image": b}, resamples=10),
+               "a→a": compare_spaces({"image": a}, {"image": a}, resamples=10)}
+    fig = embspace.plot.space_structure(results)
+    lines = fig.axes[0].get_lines()
+    drawn = {tuple(np.round(np.asarray(line.get_ydata(), dtype=float), 6)) for line in lines
+             if len(line.get_ydata()) == 2}
+    kept = results["a→b"].changes["image"].values
+    assert (round(kept["mutual_knn"], 6), 1.0) in drawn
+    assert (round(kept["cka_unbiased"], 6), 1.0) in drawn
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"changes": []}))
+    result = CliRunner().invoke(app, ["plot", "spaces", str(report), "--out", str(tmp_path / "f.png")])
+    assert result.exit_code == 2 and "holds no 'spaces'" in result.output and not (tmp_path / "f.png").exists()
+    report.write_text(json.dumps({"spaces": results["a→b"].to_dict()}))
+    assert CliRunner().invoke(app, ["plot", "spaces", str(report), "--out", str(tmp_path / "f.png")]).exit_code == 0
+    assert (tmp_path / "f.png").stat().st_size > 0

@@ -20,6 +20,7 @@ KINDS = {
     "histograms": "cosine-similarity histograms; INPUT: one report",
     "map": "2-D map of both modalities; INPUT: dump specs (image=a.npz:img text=a.npz:txt, pairs=s.npy) or --sample",
     "before-after": "two reports side by side; INPUT: the report before and the report after",
+    "spaces": "CKA and mutual-kNN kept between dumps; INPUT: embspace compare --json files (with the embeddings)",
 }
 FORMATS = (".png", ".svg", ".pdf")
 DPI = 120
@@ -76,6 +77,8 @@ def plot(
         if kind == "map":
             fig = figures.embedding_map(_map_input(items, sample, step, names), method=method,
                                         drop_invalid=drop_invalid)
+        elif kind == "spaces":
+            fig = figures.space_structure(_spaces_input(items, names_given))
         else:
             if sample:
                 fail("--sample is for the map; the other figures read reports or trajectories")
@@ -146,6 +149,22 @@ def known_metrics(metrics: list[str], runs: dict[str, Any]) -> list[str]:
             raise InputError("metrics", f"no metric {name!r} in the reports{did_you_mean(name, known)} (they have: "
                                         f"{', '.join(sorted({k.partition('.')[0] for k in keys}))})")
     return metrics
+
+
+def _spaces_input(items: list[str], labels: list[str] | None) -> dict[str, Any]:
+    """{label: the JSON of a comparison} for the spaces figure (labels default to the file names)."""
+    from embspace.plot._common import read_json
+
+    if not items:
+        fail(f"spaces takes at least 1 input ({KINDS['spaces'].split('INPUT: ')[1]}), got 0")
+    if labels is not None and len(labels) != len(items):
+        fail(f"--labels gives {len(labels)} names for {len(items)} inputs")
+    read = [read_json(item)[0] for item in items]
+    for item, data in zip(items, read, strict=True):
+        if not isinstance(data, dict) or "spaces" not in data:
+            raise InputError(item, "holds no 'spaces': write it with embspace compare --json and the embeddings "
+                                   "(--data-before/--data-after)")
+    return dict(zip(labels or [Path(item).stem for item in items], read, strict=True))
 
 
 def _label(item: str, value: Any, i: int) -> str:
