@@ -12,6 +12,7 @@ those reports (and, for the 2-D map, from the final embeddings), so the numbers 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import embspace
@@ -42,10 +43,23 @@ def main(argv: list[str] | None = None) -> None:
         "before_after": embspace.plot.before_after(trajectory.at(first), final,
                                                    labels=(f"step {first}", f"step {last}")),
     }
+    figures["structure_steps"] = structure_steps()
     for name, fig in figures.items():
         path = args.out / f"{name}.png"
         fig.savefig(path, dpi=args.dpi, bbox_inches="tight", metadata={"Software": None})
         print(f"{path}  {path.stat().st_size // 1024} KB")
+
+
+def structure_steps(resamples: int = 50):
+    """CKA and mutual-kNN between consecutive training snapshots of the sample (and first → last), per modality,
+    with their intervals (:func:`embspace.compare_spaces`)."""
+    from embspace.data import SAMPLE_PATH, sample_steps
+
+    archive, steps = str(SAMPLE_PATH), sample_steps()
+    dumps = {s: embspace.load(f"image={archive}:image_step{s}", f"text={archive}:text_step{s}") for s in steps}
+    pairs = [*itertools.pairwise(steps), (steps[0], steps[-1])]
+    comparisons = {f"{a}→{b}": embspace.compare_spaces(dumps[a], dumps[b], resamples=resamples) for a, b in pairs}
+    return embspace.plot.space_structure(comparisons, title="structure kept between training snapshots (sample)")
 
 
 if __name__ == "__main__":

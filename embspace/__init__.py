@@ -24,12 +24,15 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from embspace.data import sample_embeddings as load_sample
     from embspace.embeddings import Embeddings
     from embspace.report import Report
+    from embspace.spaces.compare import SpaceComparison, compare_spaces
     from embspace.trajectory import Trajectory, measure_trajectory
 
 _LAZY = {  # name: (module, its name there)
     "Comparison": ("embspace.compare", "Comparison"), "compare": ("embspace.compare", "compare"),
     "Embeddings": ("embspace.embeddings", "Embeddings"), "Report": ("embspace.report", "Report"),
     "Trajectory": ("embspace.trajectory", "Trajectory"),
+    "compare_spaces": ("embspace.spaces.compare", "compare_spaces"),
+    "SpaceComparison": ("embspace.spaces.compare", "SpaceComparison"),
     "measure_trajectory": ("embspace.trajectory", "measure_trajectory"),
     "load_sample": ("embspace.data", "sample_embeddings"),  # the joint-space Embeddings; embspace.data's are arrays
     "gap_matrix": ("embspace.anatomy", "gap_matrix"),
@@ -98,8 +101,8 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Comparison", "Embeddings", "InputError", "Report", "Trajectory", "__version__", "compare", "load",
-           "load_sample", "measure", "measure_trajectory", "plot"]
+__all__ = ["Comparison", "Embeddings", "InputError", "Report", "SpaceComparison", "Trajectory", "__version__",
+           "compare", "compare_spaces", "load", "load_sample", "measure", "measure_trajectory", "plot"]
 
 
 def __dir__() -> list[str]:

@@ -71,6 +71,7 @@ class Comparison:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     significance: Significance | None = None
+    spaces: Any = None  # embspace.spaces.compare.SpaceComparison, with compare(..., spaces=True)
 
     @property
     def retrieval_losses(self) -> list[str]:
@@ -92,7 +93,9 @@ class Comparison:
                 line += f"  {entry.ci_text():>22}  {entry.verdict()}"
             lines.append(line)
         notes = self.significance.notes if self.significance is not None else []
-        return "\n".join([*(f"warning: {w}" for w in self.warnings), *lines, *(f"note: {n}" for n in notes)])
+        spaces = [self.spaces.table()] if self.spaces is not None else []
+        return "\n".join([*(f"warning: {w}" for w in self.warnings), *lines, *(f"note: {n}" for n in notes),
+                          *spaces])
 
     def _ci_label(self) -> str:
         level = self.significance.confidence if self.significance is not None else 0.95
@@ -121,6 +124,8 @@ class Comparison:
         }
         if self.significance is not None:
             out["significance"] = self.significance.to_dict()
+        if self.spaces is not None:
+            out["spaces"] = self.spaces.to_dict()
         return out
 
     def _repr_html_(self) -> str:
@@ -154,6 +159,8 @@ def compare(
     prompts_before: Any = None,
     prompts_after: Any = None,
     pair_ids: Any = None,
+    spaces: bool = False,
+    space_resamples: int | None = None,
 ) -> Comparison:
     """Pair every number of two reports (reports or paths to their JSON) and flag differing settings.
 
@@ -166,6 +173,9 @@ def compare(
     recall@k that dropped beyond the noise. With ``labels`` (one class per pair) and the class prompts before and
     after (``prompts_before=``, ``prompts_after=``), zero-shot top-k and ECE are bootstrapped too, and a zero-shot
     drop or an ECE rise beyond the noise is flagged (:mod:`embspace.label_changes`).
+    With ``spaces=True`` as well, ``comparison.spaces`` holds the structure
+    each modality kept between the two dumps (:func:`embspace.spaces.compare.compare_spaces`: CKA, mutual-kNN,
+    Procrustes with intervals, the rows that moved most; ``space_resamples`` half-samples).
     """
     before = before if isinstance(before, Report) else Report.from_json(before)
     after = after if isinstance(after, Report) else Report.from_json(after)
@@ -202,6 +212,13 @@ def compare(
             entry = comparison.significance.metrics[path]
             warnings.append(f"{what} beyond noise: {path} changed by {entry.change:+.4f} "
                             f"({comparison.significance.confidence:.0%} CI {entry.ci_text()})")
+        if spaces:
+            from embspace.spaces.compare import SPACE_RESAMPLES, compare_spaces
+
+            pair = names or ("image", "text")
+            as_map = (lambda d: d if isinstance(d, Mapping) else dict(zip(pair, d, strict=False)))  # noqa: E731
+            comparison.spaces = compare_spaces(as_map(data_before), as_map(data_after), seed=seed,
+                                               confidence=confidence, resamples=space_resamples or SPACE_RESAMPLES)
     return comparison
 
 

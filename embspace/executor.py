@@ -24,6 +24,7 @@ from embspace.kernels.engine import stream_pairs
 from embspace.kernels.pairwise import count_tiles
 from embspace.kernels.rows import Rows
 from embspace.metrics import centroid, sampled, separability, spectrum, uniformity
+from embspace.spaces.sums import SpaceSums, sums_of_rows
 
 CROSS = "cross"
 
@@ -123,6 +124,9 @@ class LocalExecutor:
                 stats[need] = sampled.recall(rows[names[0]], rows[names[1]], names, ks=settings["recall_ks"],
                                              queries=settings["estimate"]["queries"], seed=settings["seed"],
                                              tile=self.plan.tile)
+        for need in needs.row("space_sums"):
+            with self.timed(self._key(need, need.label)):
+                stats[need] = self.space_sums(rows[names[0]], rows[names[1]])
         for need in needs.row("probe_rows"):
             with self.timed(self._key(need, need.label)):
                 stats[need] = self.probe_rows(rows[names[0]], rows[names[1]], need.options["index"])
@@ -151,6 +155,10 @@ class LocalExecutor:
 
     def gram(self, rows: Rows) -> spectrum.Gram:
         return spectrum.Gram.of_rows(rows)
+
+    def space_sums(self, x: Rows, y: Rows) -> SpaceSums:
+        """The sums of two spaces over the same rows (:mod:`embspace.spaces.sums`): CKA, Procrustes."""
+        return sums_of_rows(x, y)
 
     def matched_log_sum(self, x: Rows, y: Rows, t: float) -> float:
         return uniformity.matched_log_sum(x, y, t)

@@ -48,6 +48,11 @@ def compare(
     pair_ids: Annotated[list[str] | None, typer.Option(
         "--pair-ids", help="Many-to-many pairs of the data (as measure takes them): the bootstrap resamples items.")
     ] = None,
+    spaces: Annotated[bool, typer.Option(
+        "--spaces/--no-spaces", help="With the embeddings: CKA, mutual-kNN and Procrustes between the two dumps per "
+                                     "modality, and the rows whose neighbourhoods moved most.")] = True,
+    space_resamples: Annotated[int, typer.Option(help="Half-samples behind the CKA / Procrustes intervals.")
+                               ] = 100,
 ) -> None:
     """Show each metric's change between two reports; with --data-before/--data-after, which changes exceed noise."""
     import json
@@ -80,7 +85,8 @@ def compare(
             data.update({key: embspace.load(f"prompts={spec}")["prompts"] if spec else None
                          for key, spec in (("prompts_before", prompts_before), ("prompts_after", prompts_after))})
         comparison = embspace.compare(str(before), str(after), resamples=resamples, seed=seed,
-                                      confidence=confidence, subsample=subsample, **data)
+                                      confidence=confidence, subsample=subsample, spaces=spaces,
+                                      space_resamples=space_resamples, **data)
     except InputError as exc:
         fail(flag_message(exc))
     print_comparison(comparison)
@@ -129,3 +135,6 @@ def print_comparison(comparison) -> None:
             entry = tested[path]
             out.print(f"[bold red]RETRIEVAL LOSS beyond noise:[/] {path} {entry.change:+.4f} "
                       f"({significance.confidence:.0%} CI {escape(entry.ci_text())})", highlight=False)
+    if comparison.spaces is not None:
+        for line in comparison.spaces.table().splitlines():  # captions may hold control characters
+            out.print(escape(printable(line)), highlight=False, soft_wrap=True)

@@ -22,6 +22,7 @@ KINDS = {
     "before-after": "two reports side by side; INPUT: the report before and the report after",
     "reliability": "zero-shot reliability diagram; INPUT: reports measured with labels= and prompts= (before, after)",
     "gap-profile": "share of the gap's ‖Δ‖² per dimension, sorted, cumulative; INPUT: one or more reports",
+    "spaces": "CKA and mutual-kNN kept between dumps; INPUT: embspace compare --json files (with the embeddings)",
 }
 FORMATS = (".png", ".svg", ".pdf")
 DPI = 120
@@ -78,6 +79,8 @@ def plot(
         if kind == "map":
             fig = figures.embedding_map(_map_input(items, sample, step, names), method=method,
                                         drop_invalid=drop_invalid)
+        elif kind == "spaces":
+            fig = figures.space_structure(_spaces_input(items, names_given))
         else:
             if sample:
                 fail("--sample is for the map; the other figures read reports or trajectories")
@@ -115,8 +118,7 @@ def plot(
 
 
 COUNTS = {"curves": (1, None), "plane": (1, None), "spectrum": (1, None), "histograms": (1, 1),
-          "before-after": (2, 2), "reliability": (1, None)}
-          "before-after": (2, 2), "gap-profile": (1, None)}
+          "before-after": (2, 2), "reliability": (1, None), "gap-profile": (1, None)}
 
 
 def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str, Any]:
@@ -132,8 +134,7 @@ def _read_all(items: list[str], kind: str, labels: list[str] | None) -> dict[str
 
     read = [read_reports(item) for item in items]
     want = {"curves": "trajectory", "spectrum": "report", "histograms": "report", "before-after": "report",
-            "reliability": "report"}.get(kind)
-            "gap-profile": "report"}.get(kind)
+            "reliability": "report", "gap-profile": "report"}.get(kind)
     for item, value in zip(items, read, strict=True):
         if want is not None and type(value).__name__.lower() != want:
             raise InputError(item, f"is a {type(value).__name__.lower()}; {kind} needs a {want}")
@@ -155,6 +156,22 @@ def known_metrics(metrics: list[str], runs: dict[str, Any]) -> list[str]:
             raise InputError("metrics", f"no metric {name!r} in the reports{did_you_mean(name, known)} (they have: "
                                         f"{', '.join(sorted({k.partition('.')[0] for k in keys}))})")
     return metrics
+
+
+def _spaces_input(items: list[str], labels: list[str] | None) -> dict[str, Any]:
+    """{label: the JSON of a comparison} for the spaces figure (labels default to the file names)."""
+    from embspace.plot._common import read_json
+
+    if not items:
+        fail(f"spaces takes at least 1 input ({KINDS['spaces'].split('INPUT: ')[1]}), got 0")
+    if labels is not None and len(labels) != len(items):
+        fail(f"--labels gives {len(labels)} names for {len(items)} inputs")
+    read = [read_json(item)[0] for item in items]
+    for item, data in zip(items, read, strict=True):
+        if not isinstance(data, dict) or "spaces" not in data:
+            raise InputError(item, "holds no 'spaces': write it with embspace compare --json and the embeddings "
+                                   "(--data-before/--data-after)")
+    return dict(zip(labels or [Path(item).stem for item in items], read, strict=True))
 
 
 def _label(item: str, value: Any, i: int) -> str:

@@ -26,6 +26,7 @@ from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, ring_steps, shard_bounds, visits
 from embspace.distributed.ring import ring_pass, rows_of, stream_between, stream_block
 from embspace.embeddings import Embeddings
+from embspace.errors import InputError
 from embspace.executor import CROSS, LocalExecutor, Needs
 from embspace.families.base import Context, PairPass, Statistics
 from embspace.kernels.budget import Plan
@@ -41,6 +42,8 @@ from embspace.kernels.pairwise import (
 )
 from embspace.kernels.rows import ResidentRows, Rows
 from embspace.metrics import centroid, separability, spectrum, uniformity
+from embspace.spaces.neighbours import SelfNeighbours
+from embspace.spaces.sums import SpaceSums, sums_of_rows
 
 POSITIONAL = (RankCount, TopK)
 
@@ -121,6 +124,17 @@ class ShardedExecutor(LocalExecutor):
         return spectrum.Gram(self.n, self._sum(local.gram, "merging Gram matrices"),
                              self._sum(local.total, "merging Gram matrices"))
 
+    def space_sums(self, x: Rows, y: Rows) -> SpaceSums:
+        """The shard's two-space sums about the origin (a centre every rank shares), added across ranks."""
+        centres = (torch.zeros(x.dim, dtype=torch.float64), torch.zeros(y.dim, dtype=torch.float64))
+        local = sums_of_rows(x, y, centres)
+        for f in dataclasses.fields(local):
+            value = getattr(local, f.name)
+            merged = self._sum(value if isinstance(value, torch.Tensor) else torch.tensor([value], dtype=torch.float64),
+                               "merging the two-space sums")
+            setattr(local, f.name, merged if isinstance(value, torch.Tensor) else float(merged[0]))
+        return local
+
     def matched_log_sum(self, x: Rows, y: Rows, t: float) -> float:
         parts = self.group.all_gather(torch.tensor([uniformity.matched_log_sum(x, y, t)], dtype=torch.float64),
                                       "merging matched sums")
@@ -149,6 +163,9 @@ class ShardedExecutor(LocalExecutor):
         retrying alone would leave the others waiting)."""
         tile = self._tile(space, found)
         reductions = [need.make(context, x, y, tile) for need in found]
+        if any(isinstance(r, SelfNeighbours) for r in reductions):
+            raise InputError("metrics", "structure (its within-modality kNN) is not computed across ranks yet; "
+                                        "measure it in one process, or leave it out of --metrics under torchrun")
         free = [r for r in reductions if not isinstance(r, POSITIONAL)]
         positional = [r for r in reductions if isinstance(r, POSITIONAL)]
         if positional:

@@ -21,12 +21,13 @@ from embspace.families.gap_anatomy import GapAnatomy
 from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
 from embspace.families.hubness import Hubness
-from embspace.families.probe import FewShotProbe
 from embspace.families.modality_bias import ModalityBias
+from embspace.families.probe import FewShotProbe
 from embspace.families.retrieval import Retrieval
 from embspace.families.rmg import RelativeModalityGap
 from embspace.families.separability import Separability
 from embspace.families.spectrum import Spectrum
+from embspace.families.structure import Structure
 from embspace.families.uniformity import Uniformity
 from embspace.families.zeroshot import ZeroShot
 
@@ -47,6 +48,7 @@ REGISTRY: tuple[Family, ...] = (
     FewShotProbe(),
     GapAnatomy(),
     ModalityBias(),
+    Structure(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)

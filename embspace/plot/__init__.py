@@ -11,6 +11,7 @@ function            what it shows                                               
 ``before_after``    key metrics and histograms of two reports side by side              two reports
 ``reliability``     zero-shot accuracy against confidence per bin, with each ECE        reports
 ``gap_profile``     share of ‖Δ‖² per dimension, sorted, and its cumulative sum         reports
+``space_structure`` CKA and mutual-kNN kept between dumps of the same rows               space comparisons
 ==================  ==================================================================  ===============
 
 Each takes ``ax=None`` (draw into a given Axes instead of a new figure) and returns the figure, which shows inline
@@ -27,7 +28,8 @@ from embspace.plot._map import embedding_map
 from embspace.plot._panels import before_after
 from embspace.plot._plane import plane
 from embspace.plot._reliability import reliability
+from embspace.plot._spaces import space_structure
 from embspace.plot._spectrum import spectrum
 
 __all__ = ["before_after", "curves", "embedding_map", "gap_profile", "histograms", "plane", "reliability",
-           "spectrum"]
+           "space_structure", "spectrum"]

@@ -1,0 +1,62 @@
+"""Geometric consistency of the two modalities of one model: do the image–image and text–text neighbourhoods agree?
+
+Jiang et al. (CVPR 2023, "Understanding and constructing latent modality structures") ask a multimodal space to
+keep its intra-modal geometry consistent across modalities (their L_gc term pulls ⟨x̂_j, x̂_k⟩ toward ⟨ŷ_j, ŷ_k⟩).
+As a metric, the agreement of the two modalities' self-similarity structures over the pairs (row i of A with row i
+of B), three ways (:mod:`embspace.spaces`):
+
+- ``mutual_knn`` — mean_i |kNN_A(i) ∩ kNN_B(i)|/k, self excluded (Huh et al. 2024), k = 10, from one top-k over
+  each modality's self pass (the pass uniformity already runs);
+- ``cka`` — linear CKA, ``unbiased`` (Song et al. 2012 HSIC) and ``biased`` (Kornblith et al. 2019), exact from
+  one O(N·D²) pass of D×D sums;
+- ``procrustes`` — the orthogonal Procrustes residual of the centred, Frobenius-normalised modalities
+  (0: one modality is a rotation of the other).
+
+Exact (never sampled); not bootstrapped by ``compare`` (a kNN search or a D×D Gram per resample).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Statistics
+from embspace.kernels.pairwise import Reduction
+from embspace.spaces.cka import CKA_CONVENTION, cka_from_sums
+from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbours, overlap
+from embspace.spaces.procrustes import PROCRUSTES_CONVENTION, procrustes_from_sums
+
+SPACE_SUMS = RowStat("space_sums", label="structure")
+
+
+def _neighbours(context: Context, x, y, tile: int) -> Reduction:
+    return SelfNeighbours(x.n, KNN_K, x.device)
+
+
+def knn_pass(modality: str, n: int) -> PairPass:
+    """The k nearest other rows of every row of one modality, from its self pass."""
+    return PairPass(modality, "knn", _neighbours, label="structure", state_bytes=4 * 8 * n * KNN_K,
+                    options={"k": KNN_K})
+
+
+class Structure(Family):
+    name = "structure"
+    aliases = ("cka", "mutual_knn", "procrustes", "geometric_consistency")
+    paired_only = True
+    table_position = 45.0
+    conventions: ClassVar[dict[str, str]] = {
+        "cka": f"between the two modalities over the pairs; {CKA_CONVENTION}",
+        "mutual_knn": f"between the two modalities' self-neighbourhoods (Jiang et al. 2023 geometric consistency); "
+                      f"{MUTUAL_KNN_CONVENTION}; k = 10",
+        "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}"}
+    not_resampled = "structure (CKA, mutual-kNN and Procrustes need a D×D Gram or a kNN search per resample)"
+
+    def needs(self, context: Context) -> list[Need]:
+        return [SPACE_SUMS, *(knn_pass(name, context.n) for name in context.names)]
+
+    def finish(self, context: Context, stats: Statistics) -> Found:
+        a, b = context.names
+        sums = stats[SPACE_SUMS]
+        knn_a, knn_b = (stats.reduction(name, "knn").neighbours() for name in (a, b))
+        return Found(metrics={"cka": cka_from_sums(sums), "mutual_knn": float(overlap(knn_a, knn_b).mean()),
+                              "procrustes": procrustes_from_sums(sums)},
+                     settings={"structure_k": KNN_K})
