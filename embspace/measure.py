@@ -24,6 +24,7 @@ from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.executor import LocalExecutor
 from embspace.families import FAMILIES, PAIRED_FAMILIES, SINGLE_FAMILIES, parse_metrics
+from embspace.families.directions import select as select_directions
 from embspace.io.validate import validate
 from embspace.kernels.backend import matmul_precision, use_backend
 from embspace.kernels.budget import Plan, parse_size, plan
@@ -69,6 +70,7 @@ def measure(
     queries: int = QUERIES,
     backend: str | None = None,
     progress: bool = False,
+    directions: Mapping[str, Any] | str | None = None,
     **named: Data,
 ) -> Report:
     """Measure the embedding space of one modality or of two paired ones.
@@ -104,9 +106,12 @@ def measure(
             each path really ran (under ``auto`` a pass without a fused kernel runs on torch). See
             :mod:`embspace.kernels.fused`.
         progress: show a progress bar on stderr.
+        directions: subspace name → (k, D) array of directions in the embedding space, or the path of an
+            ``.npz`` of them: the ``directions`` family (variance along each subspace, the gap's share in it;
+            :mod:`embspace.families.directions`) runs only when they are given.
     """
     given = {**(dict(modalities) if modalities else {}), **named}
-    families = _families(given, metrics)
+    families = select_directions(_families(given, metrics), metrics, directions)
     options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
                                   hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)
     if histogram_bins < 1:
@@ -128,7 +133,8 @@ def measure(
     }
     executor = (LocalExecutor(layout, compute.passes) if group is None
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
-    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range})
+    run = Measurement(embeddings, families, settings, executor, progress, options={"alpha_req_range": alpha_req_range,
+                                                                                  "directions": directions})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
                                    memory_budget=budget, chunk_rows=layout.block_rows) if group is None

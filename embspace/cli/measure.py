@@ -87,6 +87,9 @@ def measure(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (- for stdout).")
                          ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    directions: Annotated[Path | None, typer.Option(
+        help="An .npz of (k, D) direction arrays, one per named subspace (core, spurious, …): adds the directions "
+             "family (variance along each subspace, the gap's share in it).", show_default=False)] = None,
 ) -> None:
     import embspace
     from embspace.cli.vocabulary import measure_families, skipped_families
@@ -102,7 +105,7 @@ def measure(
     options = {"metrics": families, "device": device, "precision": precision, "backend": backend, "t": t,
                "alpha": alpha, "normalize": not require_normalized, "drop_invalid": drop_invalid,
                "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
-               "memory": budget}
+               "memory": budget, "directions": directions}
     progress = not quiet and sys.stderr.isatty()
     if each or all_steps:
         if json_path is not None:

@@ -15,6 +15,7 @@ from embspace.errors import InputError
 from embspace.families.alignment import Alignment
 from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Sampled, Statistics, Weighted
 from embspace.families.cone import Cone
+from embspace.families.directions import DirectionsFamily
 from embspace.families.gap import Gap
 from embspace.families.gap_split import GapSplit
 from embspace.families.histograms import Histograms
@@ -37,6 +38,7 @@ REGISTRY: tuple[Family, ...] = (
     Separability(),
     Histograms(),
     GapSplit(),
+    DirectionsFamily(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)
