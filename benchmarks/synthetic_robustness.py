@@ -50,6 +50,29 @@ def run(seeds: int, n_train: int, n_test: int, config: FitConfig, model: XueMode
     return values
 
 
+def sweep(name: str, values: list[float], seeds: int, n_train: int, n_test: int, config: FitConfig,
+          model: XueModel, methods: tuple[str, ...]) -> dict[str, dict]:
+    """One data-model parameter varied, the others at ``model``'s: the summary of each value."""
+    return {f"{name}={value:g}": summarise(run(seeds, n_train, n_test, config, model.replace(**{name: value}),
+                                               methods)) for value in values}
+
+
+def summarise(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    return {m: {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                    "values": v} for k, v in found.items()} for m, found in values.items()}
+
+
+def sweep_table(sweeps: dict[str, dict]) -> str:
+    lines = ["| setting | method | accuracy_id | accuracy_shift | core_within_share | spurious_within_share |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for setting, summary in sweeps.items():
+        for method, stats in summary.items():
+            cells = [f"{stats[c]['mean']:.3f} ± {stats[c]['sd']:.3f}" for c in
+                     ("accuracy_id", "accuracy_shift", "core_within_share", "spurious_within_share")]
+            lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table(summary: dict[str, dict[str, dict[str, float]]], columns: tuple[str, ...]) -> str:
     lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
     for method, stats in summary.items():
@@ -58,7 +81,7 @@ def table(summary: dict[str, dict[str, dict[str, float]]], columns: tuple[str, .
     return "\n".join(lines) + "\n"
 
 
-def figure(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
+def figure(summary: dict[str, dict[str, dict[str, float]]], sweeps: dict[str, dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +89,7 @@ def figure(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
 
     methods = list(summary)
     x = np.arange(len(methods))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 3, 2]})
     for ax, keys, title in ((axes[0], ("accuracy_id", "accuracy_shift"), "zero-shot accuracy"),
                             (axes[1], ("core_within_share", "spurious_within_share"),
                              "share of within-class variance (image tower)")):
@@ -79,6 +102,19 @@ def figure(summary: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     axes[0].axhline(1 / 4, color="grey", lw=0.8, ls=":")
+    richness = {k: v for k, v in sweeps.items() if k.startswith("caption_richness=")}
+    if richness:
+        ax = axes[2]
+        xs = [float(k.split("=")[1]) for k in richness]
+        for method in next(iter(richness.values())):
+            for key, style in (("accuracy_shift", "-o"), ("accuracy_id", "--s")):
+                ax.errorbar(xs, [richness[k][method][key]["mean"] for k in richness],
+                            yerr=[richness[k][method][key]["sd"] for k in richness], fmt=style, capsize=3,
+                            label=f"{method} {key.split('_')[1]}")
+        ax.set_xlabel("caption richness π")
+        ax.set_title("accuracy vs caption richness")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -91,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--sweep", action="append", default=None,
+                        help="NAME=V1,V2,…: vary one data-model parameter for --sweep-methods (repeatable); default "
+                             "caption_richness=0,0.5,1 and spurious_rate=0.25,0.6,0.9")
+    parser.add_argument("--sweep-methods", default="sl,clip")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--figure", type=Path, default=HERE.parent / "docs" / "figures" / "synthetic_robustness.png")
     args = parser.parse_args(argv)
@@ -99,19 +139,24 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     start = time.perf_counter()
     values = run(args.seeds, args.n_train, args.n_test, config, model, tuple(args.methods.split(",")))
+    summary = summarise(values)
+    sweeps: dict[str, dict] = {}
+    for spec in args.sweep if args.sweep is not None else ["caption_richness=0,0.5,1", "spurious_rate=0.25,0.6,0.9"]:
+        name, listed = spec.split("=")
+        sweeps.update(sweep(name, [float(v) for v in listed.split(",")], args.seeds, args.n_train, args.n_test,
+                            config, model, tuple(args.sweep_methods.split(","))))
     seconds = time.perf_counter() - start
-    summary = {m: {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                       "values": v} for k, v in found.items()} for m, found in values.items()}
     machine = (f"{cpu_model()}, {os.cpu_count()} logical CPUs, load average {load_before[0]:.2f} before and "
                f"{os.getloadavg()[0]:.2f} after, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     markdown = (f"# Xue et al.'s comparison on generated data ({args.seeds} seeds, mean ± sd)\n\n"
                 f"{args.n_train} training pairs, {args.n_test} test pairs per split; {args.epochs} epochs; "
-                f"{seconds:.0f} s on {machine}.\n\n" + table(summary, COLUMNS))
+                f"{seconds:.0f} s on {machine}.\n\n" + table(summary, COLUMNS)
+                + "\n## One data-model parameter varied (the others at their defaults)\n\n" + sweep_table(sweeps))
     write_results(args.out, "synthetic_robustness",
                   {"model": model.__dict__, "config": config.to_dict(), "seeds": args.seeds,
                    "n_train": args.n_train, "n_test": args.n_test, "seconds": seconds, "machine": machine,
-                   "results": summary}, markdown)
-    figure(summary, args.figure)
+                   "results": summary, "sweeps": sweeps}, markdown)
+    figure(summary, sweeps, args.figure)
     print(markdown)
 
 

@@ -71,7 +71,7 @@ def test_normalised_rows_of_equal_norm_scale_every_variance_by_one_over_the_squa
 
 
 def test_from_moments_equals_the_row_formula():
-    x, labels, u = constructed(2)
+    x, _, u = constructed(2)
     basis = orthonormal_basis(u[:, [0, 2]].T)
     variance, total = from_moments(x.T @ x, x.sum(0), len(x), basis)
     assert variance == pytest.approx(9.0 + np.var([0.0, 4.0, -2.0]) + 0.25, abs=1e-10)
