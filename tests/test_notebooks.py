@@ -22,7 +22,8 @@ ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
 
 def test_there_are_three_notebooks_stored_without_outputs():
-    assert ALL == ["01_quickstart.ipynb", "02_training_trajectory.ipynb", "03_mind_the_gap_clip.ipynb"]
+    assert ALL == ["01_quickstart.ipynb", "02_training_trajectory.ipynb", "03_mind_the_gap_clip.ipynb",
+                   "05_synthetic_data_model.ipynb"]
     for name in ALL:
         cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
         code = [c for c in cells if c["cell_type"] == "code"]
