@@ -30,7 +30,7 @@ from embspace.finetune.config import FitConfig  # noqa: E402
 from embspace.finetune.synthetic import METHODS, evaluate, fit  # noqa: E402
 
 COLUMNS = ("accuracy_id", "accuracy_shift", "core_within_share", "spurious_within_share", "core_share",
-           "spurious_share", "gap_core_share", "gap_spurious_share", "gap_detail_share")
+           "spurious_share", "gap_core_share", "gap_spurious_share", "gap_detail_share", "spurious_core_coupling")
 
 
 def run(seeds: int, n_train: int, n_test: int, config: FitConfig, model: XueModel,
@@ -63,12 +63,13 @@ def summarise(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, 
 
 
 def sweep_table(sweeps: dict[str, dict]) -> str:
-    lines = ["| setting | method | accuracy_id | accuracy_shift | core_within_share | spurious_within_share |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| setting | method | accuracy_id | accuracy_shift | core_within_share | spurious_within_share "
+             "| spurious_core_coupling |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for setting, summary in sweeps.items():
         for method, stats in summary.items():
-            cells = [f"{stats[c]['mean']:.3f} ± {stats[c]['sd']:.3f}" for c in
-                     ("accuracy_id", "accuracy_shift", "core_within_share", "spurious_within_share")]
+            cells = [f"{stats[c]['mean']:.3f} ± {stats[c]['sd']:.3f}" if c in stats else "—" for c in
+                     ("accuracy_id", "accuracy_shift", "core_within_share", "spurious_within_share",
+                      "spurious_core_coupling")]
             lines.append(f"| {setting} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -32,7 +32,7 @@ def test_the_family_reports_the_closed_forms():
     x, y, u = constructed()
     directions = {"core": np.stack([u[0], u[0] + u[1]]), "spurious": u[2], "gapx": u[3:4]}
     report = embspace.measure(image=x, text=y, metrics="directions", directions=directions, precision="fp64")
-    for name, r2, offset in (("image", 18.0, 2.0), ("text", 15.0, 1.0)):
+    for name, r2 in (("image", 18.0), ("text", 15.0)):
         total = 14.0 / r2  # the constant offset carries no variance
         assert report[f"direction_variance.{name}/core"] == pytest.approx(13.0 / r2, abs=1e-12)
         assert report[f"direction_share.{name}/core"] == pytest.approx(13.0 / 14.0, abs=1e-12)

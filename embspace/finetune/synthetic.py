@@ -20,7 +20,7 @@ training, and the spurious feature does — loses accuracy.
 (:func:`~embspace.finetune.zeroshot.zero_shot_accuracy`), the share of the image embeddings' variance — overall and
 within class — along the core and the spurious directions (:func:`embspace.metrics.directions.subspace_variance`,
 the directions estimated by :func:`~embspace.metrics.directions.latent_directions` on the in-distribution split),
-and for two towers the share of the gap Δ in each subspace.
+and for two towers the share of the gap Δ in each subspace and :func:`spurious_core_coupling`.
 """
 
 from __future__ import annotations
@@ -124,4 +124,17 @@ def evaluate(fitted: Fitted, test: SyntheticData, shift: SyntheticData) -> dict[
         y = fitted.embed_text(test.text)
         for block in ("core", "spurious", "detail"):
             out[f"gap_{block}_share"] = gap_share(z, y, directions[block])
+        out["spurious_core_coupling"] = spurious_core_coupling(fitted, test)
     return out
+
+
+def spurious_core_coupling(fitted: Fitted, data: SyntheticData) -> float:
+    """mean_c M[s_c, t_c] / mean_c M[t_c, t_c], M = (f(Dᴵ))ᵀ g(Dᵀ): how much an image's spurious attribute c adds
+    to its similarity with the prompt of class c, relative to its core feature c (positive: the spurious feature
+    votes for its class; negative: against it). Exact for linear towers without bias (f(Dᴵ) = W·Dᴵ)."""
+    image_core = fitted.embed_image(data.directions["image"]["core"])  # (K, d): f(Dᴵ e_c) per class c
+    image_spurious = fitted.embed_image(data.directions["image"]["spurious"])  # (K, d)
+    text_core = fitted.embed_text(data.directions["text"]["core"])  # (K, d)
+    core_core = np.mean(np.sum(image_core * text_core, axis=1))
+    spurious_core = np.mean(np.sum(image_spurious * text_core, axis=1))
+    return float(spurious_core / core_core) if core_core != 0 else 0.0
