@@ -29,8 +29,9 @@ def test_coupling_of_known_linear_towers_is_the_closed_form():
     a = np.eye(k)
     a[np.arange(K), K + np.arange(K)] = -0.4  # spurious coordinate c also writes −0.4 into core coordinate c
     a[np.arange(K), np.arange(K)] = 2.0  # core–core similarity 2
+    a[:K, :2 * K] += 0.1  # a part common to every class (every core and spurious coordinate → every core one)
     towers = Fitted("clip", linear((a @ d_image).astype(np.float32)), linear(d_text.astype(np.float32)))
-    # f(Dᴵ e_{K+c}) · g(Dᵀ e_c) = −0.4, f(Dᴵ e_c) · g(Dᵀ e_c) = 2
+    # contrasts: spurious (−0.4 + 0.1) − 0.1 = −0.4, core (2 + 0.1) − 0.1 = 2; the common part cancels
     assert spurious_core_coupling(towers, data) == pytest.approx(-0.2, abs=1e-5)
 
 

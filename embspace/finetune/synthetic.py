@@ -129,12 +129,23 @@ def evaluate(fitted: Fitted, test: SyntheticData, shift: SyntheticData) -> dict[
 
 
 def spurious_core_coupling(fitted: Fitted, data: SyntheticData) -> float:
-    """mean_c M[s_c, t_c] / mean_c M[t_c, t_c], M = (f(Dᴵ))ᵀ g(Dᵀ): how much an image's spurious attribute c adds
-    to its similarity with the prompt of class c, relative to its core feature c (positive: the spurious feature
-    votes for its class; negative: against it). Exact for linear towers without bias (f(Dᴵ) = W·Dᴵ)."""
-    image_core = fitted.embed_image(data.directions["image"]["core"])  # (K, d): f(Dᴵ e_c) per class c
-    image_spurious = fitted.embed_image(data.directions["image"]["spurious"])  # (K, d)
-    text_core = fitted.embed_text(data.directions["text"]["core"])  # (K, d)
-    core_core = np.mean(np.sum(image_core * text_core, axis=1))
-    spurious_core = np.mean(np.sum(image_spurious * text_core, axis=1))
-    return float(spurious_core / core_core) if core_core != 0 else 0.0
+    """How an image's spurious attribute c scores against the prompt of class c, relative to its core feature c.
+
+    With M_ab[j, c] = f(Dᴵ_a e_j) · g(Dᵀ_core e_c) — the similarity that image latent coordinate j of block a
+    (core or spurious) gives text core coordinate c — and contrast(M) = mean_c M[c, c] − mean_{j≠c} M[j, c] (a
+    part the same for every class cannot change an argmax), the coupling is contrast(M_spurious) /
+    contrast(M_core): positive, the spurious attribute votes for its class; negative, against it. Exact for linear
+    towers without bias (f(Dᴵ e_j) = W·Dᴵ e_j).
+    """
+    text_core = fitted.embed_text(data.directions["text"]["core"])  # (K, d): g(Dᵀ e_c)
+    core = fitted.embed_image(data.directions["image"]["core"]) @ text_core.T  # (K, K) M_core
+    spurious = fitted.embed_image(data.directions["image"]["spurious"]) @ text_core.T  # (K, K) M_spurious
+    core_contrast, spurious_contrast = _contrast(core), _contrast(spurious)
+    return float(spurious_contrast / core_contrast) if core_contrast != 0 else 0.0
+
+
+def _contrast(m: np.ndarray) -> float:
+    """mean of the diagonal − mean of the off-diagonal entries of a square matrix."""
+    k = len(m)
+    diagonal = np.trace(m) / k
+    return float(diagonal - (m.sum() - np.trace(m)) / (k * k - k))
