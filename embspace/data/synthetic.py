@@ -10,8 +10,9 @@ made of latent features pushed through an encoder, x = D·μ + ξ:
 * **detail** features, shared by every class, that a caption mentions only sometimes (*caption richness*; details
   annotated in one class help the others: *inter-class feature sharing*).
 
-This module is embspace's reading of that model; the choices below are its own where the paper leaves a detail
-open, and each is tested (``tests/test_synthetic.py``):
+This module is embspace's instance of that model: the definitions below fix every detail (block sizes,
+distributions, what a caption carries, the prompt) as embspace's choice, each documented here and in
+``docs/synthetic.md`` and tested (``tests/test_synthetic.py``):
 
 ========================  ==========================================================================================
 latent block (size)       image latent μᴵ of pair i with class y_i and spurious attribute s_i
@@ -65,7 +66,7 @@ BLOCKS = ("core", "spurious", "detail")
 
 @dataclass(frozen=True)
 class XueModel:
-    """The parameters of the data model (names after Xue et al. 2024, Sec. 4); see the module docstring."""
+    """The parameters of the data model, named in the paper's vocabulary; see the module docstring."""
 
     classes: int = 4  # K: classes, and the size of the core and spurious latent blocks
     details: int = 4  # detail latents, shared by every class
