@@ -24,6 +24,7 @@ from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.executor import LocalExecutor
 from embspace.families import FAMILIES, PAIRED_FAMILIES, SINGLE_FAMILIES, parse_metrics
+from embspace.families.directions import select as select_directions
 from embspace.io.validate import validate
 from embspace.kernels.backend import matmul_precision, use_backend
 from embspace.kernels.budget import Plan, parse_size, plan
@@ -78,6 +79,7 @@ def measure(
     prompts: Any = None,
     logit_scale: float = DEFAULT_LOGIT_SCALE,
     pair_ids: Any = None,
+    directions: Mapping[str, Any] | str | None = None,
     **named: Data,
 ) -> Report:
     """Measure the embedding space of one modality or of two paired ones.
@@ -126,13 +128,17 @@ def measure(
             of the other it belongs to (MSCOCO: each caption's image), or ``{name: ids}`` shared item ids for both;
             an integer array or ``PATH[:KEY]`` (.npy, .npz, .parquet, clip-retrieval metadata). See
             :mod:`embspace.pairs` and :mod:`embspace.manytomany` (which families use which rows).
+        directions: subspace name → (k, D) array of directions in the embedding space, or the path of an
+            ``.npz`` of them: the ``directions`` family (variance along each subspace, the gap's share in it;
+            :mod:`embspace.families.directions`) runs only when they are given.
     """
     given = {**(dict(modalities) if modalities else {}), **named}
     if pair_ids is not None:
         from embspace.manytomany import measure_many
 
-        if labels is not None or prompts is not None:
-            raise InputError("pair_ids", "labels= and prompts= measure 1:1 pairs; give them without pair_ids")
+        if labels is not None or prompts is not None or directions is not None:
+            raise InputError("pair_ids", "labels=, prompts= and directions= measure 1:1 pairs; give them without "
+                                         "pair_ids")
 
         return measure_many(given, pair_ids, dict(
             metrics=metrics, t=t, alpha=alpha, device=device, precision=precision, normalize=normalize,
@@ -140,7 +146,7 @@ def measure(
             histogram_bins=histogram_bins, seed=seed, tile=tile, memory=memory, estimate=estimate,
             sample_above=sample_above, pairs=pairs, queries=queries, backend=backend, progress=progress,
             alpha_req_fit=alpha_req_fit, rmg_floor=rmg_floor))
-    families = _families(given, metrics)
+    families = select_directions(_families(given, metrics), metrics, directions)
     options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
                                   hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)
     if histogram_bins < 1:
@@ -168,7 +174,7 @@ def measure(
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
     run = Measurement(embeddings, families, settings, executor, progress,
                       options={"alpha_req_range": alpha_req_range, "alpha_req_fit": alpha_req_fit,
-                               "rmg_floor": rmg_floor, "labels": label_set})
+                               "rmg_floor": rmg_floor, "labels": label_set, "directions": directions})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
                                    memory_budget=budget, chunk_rows=layout.block_rows) if group is None

@@ -260,6 +260,9 @@ HOW: dict[str, How] = {
         skip="installs packages and downloads the source images from the network, then trains for hours"),
     # docs/gpu.md
     "python -m pytest -m gpu tests/test_gpu.py": How(skip=GPU),
+    # docs/synthetic.md
+    "PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/synthetic_robustness.py": How(
+        skip="the experiment itself (minutes; it rewrites benchmarks/results/synthetic_robustness.* and its figure)"),
     "OUT=gpu-session bash benchmarks/gpu_session.sh": How(skip=GPU),
 }
 

@@ -103,6 +103,9 @@ def measure(
         "--pair-ids", help="Many-to-many pairs: PATH[:KEY] giving each row of one modality its row of the other "
                            "(coco.parquet:image_id), or NAME=PATH[:KEY] once per modality (shared item ids).")
     ] = None,
+    directions: Annotated[Path | None, typer.Option(
+        help="An .npz of (k, D) direction arrays, one per named subspace (core, spurious, …): adds the directions "
+             "family (variance along each subspace, the gap's share in it).", show_default=False)] = None,
 ) -> None:
     import embspace
     from embspace.cli.vocabulary import measure_families, skipped_families
@@ -119,7 +122,8 @@ def measure(
                "alpha": alpha, "normalize": not require_normalized, "drop_invalid": drop_invalid,
                "estimate": estimate, "sample_above": sample_above, "pairs": pairs, "queries": queries,
                "memory": budget, "rmg_floor": rmg_floor, "alpha_req_fit": alpha_req_fit,
-               "alpha_req_range": fit_range(alpha_req_range)}
+               "alpha_req_range": fit_range(alpha_req_range),
+               "directions": directions}
     if pair_ids:
         if each or all_steps or sample:
             fail("--pair-ids pairs the rows of one dump given as NAME=PATH specs")

@@ -16,6 +16,7 @@ from embspace.families.alignment import Alignment
 from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Sampled, Statistics, Weighted
 from embspace.families.classes import ClassStructure
 from embspace.families.cone import Cone
+from embspace.families.directions import DirectionsFamily
 from embspace.families.gap import Gap
 from embspace.families.gap_anatomy import GapAnatomy
 from embspace.families.gap_split import GapSplit
@@ -49,6 +50,7 @@ REGISTRY: tuple[Family, ...] = (
     GapAnatomy(),
     ModalityBias(),
     Structure(),
+    DirectionsFamily(),
 )
 
 FAMILIES = tuple(family.name for family in REGISTRY)
