@@ -118,7 +118,7 @@ def item_bootstrap(data_before: Mapping[str, Any], data_after: Mapping[str, Any]
                    recall_ks: Sequence[int] = (1, 5, 10), alpha: float = 2.0,
                    reported: Mapping[str, Mapping[str, float]] | None = None, interval: str = "bca"):
     """The :class:`~embspace.compare.Significance` of every resampled metric's change, items resampled."""
-    from embspace.compare import MetricTest, Significance
+    from embspace.significance import MetricTest, Significance
 
     before, after = _unit_rows(data_before, "data_before"), _unit_rows(data_after, "data_after")
     names = tuple(after)

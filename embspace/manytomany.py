@@ -25,7 +25,7 @@ The separability probe pairs rows by index and is not computed. Always exact (no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,11 +68,11 @@ CONVENTIONS = {
 }
 
 
-def measure_many(given: Mapping[str, Any], pair_ids: Any, measure_options: dict[str, Any]) -> Report:
+def measure_many(given: Mapping[str, Any], pair_ids: Any, measure_options: dict[str, Any], *,
+                 measure: Callable[..., Report], check_inputs: Callable[..., Any]) -> Report:
     """The report of two modalities paired by ``pair_ids`` (see the module docstring); ``measure_options`` are
-    :func:`embspace.measure`'s keyword arguments."""
-    from embspace.measure import check_inputs, measure
-
+    :func:`embspace.measure`'s keyword arguments, ``measure`` and ``check_inputs`` are :mod:`embspace.measure`'s
+    (given by it: each modality is measured on its own rows)."""
     if len(given) != 2:
         raise InputError("pair_ids", f"pairs two modalities, got {len(given)}")
     if measure_options.get("drop_invalid"):

@@ -145,7 +145,7 @@ def measure(
             drop_invalid=drop_invalid, recall_ks=recall_ks, hubness_k=hubness_k, alpha_req_range=alpha_req_range,
             histogram_bins=histogram_bins, seed=seed, tile=tile, memory=memory, estimate=estimate,
             sample_above=sample_above, pairs=pairs, queries=queries, backend=backend, progress=progress,
-            alpha_req_fit=alpha_req_fit, rmg_floor=rmg_floor))
+            alpha_req_fit=alpha_req_fit, rmg_floor=rmg_floor), measure=measure, check_inputs=check_inputs)
     families = select_directions(_families(given, metrics), metrics, directions)
     options.check_measure_options(t=t, alpha=alpha, histogram_bins=histogram_bins, recall_ks=recall_ks,
                                   hubness_k=hubness_k, tile=tile, seed=seed, alpha_req_range=alpha_req_range)

@@ -192,7 +192,11 @@ def test_measure_metrics_take_report_keys_as_plot_does(run_dir):
                  "--json", "-")
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)["metrics"]
-    assert set(metrics) == {"recall@1", "recall@5", "recall@10", "uniformity", "cone"}
+    retrieval = {key for key in metrics if key not in ("uniformity", "cone")}  # the retrieval family's keys
+    assert {"recall@1", "recall@5", "recall@10", "mrr", "median_rank"} <= retrieval
+    assert set(metrics) == retrieval | {"uniformity", "cone"}
+    assert all(key.startswith(("recall", "median_rank", "mean_rank", "mrr", "margin_", "tied_partner"))
+               for key in retrieval)
     x, y = np.load(run_dir / "stack_epoch3.npy")
     assert metrics["recall@1"]["image->text"] == pytest.approx(ref.recall(x, y, 1), abs=1e-12)
 

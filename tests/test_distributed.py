@@ -165,15 +165,38 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
     return out
 
 
+SHARDED_LEFT_OUT = {  # report keys a sharded run leaves out, by the setting that says why
+    ("retrieval", "tie conventions"): ("recall_pessimistic@", "recall_expected@", "tied_partner"),
+    ("retrieval", "margins"): ("margin_",),
+    ("structure", "mutual_knn"): ("mutual_knn",),
+    ("modality_bias", "sharded run"): ("modality_bias",)}
+
+
+def sharded_left_out(sharded: dict, want: dict) -> set[str]:
+    """The single-process keys a sharded report leaves out; each one's reason must be in its settings."""
+    out = set()
+    for (family, what), prefixes in SHARDED_LEFT_OUT.items():
+        keys = {key for key in want if key.startswith(prefixes)}
+        if keys:
+            assert what in sharded["settings"][family]["left_out"], (family, what)
+            out |= keys
+    return out
+
+
 def assert_same_report(sharded: dict, single: dict, world: int, uniformity_tol: float, tol: float,
                        hubness_tol: float | None = None) -> None:
     assert sharded["settings"]["distributed"]["world_size"] == world
     assert sharded["settings"]["distributed"]["schedule"] == "ring"
     assert sum(sharded["settings"]["distributed"]["shard_rows"]) == next(iter(single["inputs"].values()))["n"]
-    assert sharded["inputs"] == single["inputs"]
+    single_inputs = {name: {k: v for k, v in entry.items() if k != "duplicate_rows"}
+                     for name, entry in single["inputs"].items()}  # rank 0 hashes rows for the content hash only
+    assert sharded["inputs"] == single_inputs
     got, want = flatten(sharded["metrics"]), flatten(single["metrics"])
-    assert got.keys() == want.keys()
+    left_out = sharded_left_out(sharded, want)
+    assert got.keys() == want.keys() - left_out, sorted(want.keys() - left_out - got.keys())
     for key, value in want.items():
+        if key in left_out:
+            continue
         if key.startswith(("recall@", "linear_separability")):
             assert got[key] == value, key  # counts and the same probe on the same rows: exact
         elif key.startswith("uniformity"):
@@ -182,7 +205,9 @@ def assert_same_report(sharded: dict, single: dict, world: int, uniformity_tol: 
             assert got[key] == pytest.approx(value, rel=tol, abs=hubness_tol or tol, nan_ok=True), key
         else:
             assert got[key] == pytest.approx(value, rel=tol, abs=tol, nan_ok=True), key
-    assert sharded["histograms"] == single["histograms"]
+    margins_left_out = "margin" in sharded["settings"].get("histograms", {}).get("left_out", {})
+    assert sharded["histograms"] == {key: value for key, value in single["histograms"].items()
+                                     if not (key == "margin" and margins_left_out)}
     for name, spectra in single["spectra"].items():
         for kind, values in spectra.items():
             np.testing.assert_allclose(sharded["spectra"][name][kind], values, rtol=tol, atol=tol)
@@ -314,9 +339,12 @@ if is_main():
 
 
 def duplicated_pairs(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """97 pairs built from 12 distinct images and 9 distinct captions: almost every similarity is tied."""
+    """97 pairs built from 12 distinct images and 9 distinct captions: almost every similarity is tied.
+
+    Rows of ±¼ in 16 dimensions: unit norm and every product exact, so the ties are ties whatever the BLAS's
+    summation order (MKL on AMD EPYC rounds one dot product differently by its position in a tile)."""
     rng = np.random.default_rng(seed)
-    images, captions = rng.normal(size=(12, 6)), rng.normal(size=(9, 6))
+    images, captions = rng.choice([-0.25, 0.25], size=(12, 16)), rng.choice([-0.25, 0.25], size=(9, 16))
     return images[rng.integers(0, 12, 97)], captions[rng.integers(0, 9, 97)]
 
 
@@ -334,7 +362,9 @@ def test_ties_give_bit_identical_discrete_results_for_any_number_of_ranks(world,
     for tile in (8, 5, 97):
         single = embspace.measure(image=x, text=y, metrics="retrieval,hubness", precision="fp64", tile=tile,
                                   hubness_k=5).to_dict()["metrics"]
-        assert sharded == single, tile
+        left_out = {key for key in single if key.startswith(("recall_pessimistic@", "recall_expected@",
+                                                              "tied_partner", "margin_"))}
+        assert left_out and sharded == {k: v for k, v in single.items() if k not in left_out}, tile
 
 
 DYING_SCRIPT = """

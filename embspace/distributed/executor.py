@@ -264,6 +264,7 @@ class ShardedExecutor(LocalExecutor):
         if ranks is not None:
             ranks.rows = self._in_order(row_rank, self.group.rank, "gathering row ranks")
             ranks.cols = self._in_order(final[1], last, "gathering column ranks")
+            ranks.ties_counted = False  # the ring carries the rank counts, not the tie counts
         if top is not None:
             top.row_values = self._in_order(row_values, self.group.rank, "gathering top-k", dim=0)
             top.row_index = self._in_order(row_index, self.group.rank, "gathering top-k", dim=0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics
-from embspace.families.retrieval import best_other_pass, deep_directions, rank_pass
+from embspace.families.retrieval import best_other_pass, deep_directions, margins_computed, rank_pass
 from embspace.kernels.pairwise import Histogram
 from embspace.metrics.ranking import margin_edges, margin_histogram
 
@@ -44,7 +44,8 @@ class Histograms(Family):
         needs: list[Need] = [PairPass(name, "histogram", _within, label="histograms") for name in context.names]
         if context.paired:
             needs.append(PairPass("cross", "histogram", _cross, label="histograms"))
-            needs += [rank_pass(context), best_other_pass(context)]  # the margins (shared with retrieval)
+            if not margins_computed(context):  # the margins (passes shared with retrieval)
+                needs += [rank_pass(context), best_other_pass(context)]
         return needs
 
     def finish(self, context: Context, stats: Statistics) -> Found:
@@ -55,8 +56,11 @@ class Histograms(Family):
         if context.paired:
             histograms.update(stats.reduction("cross", "histogram").counts())
         histograms["within"] = {name: h.counts()["within"] for name, h in within.items()}
-        if context.paired:
+        if context.paired and not margins_computed(context):
             histograms["margin"] = margin_histograms(context, stats)
+        elif context.paired:
+            return Found(histograms=histograms, settings={"histograms": {"left_out": {
+                "margin": margins_computed(context)}}})
         return Found(histograms=histograms)
 
 

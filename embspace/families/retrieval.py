@@ -44,13 +44,39 @@ def best_other_pass(context: Context) -> PairPass:
     return PairPass("cross", "best_other", _best_other, label="retrieval", state_bytes=16 * 2 * context.n)
 
 
+def margins_computed(context: Context) -> str | None:
+    """None where the run computes the margins' best-other similarities; else why not."""
+    if "distributed" in context.settings:
+        return "a sharded run carries no best-other similarities around the ring"
+    if context.settings.get("backend") == "triton":
+        return "the fused kernels have no best-other reduction (run with --backend auto or torch)"
+    return None
+
+
 def deep_directions(context: Context, stats: Statistics) -> dict:
-    """Per direction (above, ties, level, margin) as numpy arrays (:func:`~embspace.metrics.ranking.deep_metrics`)."""
-    ranks, best = stats.reduction("cross", "ranks"), stats.reduction("cross", "best_other")
+    """Per direction (above, ties or None, level, margin or None) as numpy arrays
+    (:func:`~embspace.metrics.ranking.deep_metrics`); None where the run did not count them."""
+    ranks = stats.reduction("cross", "ranks")
+    best = None if margins_computed(context) else stats.reduction("cross", "best_other")
     matched = ranks.matched.double().cpu().numpy()
     there, back = context.directions()
-    return {there: (ranks.rows.cpu().numpy(), ranks.row_ties.cpu().numpy(), None, matched - best.rows.cpu().numpy()),
-            back: (ranks.cols.cpu().numpy(), ranks.col_ties.cpu().numpy(), None, matched - best.cols.cpu().numpy())}
+    out = {}
+    for direction, above, ties, other in ((there, ranks.rows, ranks.row_ties, None if best is None else best.rows),
+                                          (back, ranks.cols, ranks.col_ties, None if best is None else best.cols)):
+        out[direction] = (above.cpu().numpy(), ties.cpu().numpy() if ranks.ties_counted else None, None,
+                          None if other is None else matched - other.cpu().numpy())
+    return out
+
+
+def left_out(context: Context, stats: Statistics) -> dict[str, str]:
+    """The deeper-retrieval numbers a run could not compute, with the reason (in ``settings["retrieval"]``)."""
+    out = {}
+    if not stats.reduction("cross", "ranks").ties_counted:
+        out["tie conventions"] = ("the rank counts came from a path that counts no ties (fused kernels or the "
+                                  "sharded ring)")
+    if margins_computed(context):
+        out["margins"] = margins_computed(context)
+    return out
 
 
 def exact(context: Context) -> bool:
@@ -66,7 +92,9 @@ class Retrieval(Family):
     resampled = "subsample"
 
     def needs(self, context: Context) -> list[Need]:
-        return [rank_pass(context), best_other_pass(context)] if exact(context) else [Sampled("recall",
+        if exact(context):
+            return [rank_pass(context)] + ([] if margins_computed(context) else [best_other_pass(context)])
+        return [Sampled("recall",
                                                                                                   label="retrieval")]
 
     def finish(self, context: Context, stats: Statistics) -> Found:
@@ -79,7 +107,8 @@ class Retrieval(Family):
         there, back = context.directions()
         metrics = {f"recall@{k}": {there: forward[k], back: backward[k]} for k in ks}
         metrics.update(deep_metrics(deep_directions(context, stats), ks))
-        return Found(metrics=metrics)
+        missing = left_out(context, stats)
+        return Found(metrics=metrics, settings={"retrieval": {"left_out": missing}} if missing else {})
 
     def convention(self, key: str) -> str | None:
         if not key.startswith("recall@"):

@@ -26,6 +26,7 @@ from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbo
 from embspace.spaces.procrustes import PROCRUSTES_CONVENTION, procrustes_from_sums
 
 SPACE_SUMS = RowStat("space_sums", label="structure")
+MIN_PAIRS = 4
 
 
 def _neighbours(context: Context, x, y, tile: int) -> Reduction:
@@ -51,12 +52,24 @@ class Structure(Family):
     not_resampled = "structure (CKA, mutual-kNN and Procrustes need a D×D Gram or a kNN search per resample)"
 
     def needs(self, context: Context) -> list[Need]:
+        if context.n < MIN_PAIRS:
+            return []
+        if "distributed" in context.settings:  # the sums add across ranks; the self kNN is not sharded
+            return [SPACE_SUMS]
         return [SPACE_SUMS, *(knn_pass(name, context.n) for name in context.names)]
 
     def finish(self, context: Context, stats: Statistics) -> Found:
         a, b = context.names
+        if context.n < MIN_PAIRS:
+            return Found(settings={"structure": {"left_out": f"needs at least {MIN_PAIRS} pairs (unbiased HSIC: "
+                                                              f"n − 3 in its denominator), got {context.n}"}})
         sums = stats[SPACE_SUMS]
+        metrics = {"cka": cka_from_sums(sums), "procrustes": procrustes_from_sums(sums)}
+        if "distributed" in context.settings:
+            return Found(metrics=metrics, settings={"structure_k": KNN_K, "structure": {
+                "left_out": {"mutual_knn": "a sharded run does not shard the within-modality kNN; measure it in "
+                                           "one process"}}})
         knn_a, knn_b = (stats.reduction(name, "knn").neighbours() for name in (a, b))
-        return Found(metrics={"cka": cka_from_sums(sums), "mutual_knn": float(overlap(knn_a, knn_b).mean()),
-                              "procrustes": procrustes_from_sums(sums)},
-                     settings={"structure_k": KNN_K})
+        metrics = {"cka": metrics["cka"], "mutual_knn": float(overlap(knn_a, knn_b).mean()),
+                   "procrustes": metrics["procrustes"]}
+        return Found(metrics=metrics, settings={"structure_k": KNN_K})

@@ -102,7 +102,7 @@ class BestOther(Reduction):
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]
         for first, part in row_chunks(sim):
-            wide = part.double()
+            wide = part.to(torch.float64, copy=True)  # a copy: the engine's tile feeds the other reductions too
             if diagonal:
                 wide.diagonal(first).fill_(-math.inf)
             a0 = r0 + first

@@ -161,7 +161,9 @@ class RankCount(Reduction):
 
     Ties with the true partner count in its favour. ``d`` must be computed by the same tile product
     (:func:`matched_similarities`) so that a pair is never compared with a differently rounded copy of itself.
-    ``row_ties`` / ``col_ties``: #{j ≠ i : s_ij == d_i} (the other tie conventions of recall are read from them).
+    ``row_ties`` / ``col_ties``: #{j ≠ i : s_ij == d_i} (the other tie conventions of recall are read from them);
+    ``ties_counted`` is False where a path filled the rank counts without them (the fused kernels, the sharded ring),
+    and the tie conventions are then left out rather than read from zeros.
     """
 
     def __init__(self, matched: torch.Tensor) -> None:
@@ -170,6 +172,7 @@ class RankCount(Reduction):
         self.cols = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
         self.row_ties = torch.zeros_like(self.rows)
         self.col_ties = torch.zeros_like(self.cols)
+        self.ties_counted = True
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]
@@ -195,6 +198,7 @@ class RankCount(Reduction):
         self.cols += other.cols.to(self.cols.device)
         self.row_ties += other.row_ties.to(self.row_ties.device)
         self.col_ties += other.col_ties.to(self.col_ties.device)
+        self.ties_counted = self.ties_counted and other.ties_counted
         return self
 
 

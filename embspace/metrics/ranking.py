@@ -81,21 +81,24 @@ def margin_edges(bins: int) -> list[float]:
     return np.linspace(*MARGIN_RANGE, bins + 1).tolist()
 
 
-def deep_metrics(directions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]],
+def deep_metrics(directions: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]],
                  ks: Sequence[int]) -> dict[str, dict[str, float]]:
     """The report metrics of the deeper retrieval, ``{metric: {direction: value}}``, from per-direction
     ``(above, ties, level or None, margin)``: pessimistic / expected recall@k, the count of queries whose best
-    relevant item ties a non-relevant one, ranks, MRR and margins."""
+    relevant item ties a non-relevant one, ranks, MRR and margins. Ties or margins given as None (a run that did
+    not count them) leave their numbers out."""
     out: dict[str, dict[str, float]] = {}
     for direction, (above, ties, level, margin) in directions.items():
-        recall = recall_conventions(above, ties, level, ks)
         values: dict[str, float] = {}
-        for convention in ("pessimistic", "expected"):
-            for k in ks:
-                values[f"recall_{convention}@{k}"] = recall[convention][k]
-        values["tied_partner"] = int((np.asarray(ties) > 0).sum())
+        if ties is not None:
+            recall = recall_conventions(above, ties, level, ks)
+            for convention in ("pessimistic", "expected"):
+                for k in ks:
+                    values[f"recall_{convention}@{k}"] = recall[convention][k]
+            values["tied_partner"] = int((np.asarray(ties) > 0).sum())
         values.update(rank_summary(above))
-        values.update(margin_summary(margin))
+        if margin is not None:
+            values.update(margin_summary(margin))
         for key, value in values.items():
             out.setdefault(key, {})[direction] = value
     return out

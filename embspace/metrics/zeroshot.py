@@ -17,7 +17,7 @@ computed ``chunk_rows`` rows at a time, float64.
 >>> import torch
 >>> s = class_scores(torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
 >>> true_class_ranks(s, torch.tensor([0, 2, 1])).tolist()
-[0, 1, 1]
+[0, 2, 2]
 """
 
 from __future__ import annotations

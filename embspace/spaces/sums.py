@@ -98,6 +98,12 @@ def stream_sums(a: Embeddings | np.ndarray | torch.Tensor, b: Embeddings | np.nd
     if ea.n < 4:
         raise InputError(ea.source, f"has {ea.n} rows; comparing two spaces needs at least 4 (unbiased HSIC: n − 3)")
     ca, cb = centres if centres is not None else (space_centre(ea), space_centre(eb))
+    return _accumulate(ea, eb, chunk_rows, ca, cb, progress), ca, cb
+
+
+def _accumulate(ea: Embeddings, eb: Embeddings, chunk_rows: int, ca: torch.Tensor, cb: torch.Tensor,
+                progress=None) -> SpaceSums:
+    """The sums of two spaces' rows of equal count about the centres ``ca``, ``cb`` (no row-count minimum)."""
     sums = SpaceSums.zeros(ea.dim, eb.dim)
     for start in range(0, ea.n, chunk_rows):
         stop = min(start + chunk_rows, ea.n)
@@ -106,7 +112,7 @@ def stream_sums(a: Embeddings | np.ndarray | torch.Tensor, b: Embeddings | np.nd
         sums.merge(SpaceSums.of_block(ua, ub))
         if progress is not None:
             progress(stop - start)
-    return sums, ca, cb
+    return sums
 
 
 def sums_of_rows(x: Rows, y: Rows, centres: tuple[torch.Tensor, torch.Tensor] | None = None) -> SpaceSums:
@@ -114,6 +120,10 @@ def sums_of_rows(x: Rows, y: Rows, centres: tuple[torch.Tensor, torch.Tensor] | 
     normalised in float64 where they keep it, else from their normalised blocks)."""
     sources = [getattr(r, "embeddings", None) for r in (x, y)]
     if all(isinstance(e, Embeddings) for e in sources):
-        return stream_sums(sources[0], sources[1], centres=centres)[0]
-    blocks = [Embeddings.from_array(r.block(0, r.n).double().cpu(), r.source) for r in (x, y)]
-    return stream_sums(blocks[0], blocks[1], centres=centres)[0]
+        ca, cb = centres if centres is not None else (space_centre(sources[0]), space_centre(sources[1]))
+        return _accumulate(sources[0], sources[1], CHUNK_ROWS, ca, cb)
+    ua, ub = (r.block(0, r.n).double().cpu() for r in (x, y))  # (n, D): a shard may hold 0 or 1 rows
+    if centres is None:
+        centres = tuple(u[:CENTRE_ROWS].mean(0) if len(u) else torch.zeros(u.shape[1], dtype=torch.float64)
+                        for u in (ua, ub))
+    return SpaceSums.of_block(ua - centres[0], ub - centres[1])
