@@ -61,7 +61,7 @@ import numpy as np
 
 from embspace.errors import InputError
 from embspace.io.atomic import atomic_write_text, resolve_folder
-from embspace.report import Report
+from embspace.report import Report, parse_json
 from embspace.trajectory import FILE_NAME, SCHEMA, Trajectory
 
 __all__ = ["DEFAULT_METRICS", "EmbeddingMonitor", "current_rank"]
@@ -158,12 +158,13 @@ class EmbeddingMonitor:
         """Continue the trajectory of a killed run, if the folder has one."""
         if not self.path.exists():
             return
-        data = json.loads(self.path.read_text())
+        data = parse_json(self.path.read_text(), str(self.path))
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise InputError(str(self.path), "is not an embspace trajectory; give the monitor another folder")
         for point in data.get("points", []):
             ref = point["report"]
-            self.reports[ref] = Report.from_json(self.folder / ref)
+            where = self.folder / ref  # read as the monitor's own output (not noted as an input: it is replaced)
+            self.reports[ref] = Report.from_dict(parse_json(where.read_text(), str(where)), str(where))
             self.points.append({"step": point["step"], "label": point["label"], "report": ref})
         state = data.get("monitor", {})
         self.skipped = list(state.get("skipped", []))
