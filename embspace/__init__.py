@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from embspace.compare import Comparison, compare
     from embspace.data import sample_embeddings as load_sample
     from embspace.embeddings import Embeddings
+    from embspace.page import html_report
     from embspace.report import Report
     from embspace.trajectory import Trajectory, measure_trajectory
 
@@ -32,6 +33,7 @@ _LAZY = {  # name: (module, its name there)
     "Trajectory": ("embspace.trajectory", "Trajectory"),
     "measure_trajectory": ("embspace.trajectory", "measure_trajectory"),
     "load_sample": ("embspace.data", "sample_embeddings"),  # the joint-space Embeddings; embspace.data's are arrays
+    "html_report": ("embspace.page", "html_report"),
 }
 _FUNCTIONS = ("measure", "compare")  # functions named as their modules: the module must not replace the function
 
@@ -97,8 +99,21 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Comparison", "Embeddings", "InputError", "Report", "Trajectory", "__version__", "compare", "load",
-           "load_sample", "measure", "measure_trajectory", "plot"]
+__all__ = [
+    "Comparison",
+    "Embeddings",
+    "InputError",
+    "Report",
+    "Trajectory",
+    "__version__",
+    "compare",
+    "html_report",
+    "load",
+    "load_sample",
+    "measure",
+    "measure_trajectory",
+    "plot",
+]
 
 
 def __dir__() -> list[str]:

@@ -32,7 +32,6 @@ Metric values are floats, or one level of dicts keyed by modality name (``"image
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import math
@@ -237,37 +236,18 @@ class Report:
                  for name, info in self.inputs.items()]
         return "; ".join(parts)
 
+    def to_html(self, path: str | os.PathLike[str] | None = None, **options: Any) -> str:
+        """The self-contained HTML page of this report (:func:`embspace.page.html_report`: table, plane, spectra,
+        histograms; ``map_data=`` adds the map); written atomically to ``path`` when given."""
+        from embspace.page import html_report, write_html
+
+        return write_html(path, self, **options) if path is not None else html_report(self, **options)
+
     def _repr_html_(self) -> str:
-        """A tidy table for Jupyter: inputs and settings above, one row per number grouped by metric (hover a metric
-        for its convention), values right-aligned to four decimals."""
-        rows = list(self.rows())
-        groups: dict[str, int] = {}
-        for metric, *_ in rows:
-            groups[metric] = groups.get(metric, 0) + 1
-        cells, seen = [], set()
-        for metric, key, value, method in rows:
-            head = ""
-            if metric not in seen:
-                seen.add(metric)
-                tip = html.escape(self.conventions.get(metric, ""), quote=True)
-                head = (f"<td rowspan='{groups[metric]}' title='{tip}' style='text-align:left;vertical-align:top'>"
-                        f"<b>{html.escape(metric)}</b></td>")
-            note = html.escape(method)
-            cells.append(f"<tr>{head}<td style='text-align:left'>{html.escape(key)}</td>"
-                         f"<td style='text-align:right;font-family:monospace'>{format_value(value)}</td>"
-                         f"<td style='text-align:left'>{note}</td></tr>")
-        inputs = "".join(f"<li>{html.escape(name)}: {html.escape(str(info.get('source', '?')))} "
-                         f"({info.get('n')} × {info.get('dim')}, {html.escape(str(info.get('dtype')))})</li>"
-                         for name, info in self.inputs.items())
-        shown = ("t", "alpha", "device", "precision", "normalize")
-        settings = ", ".join(f"{k}={self.settings[k]}" for k in shown if k in self.settings)
-        extras = [name for name, present in (("spectra", self.spectra), ("histograms", self.histograms)) if present]
-        more = f"; also {' and '.join(extras)} (plot them with <code>embspace.plot</code>)" if extras else ""
-        return ("<div><p><b>embspace report</b></p>"
-                f"<ul style='margin-top:0'>{inputs}</ul><p style='margin:0'>{html.escape(settings)}{more}</p>"
-                "<table><thead><tr><th style='text-align:left'>metric</th><th></th>"
-                "<th style='text-align:right'>value</th><th style='text-align:left'>method</th></tr></thead>"
-                f"<tbody>{''.join(cells)}</tbody></table></div>")
+        """Jupyter shows what :meth:`to_html` writes (the same sections, as a fragment)."""
+        from embspace.page import html_report
+
+        return html_report(self, fragment=True)
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
