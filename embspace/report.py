@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from embspace.errors import InputError
+from embspace.formatting import format_value, interval_text
 from embspace.io.atomic import atomic_write_text, note_input
 
 SCHEMA = "embspace.report/1"
@@ -57,27 +58,6 @@ def flatten(metrics: dict[str, Any]) -> dict[str, float]:
         else:
             out[name] = value
     return out
-
-
-def format_value(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    if isinstance(value, int) or (abs(value) >= 100 and float(value).is_integer()):
-        return f"{value:d}" if isinstance(value, int) else f"{value:.0f}"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def interval_text(uncertainty: dict[str, Any]) -> str:
-    """``[-1.8012, -1.7988]  n=1,000,000`` (the 95 % interval and the sample size) for a sampled number,
-    ``exact`` otherwise: the interval column of the CLI table and of :meth:`Report.table`."""
-    if uncertainty.get("method") != "sampled" or "ci" not in uncertainty:
-        return "exact"
-    low, high = uncertainty["ci"]
-    samples = uncertainty.get("samples")
-    size = f"  n={samples:,}" if isinstance(samples, int) else ""
-    return f"[{low:.4f}, {high:.4f}]{size}"
 
 
 @dataclass
@@ -237,18 +217,18 @@ class Report:
         return "; ".join(parts)
 
     def to_html(self, path: str | os.PathLike[str] | None = None, **options: Any) -> str:
-        """The self-contained HTML page of this report (:func:`embspace.page.html_report`: table, plane, spectra,
-        histograms; ``map_data=`` adds the map); written atomically to ``path`` when given."""
-        from embspace.page import html_report, write_html
+        """The self-contained HTML page of this report (:func:`embspace.page.render.render_page`: table, plane,
+        spectra, histograms; ``map_data=`` adds the map); written atomically to ``path`` when given."""
+        from embspace.page.render import render_page
 
-        return write_html(path, self, **options) if path is not None else html_report(self, **options)
+        page = render_page(self, **options)
+        if path is not None:
+            atomic_write_text(path, page)
+        return page
 
     def _repr_html_(self) -> str:
         """Jupyter shows what :meth:`to_html` writes (the same sections, as a fragment)."""
-        from embspace.page import html_report
-
-        return html_report(self, fragment=True)
-
+        return self.to_html(fragment=True)
 
 def environment(device: str = "cpu") -> dict[str, Any]:
     """The versions and machine behind a report: Python, torch, numpy, platform, CPU threads and the device's name

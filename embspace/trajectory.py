@@ -222,18 +222,23 @@ class Trajectory:
         return f"Trajectory({name}{len(self)} {self.unit}s: {span})"
 
     def to_html(self, path: str | os.PathLike[str] | None = None, **options: Any) -> str:
-        """The self-contained HTML page of this run (:func:`embspace.page.html_report`: table, curves, plane, spectra,
-        histograms, first against last point); written atomically to ``path`` when given."""
-        from embspace.page import html_report, write_html
+        """The self-contained HTML page of this run (:func:`embspace.page.render.render_page`: table, curves,
+        plane, spectra, histograms, its first against its last point); written atomically to ``path`` when given.
+        :func:`embspace.html_report` adds the noise verdicts of that comparison given the embeddings."""
+        from embspace.page.render import render_page
 
-        return write_html(path, self, **options) if path is not None else html_report(self, **options)
+        if "comparison" not in options and len(self) >= 2:
+            from embspace.compare import compare
+
+            options["comparison"] = compare(self.reports[0], self.reports[-1])
+        page = render_page(self, **options)
+        if path is not None:
+            atomic_write_text(path, page)
+        return page
 
     def _repr_html_(self) -> str:
         """Jupyter shows what :meth:`to_html` writes (the same sections, as a fragment)."""
-        from embspace.page import html_report
-
-        return html_report(self, fragment=True)
-
+        return self.to_html(fragment=True)
 
 def read_reports(source: str | os.PathLike[str]) -> Report | Trajectory:
     """The report or the trajectory a JSON file holds, told apart by its ``schema`` (a folder means its

@@ -9,10 +9,17 @@ from typing import Any
 import numpy as np
 
 from embspace.errors import InputError
-from embspace.report import Report
-from embspace.trajectory import Trajectory
+from embspace.formatting import metric_label
 
-__all__ = ["COLORS", "curves", "embedding_map", "histograms", "plane", "spectra"]
+Report = Any  # an embspace.report.Report (duck-typed here: Report renders itself with this module)
+Trajectory = Any  # an embspace.trajectory.Trajectory
+
+
+def is_run(item: Any) -> bool:
+    """A trajectory (steps and their reports) rather than a single report."""
+    return hasattr(item, "steps") and hasattr(item, "reports")
+
+__all__ = ["COLORS", "curves", "embedding_map", "histograms", "is_run", "plane", "spectra"]
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 50}, "hovermode": "closest",
@@ -20,8 +27,6 @@ LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b":
 
 
 def _label(path: str, settings: Mapping[str, Any] | None = None) -> str:
-    from embspace.plot._common import metric_label
-
     return metric_label(path, settings)
 
 
@@ -85,8 +90,8 @@ def plane(items: Mapping[str, Report | Trajectory], uniformity: str = "mean"):
 
     fig = go.Figure()
     for i, (name, item) in enumerate(items.items()):
-        reports = item.reports if isinstance(item, Trajectory) else [item]
-        labels = ([f"{item.unit} {s}" for s in item.steps] if isinstance(item, Trajectory) else [name])
+        reports = item.reports if is_run(item) else [item]
+        labels = ([f"{item.unit} {s}" for s in item.steps] if is_run(item) else [name])
         points = [(p, label) for r, label in zip(reports, labels, strict=True)
                   if (p := _plane_point(r, uniformity)) is not None]
         if not points:
