@@ -20,7 +20,8 @@ with no network. ``Report._repr_html_`` and ``Trajectory._repr_html_`` show the 
 
 >>> import numpy as np, embspace
 >>> rng = np.random.default_rng(0)
->>> report = embspace.measure(image=rng.normal(size=(40, 6)), text=rng.normal(size=(40, 6)), metrics="gap,uniformity")
+>>> report = embspace.measure(image=rng.normal(size=(40, 6)), text=rng.normal(size=(40, 6)),
+...                           metrics="gap,alignment,uniformity")
 >>> page = html_report(report)
 >>> page.startswith("<!DOCTYPE html>") and "<section id='metrics'>" in page and len(page) > 3_000_000
 True
