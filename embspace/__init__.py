@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and readers
     from embspace.compare import Comparison, compare
     from embspace.data import sample_embeddings as load_sample
     from embspace.embeddings import Embeddings
+    from embspace.page import html_report
     from embspace.report import Report
     from embspace.spaces.compare import SpaceComparison, compare_spaces
     from embspace.trajectory import Trajectory, measure_trajectory
@@ -36,6 +37,7 @@ _LAZY = {  # name: (module, its name there)
     "measure_trajectory": ("embspace.trajectory", "measure_trajectory"),
     "load_sample": ("embspace.data", "sample_embeddings"),  # the joint-space Embeddings; embspace.data's are arrays
     "gap_matrix": ("embspace.anatomy", "gap_matrix"),
+    "html_report": ("embspace.page", "html_report"),
 }
 _FUNCTIONS = ("measure", "compare")  # functions named as their modules: the module must not replace the function
 
@@ -102,7 +104,8 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 __all__ = ["Comparison", "Embeddings", "InputError", "Report", "SpaceComparison", "Trajectory", "__version__",
-           "compare", "compare_spaces", "load", "load_sample", "measure", "measure_trajectory", "plot"]
+           "compare", "compare_spaces", "gap_matrix", "html_report", "load", "load_sample", "measure",
+           "measure_trajectory", "plot"]
 
 
 def __dir__() -> list[str]:

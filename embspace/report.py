@@ -32,7 +32,6 @@ Metric values are floats, or one level of dicts keyed by modality name (``"image
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import math
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from embspace.errors import InputError
+from embspace.formatting import format_value, interval_text
 from embspace.io.atomic import atomic_write_text, note_input
 
 SCHEMA = "embspace.report/1"
@@ -58,27 +58,6 @@ def flatten(metrics: dict[str, Any]) -> dict[str, float]:
         else:
             out[name] = value
     return out
-
-
-def format_value(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    if isinstance(value, int) or (abs(value) >= 100 and float(value).is_integer()):
-        return f"{value:d}" if isinstance(value, int) else f"{value:.0f}"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def interval_text(uncertainty: dict[str, Any]) -> str:
-    """``[-1.8012, -1.7988]  n=1,000,000`` (the 95 % interval and the sample size) for a sampled number,
-    ``exact`` otherwise: the interval column of the CLI table and of :meth:`Report.table`."""
-    if uncertainty.get("method") != "sampled" or "ci" not in uncertainty:
-        return "exact"
-    low, high = uncertainty["ci"]
-    samples = uncertainty.get("samples")
-    size = f"  n={samples:,}" if isinstance(samples, int) else ""
-    return f"[{low:.4f}, {high:.4f}]{size}"
 
 
 @dataclass
@@ -237,38 +216,19 @@ class Report:
                  for name, info in self.inputs.items()]
         return "; ".join(parts)
 
-    def _repr_html_(self) -> str:
-        """A tidy table for Jupyter: inputs and settings above, one row per number grouped by metric (hover a metric
-        for its convention), values right-aligned to four decimals."""
-        rows = list(self.rows())
-        groups: dict[str, int] = {}
-        for metric, *_ in rows:
-            groups[metric] = groups.get(metric, 0) + 1
-        cells, seen = [], set()
-        for metric, key, value, method in rows:
-            head = ""
-            if metric not in seen:
-                seen.add(metric)
-                tip = html.escape(self.conventions.get(metric, ""), quote=True)
-                head = (f"<td rowspan='{groups[metric]}' title='{tip}' style='text-align:left;vertical-align:top'>"
-                        f"<b>{html.escape(metric)}</b></td>")
-            note = html.escape(method)
-            cells.append(f"<tr>{head}<td style='text-align:left'>{html.escape(key)}</td>"
-                         f"<td style='text-align:right;font-family:monospace'>{format_value(value)}</td>"
-                         f"<td style='text-align:left'>{note}</td></tr>")
-        inputs = "".join(f"<li>{html.escape(name)}: {html.escape(str(info.get('source', '?')))} "
-                         f"({info.get('n')} × {info.get('dim')}, {html.escape(str(info.get('dtype')))})</li>"
-                         for name, info in self.inputs.items())
-        shown = ("t", "alpha", "device", "precision", "normalize")
-        settings = ", ".join(f"{k}={self.settings[k]}" for k in shown if k in self.settings)
-        extras = [name for name, present in (("spectra", self.spectra), ("histograms", self.histograms)) if present]
-        more = f"; also {' and '.join(extras)} (plot them with <code>embspace.plot</code>)" if extras else ""
-        return ("<div><p><b>embspace report</b></p>"
-                f"<ul style='margin-top:0'>{inputs}</ul><p style='margin:0'>{html.escape(settings)}{more}</p>"
-                "<table><thead><tr><th style='text-align:left'>metric</th><th></th>"
-                "<th style='text-align:right'>value</th><th style='text-align:left'>method</th></tr></thead>"
-                f"<tbody>{''.join(cells)}</tbody></table></div>")
+    def to_html(self, path: str | os.PathLike[str] | None = None, **options: Any) -> str:
+        """The self-contained HTML page of this report (:func:`embspace.page.render.render_page`: table, plane,
+        spectra, histograms; ``map_data=`` adds the map); written atomically to ``path`` when given."""
+        from embspace.page.render import render_page
 
+        page = render_page(self, **options)
+        if path is not None:
+            atomic_write_text(path, page)
+        return page
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows what :meth:`to_html` writes (the same sections, as a fragment)."""
+        return self.to_html(fragment=True)
 
 def environment(device: str = "cpu") -> dict[str, Any]:
     """The versions and machine behind a report: Python, torch, numpy, platform, CPU threads and the device's name

@@ -18,7 +18,6 @@ relative to the trajectory file::
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import os
@@ -36,7 +35,7 @@ from embspace import defaults
 from embspace.checkpoints import Step, dump_labels, find_dumps, natural_key, parse_steps, step_from_name
 from embspace.errors import InputError
 from embspace.io.atomic import atomic_write_text
-from embspace.report import Report, format_value, parse_json, read_json_text
+from embspace.report import Report, parse_json, read_json_text
 from embspace.version import __version__
 
 __all__ = ["FILE_NAME", "SCHEMA", "Trajectory", "dump_labels", "find_dumps", "measure_trajectory", "natural_key",
@@ -222,20 +221,24 @@ class Trajectory:
         name = f"{self.name!r}, " if self.name else ""
         return f"Trajectory({name}{len(self)} {self.unit}s: {span})"
 
-    def _repr_html_(self) -> str:
-        columns, rows = self.summary()
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + f"<td style='text-align:right'>{html.escape(str(row[0]))}</td><td>{html.escape(row[1])}</td>"
-            + "".join(f"<td style='text-align:right'>{format_value(v)}</td>" for v in row[2:]) + "</tr>"
-            for row in rows)
-        total = len(self.to_frame().columns)
-        shown = len(columns) - 2
-        more = f" — {total - shown} more numbers per step in <code>.to_frame()</code>" if total > shown else ""
-        title = f"<b>embspace trajectory</b>{' ' + html.escape(self.name) if self.name else ''}"
-        return (f"<div><p>{title} — {len(self)} {html.escape(self.unit)}s{more}</p>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+    def to_html(self, path: str | os.PathLike[str] | None = None, **options: Any) -> str:
+        """The self-contained HTML page of this run (:func:`embspace.page.render.render_page`: table, curves,
+        plane, spectra, histograms, its first against its last point); written atomically to ``path`` when given.
+        :func:`embspace.html_report` adds the noise verdicts of that comparison given the embeddings."""
+        from embspace.page.render import render_page
 
+        if "comparison" not in options and len(self) >= 2:
+            from embspace.compare import compare
+
+            options["comparison"] = compare(self.reports[0], self.reports[-1])
+        page = render_page(self, **options)
+        if path is not None:
+            atomic_write_text(path, page)
+        return page
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows what :meth:`to_html` writes (the same sections, as a fragment)."""
+        return self.to_html(fragment=True)
 
 def read_reports(source: str | os.PathLike[str]) -> Report | Trajectory:
     """The report or the trajectory a JSON file holds, told apart by its ``schema`` (a folder means its

@@ -122,7 +122,8 @@ def test_in_memory_dumps_frame_and_html():
     assert "uniformity.mean" in frame.columns and "gap" in frame.columns
     assert frame.loc[20, "gap"] == pytest.approx(ref.gap(x, y), abs=1e-6)
     page = trajectory._repr_html_()
-    assert page.count("<tr>") == 3 and "uniformity.joint" in page and "<th>label</th>" in page
+    table = page.split("<table class='trajectory'>")[1].split("</table>")[0]  # one row per step under the header
+    assert table.count("<tr>") == 3 and "uniformity.joint" in table and "<th>label</th>" in table
     assert repr(trajectory) == "Trajectory(2 steps: 5 … 20)"
 
 

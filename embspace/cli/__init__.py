@@ -6,7 +6,7 @@ Each subcommand lives in its own module and registers itself on the shared :data
 
 from __future__ import annotations
 
-from embspace.cli import compare, finetune, measure, plot, shift  # noqa: F401  (registers the subcommands)
+from embspace.cli import compare, finetune, measure, plot, report, shift  # noqa: F401  (registers the subcommands)
 from embspace.cli.common import app
 
 

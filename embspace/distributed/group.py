@@ -9,8 +9,10 @@ that no rank waits forever and none writes a report.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -187,7 +189,7 @@ def join(device: str | torch.device = "auto") -> Group | None:
     ``RANK``): NCCL when the device is CUDA, gloo on the CPU (``$EMBSPACE_DIST_BACKEND`` overrides), with the
     timeout of :func:`timeout_seconds`. Each rank computes on GPU ``LOCAL_RANK`` (modulo the GPUs it sees).
     """
-    if not dist.is_available():
+    if not dist.is_available() or _ALONE.get():
         return None
     owned = not dist.is_initialized()
     world = launched_ranks()
@@ -211,6 +213,20 @@ def join(device: str | torch.device = "auto") -> Group | None:
     backend = str(dist.get_backend())
     comm = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
     return Group(dist.get_rank(), dist.get_world_size(), backend, comm, timeout, owned)
+
+
+_ALONE = contextvars.ContextVar("embspace_alone", default=False)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Measure in this process only, even inside a process group (:func:`join` returns None): what a training
+    callback on rank 0 needs while the other ranks train on."""
+    token = _ALONE.set(True)
+    try:
+        yield
+    finally:
+        _ALONE.reset(token)
 
 
 def launched_ranks() -> int:

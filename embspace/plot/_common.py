@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from embspace.errors import InputError
+from embspace.formatting import metric_label  # noqa: F401  (used by the figures)
 from embspace.report import Report, parse_json, read_json_text
 from embspace.trajectory import FILE_NAME as TRAJECTORY_FILE
 from embspace.trajectory import Trajectory
@@ -111,33 +112,6 @@ def default_label(item: Any, i: int) -> str:
     if isinstance(item, Report):
         return item._title() or f"report {i + 1}"
     return os.path.basename(os.fspath(item)).removesuffix(".json") or f"#{i + 1}"
-
-
-def metric_label(path: str, settings: Mapping[str, Any] | None = None) -> str:
-    """An axis label for a metric family or dotted path, with its convention's parameters."""
-    settings = settings or {}
-    family, _, key = path.partition(".")
-    t, alpha = settings.get("t", 2.0), settings.get("alpha", 2.0)
-    names = {
-        "gap": "modality gap ‖mean x̂ − mean ŷ‖",
-        "centroid_cosine": "cosine of the centroids",
-        "alignment": f"alignment (α={alpha:g}), mean ‖x̂ᵢ − ŷᵢ‖^α",
-        "matched_cosine": "mean cosine of true pairs",
-        "rmg": "relative modality gap",
-        "uniformity": f"uniformity (t={t:g})",
-        "cone": "cone: mean cosine within a modality",
-        "rankme": "RankMe",
-        "effective_rank": "effective rank",
-        "effective_rank_centered": "effective rank (centred)",
-        "participation_ratio": "participation ratio",
-        "alpha_req": "α-ReQ (eigenvalue decay)",
-        "linear_separability": "linear separability (accuracy)",
-        "hubness": f"hubness (k={settings.get('hubness_k', 10)}), skewness",
-    }
-    label = names.get(family, family)
-    if family.startswith("recall@"):
-        label = f"{family} (fraction)"
-    return f"{label} [{key}]" if key else label
 
 
 def present(paths: Sequence[str], available: Sequence[str], where: str) -> None:
