@@ -27,6 +27,15 @@ def _cross_top(context: Context, x, y, tile: int) -> TopK:
     return TopK(x.n, y.n, BIAS_K, x.device)
 
 
+def left_out(context: Context) -> str | None:
+    """Why a run leaves modality bias out (its three exact top-k passes), or None."""
+    if "distributed" in context.settings:
+        return "a sharded run merges no symmetric top-k tables"
+    if context.sampled:
+        return "the run samples its N² families; modality bias needs three exact top-k passes (--estimate exact)"
+    return None
+
+
 class ModalityBias(Family):
     name = "modality_bias"
     paired_only = True
@@ -38,7 +47,7 @@ class ModalityBias(Family):
     not_resampled = "modality_bias"
 
     def needs(self, context: Context) -> list[Need]:
-        if "distributed" in context.settings:
+        if left_out(context):
             return []
         bytes_self = top_state_bytes(context.n, context.n, BIAS_K + 1)
         return [*(PairPass(name, "pooled_top", _self_top, label="modality_bias", state_bytes=bytes_self,
@@ -47,9 +56,8 @@ class ModalityBias(Family):
                          state_bytes=top_state_bytes(context.n, context.n, BIAS_K), options={"k": BIAS_K})]
 
     def finish(self, context: Context, stats: Statistics) -> Found:
-        if "distributed" in context.settings:
-            return Found(settings={"modality_bias": {"k": BIAS_K, "left_out": "a sharded run merges no symmetric "
-                                                                              "top-k tables"}})
+        if left_out(context):
+            return Found(settings={"modality_bias": {"k": BIAS_K, "left_out": left_out(context)}})
         a, b = context.names
         cross = stats.reduction("cross", "pooled_top")
         k = min(BIAS_K, context.n - 1)

@@ -39,6 +39,15 @@ def knn_pass(modality: str, n: int) -> PairPass:
                     options={"k": KNN_K})
 
 
+def knn_left_out(context: Context) -> str | None:
+    """Why a run leaves mutual-kNN out (an exact top-k over each modality's self pass), or None."""
+    if "distributed" in context.settings:
+        return "a sharded run does not shard the within-modality kNN; measure it in one process"
+    if context.sampled:
+        return "the run samples its N² families; mutual-kNN needs an exact self pass per modality (--estimate exact)"
+    return None
+
+
 class Structure(Family):
     name = "structure"
     aliases = ("cka", "mutual_knn", "procrustes", "geometric_consistency")
@@ -54,7 +63,7 @@ class Structure(Family):
     def needs(self, context: Context) -> list[Need]:
         if context.n < MIN_PAIRS:
             return []
-        if "distributed" in context.settings:  # the sums add across ranks; the self kNN is not sharded
+        if knn_left_out(context):  # the sums add across ranks and cost O(N·D²); the self kNN is an N² pass
             return [SPACE_SUMS]
         return [SPACE_SUMS, *(knn_pass(name, context.n) for name in context.names)]
 
@@ -65,10 +74,9 @@ class Structure(Family):
                                                               f"n − 3 in its denominator), got {context.n}"}})
         sums = stats[SPACE_SUMS]
         metrics = {"cka": cka_from_sums(sums), "procrustes": procrustes_from_sums(sums)}
-        if "distributed" in context.settings:
+        if knn_left_out(context):
             return Found(metrics=metrics, settings={"structure_k": KNN_K, "structure": {
-                "left_out": {"mutual_knn": "a sharded run does not shard the within-modality kNN; measure it in "
-                                           "one process"}}})
+                "left_out": {"mutual_knn": knn_left_out(context)}}})
         knn_a, knn_b = (stats.reduction(name, "knn").neighbours() for name in (a, b))
         metrics = {"cka": metrics["cka"], "mutual_knn": float(overlap(knn_a, knn_b).mean()),
                    "procrustes": metrics["procrustes"]}
