@@ -106,6 +106,13 @@ def check_fit_range(fit_range: object, name: str = "alpha_req_range") -> None:
         raise InputError(name, f"must be two integers 1 ≤ first < last (1-based ranks), got {fit_range!r}")
 
 
+def check_choice(value: object, choices: Sequence[str], name: str, what: str, explain: str = "") -> None:
+    """One of the named ``choices``; else one line naming them (``explain``, in parentheses, says what each is)."""
+    if value not in choices:
+        raise InputError(name, f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
+                               + (f" ({explain})" if explain else ""))
+
+
 def check_measure_options(*, t: object = 2.0, alpha: object = 2.0, histogram_bins: object = 200,
                           recall_ks: object = (1,), hubness_k: object = 10, tile: object = 1, seed: object = 0,
                           alpha_req_range: object = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from embspace.callbacks.monitor import Embed, EmbeddingMonitor
+from embspace.callbacks.monitor import Embed, EmbeddingMonitor, check_unit
 
 __all__ = ["EmbeddingTrainerCallback"]
 
@@ -26,10 +26,7 @@ class EmbeddingTrainerCallback(TrainerCallback):
 
     def __init__(self, embed: Embed, out: str | os.PathLike[str], *, every: int = 1, unit: str = "step",
                  at_start: bool = True, **options: Any) -> None:
-        if unit not in ("step", "epoch"):
-            from embspace.errors import InputError
-
-            raise InputError("unit", f"choose step or epoch, got {unit!r}")
+        check_unit(unit)
         self.embed, self.out, self.every, self.unit, self.at_start = embed, out, every, unit, at_start
         self.options = options
         self.monitor: EmbeddingMonitor | None = None

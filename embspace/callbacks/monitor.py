@@ -86,6 +86,12 @@ def current_rank() -> int:
         return 0
 
 
+def check_unit(unit: str) -> None:
+    """A training library's callback counts ``step``s or ``epoch``s; anything else is refused in one line."""
+    if unit not in ("step", "epoch"):
+        raise InputError("unit", f"choose step or epoch, got {unit!r}")
+
+
 class EmbeddingMonitor:
     """Measure ``embed(model)`` every ``every`` steps (or epochs) within a time budget; write the trajectory.
 

@@ -18,11 +18,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from embspace.errors import InputError
 from embspace.families.alignment import matched_terms
 from embspace.families.base import Context, Family, Found, Need, Statistics, Weighted
 from embspace.families.cone import weighted_cones
 from embspace.families.gap import PAIR_SUMS
+from embspace.options import check_choice
 
 MATCHED_FLOOR = 1e-3
 RMG_FLOORS = ("source", "clamp")
@@ -52,10 +52,8 @@ def relative_modality_gap(matched_cosine, cone_a, cone_b, floor: str = DEFAULT_F
 def rmg_floor(context: Context) -> str:
     """The floor a run asked for (``source`` unless ``rmg_floor`` says otherwise)."""
     floor = context.options.get("rmg_floor") or DEFAULT_FLOOR
-    if floor not in RMG_FLOORS:
-        raise InputError("rmg_floor", f"unknown RMG floor {floor!r}; choose one of {', '.join(RMG_FLOORS)} "
-                                      "(source: 1e-3 replaces only d_m ≤ 0, as Schrodi et al.'s compute_rmg; "
-                                      "clamp: max(d_m, 1e-3))")
+    check_choice(floor, RMG_FLOORS, "rmg_floor", "RMG floor",
+                 "source: 1e-3 replaces only d_m ≤ 0, as Schrodi et al.'s compute_rmg; clamp: max(d_m, 1e-3)")
     return floor
 
 

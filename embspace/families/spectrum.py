@@ -19,6 +19,7 @@ from typing import ClassVar
 from embspace.errors import InputError
 from embspace.families.base import Context, Family, Found, Need, RowStat, Statistics
 from embspace.metrics.spectrum import ALPHA_REQ_FITS, spectrum_metrics
+from embspace.options import check_choice
 
 SPECTRUM_KEYS = ("rankme", "rankme_covariance", "effective_rank", "effective_rank_centered", "participation_ratio",
                  "alpha_req")
@@ -28,10 +29,8 @@ DEFAULT_FIT = "reptrix"
 def alpha_req_fit(context: Context) -> str:
     """The α-ReQ fit a run asked for (``reptrix`` unless ``alpha_req_fit`` says otherwise)."""
     fit = context.options.get("alpha_req_fit") or DEFAULT_FIT
-    if fit not in ALPHA_REQ_FITS:
-        raise InputError("alpha_req_fit", f"unknown α-ReQ fit {fit!r}; choose one of {', '.join(ALPHA_REQ_FITS)} "
-                                          "(reptrix: the authors' 1/k-weighted fit over k = 11…100; ols: unweighted "
-                                          "over every eigenvalue)")
+    check_choice(fit, ALPHA_REQ_FITS, "alpha_req_fit", "α-ReQ fit",
+                 "reptrix: the authors' 1/k-weighted fit over k = 11…100; ols: unweighted over every eigenvalue")
     return fit
 
 
