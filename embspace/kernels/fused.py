@@ -298,6 +298,8 @@ def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction],
             if rank is not None:
                 rank.rows[r0:r1] += forward.rank_rows.to(rank.rows.device)
                 rank.cols[c0:c1] += backward.rank_rows.to(rank.cols.device)
+                rank.row_ties[r0:r1] += forward.tie_rows.to(rank.row_ties.device)
+                rank.col_ties[c0:c1] += backward.tie_rows.to(rank.col_ties.device)
 
         merges.append(merge_top)
     for rank in ranks[1:] if tops else ranks:
@@ -307,6 +309,8 @@ def _row_pass(a: torch.Tensor, b: torch.Tensor, reductions: Sequence[Reduction],
         def merge_rank(rank=rank, result=result) -> None:
             rank.rows[r0:r1] += result.rank_rows.to(rank.rows.device)
             rank.cols[c0:c1] += result.rank_cols.to(rank.cols.device)
+            rank.row_ties[r0:r1] += result.tie_rows.to(rank.row_ties.device)
+            rank.col_ties[c0:c1] += result.tie_cols.to(rank.col_ties.device)
 
         merges.append(merge_rank)
     return merges

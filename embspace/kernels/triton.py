@@ -280,8 +280,9 @@ def _pair_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal, n_ti
 
 @triton.jit
 def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
-                matched_rows_ptr, matched_cols_ptr, rank_rows_ptr, rank_cols_ptr, top_values_ptr, top_index_ptr,
-                K: tl.constexpr, K_POW2: tl.constexpr, DO_TOPK: tl.constexpr, DO_RANK: tl.constexpr,
+                matched_rows_ptr, matched_cols_ptr, rank_rows_ptr, rank_cols_ptr, tie_rows_ptr, tie_cols_ptr,
+                top_values_ptr, top_index_ptr, K: tl.constexpr, K_POW2: tl.constexpr, DO_TOPK: tl.constexpr,
+                DO_RANK: tl.constexpr,
                 COLUMN_RANKS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 PRECISION: tl.constexpr, EVEN_K: tl.constexpr, WIDEN: tl.constexpr):
     """One block of rows of A against every column of B: top-k and rank counts held in registers.
@@ -295,6 +296,7 @@ def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
     best = tl.where(slot[None, :] < K, -float("inf"), float("inf")) + tl.zeros((BLOCK_M, K_POW2), tl.float32)
     best_index = tl.full((BLOCK_M, K_POW2), -1, tl.int32)
     ranks = tl.zeros((BLOCK_M,), dtype=tl.int32)
+    ties = tl.zeros((BLOCK_M,), dtype=tl.int32)
     if DO_RANK:
         d_rows = tl.load(matched_rows_ptr + rows, mask=row_in, other=float("inf"))  # (BLOCK_M,)
     local = tl.arange(0, BLOCK_N)
@@ -307,10 +309,13 @@ def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
         if DO_RANK:
             others = valid & (rows[:, None] != cols[None, :] + diagonal)
             ranks += tl.sum(((s > d_rows[:, None]) & others).to(tl.int32), axis=1)
+            ties += tl.sum(((s == d_rows[:, None]) & others).to(tl.int32), axis=1)
             if COLUMN_RANKS:
                 d_cols = tl.load(matched_cols_ptr + cols, mask=col_in, other=float("inf"))  # (BLOCK_N,)
                 beaten = tl.sum(((s > d_cols[None, :]) & others).to(tl.int32), axis=0)
                 tl.atomic_add(rank_cols_ptr + cols, beaten, mask=col_in & (beaten > 0))
+                level = tl.sum(((s == d_cols[None, :]) & others).to(tl.int32), axis=0)
+                tl.atomic_add(tie_cols_ptr + cols, level, mask=col_in & (level > 0))
         if DO_TOPK:
             threshold = tl.min(best, axis=1)  # (BLOCK_M,) current k-th best of each row
             candidate = tl.where(valid & (s > threshold[:, None]), s, -float("inf"))
@@ -324,6 +329,7 @@ def _row_kernel(a_ptr, b_ptr, n_a, n_b, dim, stride_a, stride_b, diagonal,
                 candidate = tl.where(local[None, :] == where[:, None], -float("inf"), candidate)
     if DO_RANK:
         tl.store(rank_rows_ptr + rows, ranks, mask=row_in)
+        tl.store(tie_rows_ptr + rows, ties, mask=row_in)
     if DO_TOPK:
         out = rows.to(tl.int64)[:, None] * K + slot[None, :]
         keep = row_in[:, None] & (slot[None, :] < K)
@@ -356,6 +362,8 @@ class RowResult:
     top_index: torch.Tensor | None = None  # (n_a, k) int64
     rank_rows: torch.Tensor | None = None  # (n_a,) int64: #{j ≠ i : s_ij > d_i}
     rank_cols: torch.Tensor | None = None  # (n_b,) int64: #{i ≠ j : s_ij > d_j}
+    tie_rows: torch.Tensor | None = None  # (n_a,) int64: #{j ≠ i : s_ij = d_i}
+    tie_cols: torch.Tensor | None = None  # (n_b,) int64: #{i ≠ j : s_ij = d_j}
 
 
 def dot_precision(dtype: torch.dtype, precision: str | None) -> tuple[torch.dtype, str]:
@@ -542,7 +550,8 @@ def row_reduce(
         a, b: (N, D) and (M, D) unit rows; global column j = local column + ``diagonal``; row i's partner is j = i.
         k: if > 0, the k largest s_ij of every row i over all j (the pair i = j included), with their local
             column indices; unfilled slots (M < k) hold −inf and −1. At most :data:`MAX_TOPK`.
-        matched_rows: d_i for the rows of a: rank_rows[i] = #{j ≠ i : s_ij > d_i} (ties favour the partner).
+        matched_rows: d_i for the rows of a: rank_rows[i] = #{j ≠ i : s_ij > d_i} (ties favour the partner),
+            tie_rows[i] = #{j ≠ i : s_ij = d_i}.
         matched_cols: d_j for the rows of b, with matched_rows: rank_cols[j] = #{i ≠ j : s_ij > d_j}, added
             with atomics while the same tiles are in registers.
         precision: ``None`` (follow a's dtype), ``"fp16"``, ``"bf16"``, ``"fp32"`` or ``"tf32"``.
@@ -559,6 +568,7 @@ def row_reduce(
     with _on_device(device):
         rank_rows = torch.zeros(n_a, dtype=torch.int32, device=device)
         rank_cols = torch.zeros(n_b, dtype=torch.int32, device=device)
+        tie_rows, tie_cols = torch.zeros_like(rank_rows), torch.zeros_like(rank_cols)
         values = torch.empty((n_a, max(k, 1)), dtype=torch.float32, device=device)  # (N, k)
         index = torch.empty((n_a, max(k, 1)), dtype=torch.int32, device=device)  # (N, k)
         d_rows = _matched(matched_rows, n_a, device)
@@ -568,7 +578,7 @@ def row_reduce(
         else:
             _row_kernel[(-(-n_a // config.block_m),)](
                 a, b, n_a, n_b, dim, a.stride(0), b.stride(0), diagonal,
-                d_rows, d_cols, rank_rows, rank_cols, values, index,
+                d_rows, d_cols, rank_rows, rank_cols, tie_rows, tie_cols, values, index,
                 K=max(k, 1), K_POW2=max(triton.next_power_of_2(k), 2), DO_TOPK=k > 0, DO_RANK=matched_rows is not None,
                 COLUMN_RANKS=matched_cols is not None,
                 BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
@@ -577,9 +587,9 @@ def row_reduce(
     if k > 0:
         result.top_values, result.top_index = values, index.long()
     if matched_rows is not None:
-        result.rank_rows = rank_rows.long()
+        result.rank_rows, result.tie_rows = rank_rows.long(), tie_rows.long()
     if matched_cols is not None:
-        result.rank_cols = rank_cols.long()
+        result.rank_cols, result.tie_cols = rank_cols.long(), tie_cols.long()
     return result
 
 
