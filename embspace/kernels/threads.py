@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import torch
 
 MIN_INTERVAL = 0.2  # seconds between two measurements of the others' load
+LAST_PASS_THREADS: set[int] = set()  # the thread counts the products of the latest pass took (for benchmarks)
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -60,28 +61,44 @@ def usable_cores() -> int:
 
 class CpuShare:
     """How many threads the product of the next tile should use: torch's setting, less the cores that other
-    processes kept busy since the previous look (re-measured at most every :data:`MIN_INTERVAL` seconds)."""
+    processes kept busy since the previous look (re-measured at most every :data:`MIN_INTERVAL` seconds).
+
+    The last look is kept across passes (one process, one machine); before the first one the 1-minute load
+    average stands in for the others' use (less the one core this process is taken to have used)."""
+
+    _last: tuple[float, float | None, float] | None = None  # (wall time, every process's CPU s, this one's)
+    _others: float | None = None
 
     def __init__(self, requested: int | None = None, fixed: bool | None = None) -> None:
         self.requested = requested or torch.get_num_threads()
         self.fixed = os.environ.get("EMBSPACE_THREADS", "auto") == "fixed" if fixed is None else fixed
         self.cores = min(usable_cores(), machine_cores())
-        self.current = min(self.requested, self.cores)
-        self.others = 0.0
-        self._last = (time.monotonic(), busy_seconds(), own_seconds())
+        if CpuShare._last is None:
+            CpuShare._last = (time.monotonic(), busy_seconds(), own_seconds())
+        if CpuShare._others is None:
+            CpuShare._others = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else 0.0
+        self.current = self._decide()
+
+    @property
+    def others(self) -> float:
+        """Cores the other processes kept busy at the last look."""
+        return CpuShare._others or 0.0
+
+    def _decide(self) -> int:
+        free = machine_cores() - self.others
+        return max(1, min(self.requested, self.cores, int(free + 0.5)))
 
     def threads(self) -> int:
         """Threads for the next product."""
         if self.fixed or self.requested <= 1:
             return self.requested
         now, busy, own = time.monotonic(), busy_seconds(), own_seconds()
-        then, busy_then, own_then = self._last
+        then, busy_then, own_then = CpuShare._last
         if busy is None or busy_then is None or now - then < MIN_INTERVAL:
             return self.current
-        self._last = (now, busy, own)
-        self.others = max(0.0, ((busy - busy_then) - (own - own_then)) / (now - then))
-        free = machine_cores() - self.others
-        self.current = max(1, min(self.requested, self.cores, int(free + 0.5)))
+        CpuShare._last = (now, busy, own)
+        CpuShare._others = max(0.0, ((busy - busy_then) - (own - own_then)) / (now - then))
+        self.current = self._decide()
         return self.current
 
 
@@ -95,6 +112,7 @@ def tile_threads(fixed: bool | None = None) -> Iterator[TilePool]:
     """A pass's thread policy: yields a :class:`TilePool`; torch's thread count is restored afterwards."""
     before = torch.get_num_threads()
     pool = TilePool(CpuShare(before, fixed))
+    LAST_PASS_THREADS.clear()
     try:
         yield pool
     finally:
@@ -113,6 +131,7 @@ class TilePool:
     def product(self, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """``make()`` (a GEMM) with the threads the machine has free."""
         self.product_threads = self.share.threads()
+        LAST_PASS_THREADS.add(self.product_threads)
         set_threads(self.product_threads)
         try:
             return make()
