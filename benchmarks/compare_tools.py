@@ -11,7 +11,8 @@ Uniformity U = log mean_{i<j} exp(−t‖x̂_i − x̂_j‖²) (t = 2) of cone-s
   ordered pair, as such code is usually written);
 - ``pykeops``: a ``LazyTensor`` sum reduction (on the first ``--keops-n`` rows: it is far slower on the CPU; its
   one-off compilation is timed apart);
-- ``gemm``: the float32 matrix products of the upper-triangle tiles alone, no uniformity: the floor.
+- ``gemm``: the float32 matrix products of the upper-triangle tiles alone, written into one preallocated tile
+  (``torch.mm(out=)``, as embspace writes its own), no uniformity: the floor.
 
 k nearest neighbours, top-10 by cosine of every row of X among the rows of Y (Y a noisy, shifted copy of X):
 ``faiss`` (``IndexFlatIP``, exact) against embspace's tiled ``TopK`` reduction (which also gives every column's
@@ -160,10 +161,12 @@ def _run_once(method, x, y, x_np, y_np, args, extra):
     if method == "gemm":
         from embspace.kernels.pairwise import DEFAULT_TILE
 
+        out = torch.empty(DEFAULT_TILE * DEFAULT_TILE, dtype=torch.float32)  # one buffered tile, as embspace
         for r0 in range(0, len(x), DEFAULT_TILE):
             rows = x[r0 : r0 + DEFAULT_TILE]
             for c0 in range(r0, len(x), DEFAULT_TILE):
-                rows @ x[c0 : c0 + DEFAULT_TILE].T
+                cols = x[c0 : c0 + DEFAULT_TILE]
+                torch.mm(rows, cols.T, out=out[: len(rows) * len(cols)].view(len(rows), len(cols)))
         return float("nan"), {}
     if method == "float64 knn":
         index = float64_topk(x_np, y_np)

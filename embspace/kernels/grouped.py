@@ -15,6 +15,7 @@ whatever the tile; counts do not depend on tie-breaking, so no order among equal
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -99,15 +100,20 @@ class BestOther(Reduction):
         self.rows = torch.full((n_rows,), -math.inf, dtype=torch.float64, device=device)
         self.cols = torch.full((n_cols,), -math.inf, dtype=torch.float64, device=device)
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
-        c1 = c0 + sim.shape[1]
-        for first, part in row_chunks(sim):
-            wide = part.to(torch.float64, copy=True)  # a copy: the engine's tile feeds the other reductions too
-            if diagonal:
-                wide.diagonal(first).fill_(-math.inf)
-            a0 = r0 + first
-            self.rows[a0 : a0 + len(part)] = torch.maximum(self.rows[a0 : a0 + len(part)], wide.max(1).values)
-            self.cols[c0:c1] = torch.maximum(self.cols[c0:c1], wide.max(0).values)
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        """Two items: the rows' maxima and the columns' maxima of the tile (in its own precision, exact; a diagonal
+        tile is copied with its true pairs blanked: the engine's tile feeds the other reductions too)."""
+        if diagonal:
+            sim = sim.clone().fill_diagonal_(-math.inf)
+        r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
+
+        def rows() -> None:
+            self.rows[r0:r1] = torch.maximum(self.rows[r0:r1], sim.amax(1).double())
+
+        def cols() -> None:
+            self.cols[c0:c1] = torch.maximum(self.cols[c0:c1], sim.amax(0).double())
+
+        return [rows, cols]
 
     def merge(self, other: BestOther) -> BestOther:
         self.rows = torch.maximum(self.rows, other.rows.to(self.rows.device))
@@ -121,6 +127,9 @@ class GroupedHistogram(Histogram):
     def __init__(self, item_x: torch.Tensor, item_y: torch.Tensor, bins: int, device: torch.device | str) -> None:
         super().__init__(bins, symmetric=False, device=device)
         self.item_x, self.item_y = item_x, item_y
+
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        return [lambda: self.update(sim, r0, c0, diagonal)]  # one item, not Histogram's split
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]

@@ -32,6 +32,7 @@ import torch
 
 from embspace.kernels.backend import record_pass
 from embspace.kernels.rows import HALF, CentredBlock, Rows
+from embspace.kernels.threads import TilePool, tile_threads
 
 DEFAULT_TILE = 4096
 UNDERFLOW_SAFE_EXPONENT = 80.0
@@ -41,10 +42,22 @@ F64_CHUNK = 1 << 15  # exponents widened to float64 at a time on the CPU (256 Ki
 
 
 class Reduction:
-    """One statistic accumulated over tiles. ``diagonal`` marks a tile whose rows and columns are the same items."""
+    """One statistic accumulated over tiles. ``diagonal`` marks a tile whose rows and columns are the same items.
+
+    :meth:`work` splits a tile's update into independent single-threaded work items (they touch disjoint state),
+    which the torch path spreads over worker threads (:mod:`embspace.kernels.threads`); :meth:`update` is the
+    same work done here, one item after the other.
+    """
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
-        raise NotImplementedError
+        if type(self).work is Reduction.work:
+            raise NotImplementedError(f"{type(self).__name__} implements neither update nor work")
+        for item in self.work(sim, r0, c0, diagonal):
+            item()
+
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        """The tile's update as independent items; a reduction that only implements :meth:`update` is one item."""
+        return [lambda: self.update(sim, r0, c0, diagonal)]
 
 
 class ExpSum(Reduction):
@@ -74,17 +87,22 @@ class ExpSum(Reduction):
         self.shift = -math.inf  # log-scale of the running sum
         self.total = 0.0  # Σ exp(exponent − shift)
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
         """From a tile of similarities of unit rows, as exp(2t(s − 1)): only where 1 − s is large against the
         rounding of s. The engine never calls this (it uses :meth:`update_centred`)."""
-        for first, part in row_chunks(sim):
-            self._reduce(part.mul(2 * self.t).sub_(2 * self.t).clamp_(max=0.0), diagonal, first)
+
+        def item() -> None:
+            for first, part in row_chunks(sim):
+                self.add(*self._reduce(part.mul(2 * self.t).sub_(2 * self.t).clamp_(max=0.0), diagonal, first))
+
+        return [item]
 
     def update_centred(self, rows: CentredBlock, cols: CentredBlock, r0: int, c0: int, diagonal: bool,
-                       buffer: TileBuffer | None = None) -> None:
+                       buffer: TileBuffer | None = None, pool: TilePool | None = None) -> None:
         """One tile of exponents −t‖x̂_i − ŷ_j‖² = 2t·w_i w_j (v_i·v_j) − t·Q_i − t·Q'_j: the product and the
         column term come out of one addmm (into ``buffer``'s tile when one is given), the row term and the clamp
-        are applied a cache-sized row chunk at a time."""
+        are applied a cache-sized row chunk at a time (by ``pool``'s workers, in halves of the tile, when one is
+        given: each half's partial sum keeps its own shift, and the halves are added here)."""
         t = self.t
         q_rows, q_cols = distance_terms(rows, cols)
         wide = torch.float64 if torch.float64 in (rows.vectors.dtype, cols.vectors.dtype) else torch.float32
@@ -94,14 +112,33 @@ class ExpSum(Reduction):
         else:  # w = 1 (centre_block): the stored offsets themselves, no copy
             left, right = rows.vectors, cols.vectors
         out = None if buffer is None else buffer.take(len(left), len(right), wide, left.device)
-        exponent = torch.addmm((q_cols * -t).to(wide)[None, :], left, right.T, alpha=2 * t, out=out)  # (R, C)
-        row_terms = (q_rows * t).to(wide)  # (R,)
-        for first, part in row_chunks(exponent):
-            part.sub_(row_terms[first : first + len(part), None]).clamp_(max=0.0)
-            self._reduce(part, diagonal, first)
+        column_terms = (q_cols * -t).to(wide)[None, :]  # (1, C)
 
-    def _reduce(self, exponent: torch.Tensor, diagonal: bool, first_row: int = 0) -> None:
-        """Fold one tile of exponents (modified in place) into the running sum.
+        def product() -> torch.Tensor:
+            return torch.addmm(column_terms, left, right.T, alpha=2 * t, out=out)  # (R, C)
+
+        exponent = product() if pool is None else pool.product(product)
+        row_terms = (q_rows * t).to(wide)  # (R,)
+        halves = [(0, len(exponent))] if pool is None else split_rows(exponent)
+        partial: list[list[tuple[float, float]]] = [[] for _ in halves]
+
+        def half(number: int, start: int, stop: int) -> Callable[[], None]:
+            def item() -> None:
+                for first, part in row_chunks(exponent[start:stop]):
+                    part.sub_(row_terms[start + first : start + first + len(part), None]).clamp_(max=0.0)
+                    partial[number].append(self._reduce(part, diagonal, start + first))
+            return item
+
+        items = [half(number, start, stop) for number, (start, stop) in enumerate(halves)]
+        if pool is None:
+            items[0]()
+        else:
+            pool.run(items)
+        for shift, value in (pair for part in partial for pair in part):  # chunk order, whoever summed them
+            self.add(shift, value)
+
+    def _reduce(self, exponent: torch.Tensor, diagonal: bool, first_row: int = 0) -> tuple[float, float]:
+        """One tile's part of the running sum: (shift, Σ exp(exponent − shift)), the exponents modified in place.
 
         The exponentials are taken and summed in float64 (for narrow cones every term lies within 10⁻⁴ of 1 and
         U = log(mean) keeps only what the sum holds beyond 1: float32's exp and sum, biased by 5·10⁻⁵ and 2·10⁻⁴
@@ -113,7 +150,7 @@ class ExpSum(Reduction):
             exponent.diagonal(first_row).fill_(-math.inf)
         shift = 0.0 if 4 * self.t <= UNDERFLOW_SAFE_EXPONENT else float(exponent.max())
         if shift == -math.inf:  # every pair of the tile is excluded
-            return
+            return 0.0, 0.0
         if shift != 0.0:
             exponent.sub_(shift)
         flat = exponent.reshape(-1)
@@ -121,7 +158,7 @@ class ExpSum(Reduction):
         tile_sum = float(sum(piece.double().exp_().sum() for piece in flat.split(step)))  # float64 exp: see above
         if diagonal and self.symmetric:
             tile_sum /= 2  # the diagonal tile holds each of its pairs twice
-        self.add(shift, tile_sum)
+        return shift, tile_sum
 
     def add(self, shift: float, value: float) -> None:
         """Fold exp(shift)·value (a partial sum kept as its log-scale and the sum below it) into the running sum."""
@@ -159,47 +196,87 @@ def distance_terms(a: CentredBlock, b: CentredBlock) -> tuple[torch.Tensor, torc
 class RankCount(Reduction):
     """For each row i: #{j ≠ i : s_ij > d_i}; for each column j: #{i ≠ j : s_ij > d_j}; d = matched similarities.
 
-    Ties with the true partner count in its favour. ``d`` must be computed by the same tile product
+    Ties with the true partner count in its favour; they are counted too, in ``row_ties`` / ``col_ties``
+    (#{j ≠ i : s_ij = d_i}, #{i ≠ j : s_ij = d_j}), for the tie conventions of recall (optimistic: ``rows``,
+    pessimistic: ``rows + row_ties``). ``d`` must be computed by the same tile product
     (:func:`matched_similarities`) so that a pair is never compared with a differently rounded copy of itself.
-    ``row_ties`` / ``col_ties``: #{j ≠ i : s_ij == d_i} (the other tie conventions of recall are read from them);
     ``ties_counted`` is False where a path filled the rank counts without them (the fused kernels, the sharded ring),
     and the tie conventions are then left out rather than read from zeros.
+
+    Both counts come from one pass over each cache-sized row chunk: σ = sign(s − d) ∈ {−1, 0, 1} (the sign of a
+    floating-point difference is exact: it is 0 only when s = d, and it is never flushed to zero while |d| is
+    far above the smallest normal number, which a chunk with a tinier d does not rely on: it is compared
+    directly), and over a line Σσ = #above − #below, Σ|σ| = #above + #below, so #above = (Σσ + Σ|σ|)/2 and
+    #ties = #counted − Σ|σ|. Every partial sum is a whole number below 2²⁴: exact in float32.
     """
 
     def __init__(self, matched: torch.Tensor) -> None:
         self.matched = matched  # (N,)
-        self.rows = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
-        self.cols = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
-        self.row_ties = torch.zeros_like(self.rows)
-        self.col_ties = torch.zeros_like(self.cols)
+        zeros = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
+        self.rows, self.cols = zeros, zeros.clone()
+        self.row_ties, self.col_ties = zeros.clone(), zeros.clone()
         self.ties_counted = True
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
-        c1 = c0 + sim.shape[1]
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        """Two items: the rows' counts and the columns' counts of the tile."""
+        wide = torch.promote_types(sim.dtype, self.matched.dtype)  # compared as they are, never rounded
+        sim = sim.to(wide)
+        r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
+        return [lambda: self._count(sim, self.matched[r0:r1].to(wide), 1, self.rows[r0:r1], self.row_ties[r0:r1],
+                                    diagonal),
+                lambda: self._count(sim, self.matched[c0:c1].to(wide), 0, self.cols[c0:c1], self.col_ties[c0:c1],
+                                    diagonal)]
+
+    def _count(self, sim: torch.Tensor, matched: torch.Tensor, dim: int, above: torch.Tensor, ties: torch.Tensor,
+               diagonal: bool) -> None:
+        """Add to ``above`` / ``ties`` (views of the counts of the tile's rows, dim 1, or columns, dim 0) the
+        entries of each line above / equal to its matched similarity."""
+        lines, counted = sim.shape[1 - dim], sim.shape[dim]
+        tiny = TINY_MATCHED.get(sim.dtype, math.inf)
+        total = torch.zeros(lines, dtype=torch.float64, device=sim.device)  # Σσ of each line
+        size = torch.zeros_like(total)  # Σ|σ|
+        safe_all = bool((matched.abs() >= tiny).all())
         for first, part in row_chunks(sim):
-            r1 = r0 + first + len(part)
-            beats_row = part > self.matched[r0 + first : r1, None]  # (rows, C)
-            beats_col = part > self.matched[None, c0:c1]  # (rows, C)
-            if diagonal:  # the true pairs (k, first + k) never beat themselves
-                beats_row.diagonal(first).fill_(False)
-                beats_col.diagonal(first).fill_(False)
-            self.rows[r0 + first : r1] += beats_row.sum(1, dtype=torch.int32)  # int32: faster than bool → int64
-            self.cols[c0:c1] += beats_col.sum(0, dtype=torch.int32)
-            ties_row, ties_col = part == self.matched[r0 + first : r1, None], part == self.matched[None, c0:c1]
-            if diagonal:
-                ties_row.diagonal(first).fill_(False)
-                ties_col.diagonal(first).fill_(False)
-            self.row_ties[r0 + first : r1] += ties_row.sum(1, dtype=torch.int32)
-            self.col_ties[c0:c1] += ties_col.sum(0, dtype=torch.int32)
+            line_d = matched[first : first + len(part), None] if dim == 1 else matched[None, :]
+            safe = safe_all or bool((line_d.abs() >= tiny).all())
+            sign = torch.sub(part, line_d).sign_() if safe else exact_sign(part, line_d)  # (rows, C)
+            if diagonal:  # the true pairs (k, first + k) are neither above nor below themselves
+                sign.diagonal(first).zero_()
+            chunk_total, chunk_size = sign.sum(dim, dtype=sign.dtype), sign.abs_().sum(dim, dtype=sign.dtype)
+            if dim == 1:
+                total[first : first + len(part)], size[first : first + len(part)] = chunk_total, chunk_size
+            else:
+                total += chunk_total
+                size += chunk_size
+        above += ((total + size) / 2).long()
+        ties += (counted - size).long() - self._self_pairs(lines, counted, diagonal, sim.device)
+
+    @staticmethod
+    def _self_pairs(lines: int, other: int, diagonal: bool, device: torch.device) -> torch.Tensor:
+        """1 for the lines of a diagonal tile whose true pair lies in it (it was zeroed, not a tie), else 0."""
+        if not diagonal:
+            return torch.zeros(lines, dtype=torch.int64, device=device)
+        return (torch.arange(lines, device=device) < other).long()
 
     def merge(self, other: RankCount) -> RankCount:
-        """Add the counts of another RankCount over the same rows and columns (other tiles); returns self."""
-        self.rows += other.rows.to(self.rows.device)
-        self.cols += other.cols.to(self.cols.device)
-        self.row_ties += other.row_ties.to(self.row_ties.device)
-        self.col_ties += other.col_ties.to(self.col_ties.device)
+        """Add the counts (and ties) of another RankCount over the same rows and columns (other tiles); returns
+        self."""
+        for name in ("rows", "cols", "row_ties", "col_ties"):
+            mine = getattr(self, name)
+            mine += getattr(other, name).to(mine.device)
         self.ties_counted = self.ties_counted and other.ties_counted
         return self
+
+
+TINY_MATCHED = {torch.float32: 2.0**-100, torch.float64: 2.0**-900}  # |d| above which sign(s − d) is exact
+
+
+def exact_sign(part: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """sign(part − d) from comparisons (for lines whose d is so small that the difference could be subnormal)."""
+    return torch.gt(part, d).to(part.dtype) - torch.lt(part, d).to(part.dtype)
+
+
+BLOCK = 32  # entries per block of a line whose maximum decides whether the block is read (TopK)
 
 
 class TopK(Reduction):
@@ -208,6 +285,13 @@ class TopK(Reduction):
     Ties are broken by index: of equal similarities the lower (global) index ranks first, so the top-k *sets* do
     not depend on the tiling, the tile order or the number of processes (duplicated rows are common: repeated
     captions). Indices of unfilled slots are −1.
+
+    A tile is not sorted: each line (row, or column) is cut into blocks of :data:`BLOCK` entries and only the
+    blocks whose maximum reaches a lower bound of the line's final k-th value are read (:func:`line_candidates`);
+    the bound is the larger of the line's running k-th best and the k-th largest of the tile's block maxima (k
+    entries of the line are at least that large). Every entry that can enter the top k, ties included, is a
+    candidate; the candidates are merged with the running best by :func:`keep_best`, so the result is the same as
+    sorting the whole tile.
     """
 
     def __init__(self, n_rows: int, n_cols: int, k: int, device: torch.device) -> None:
@@ -217,14 +301,22 @@ class TopK(Reduction):
         self.col_values = torch.full((self.k_cols, n_cols), -math.inf, dtype=torch.float64, device=device)
         self.col_index = torch.full((self.k_cols, n_cols), -1, dtype=torch.int64, device=device)  # (k, M)
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        """Two items: the rows' top-k and the columns' top-k of the tile."""
         r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
-        values, index = tile_topk(sim, self.k_rows, dim=1)  # (R, ≤k)
-        self.row_values[r0:r1], self.row_index[r0:r1] = keep_best(
-            self.row_values[r0:r1], self.row_index[r0:r1], values, index + c0, dim=1)
-        values, index = tile_topk(sim, self.k_cols, dim=0)  # (≤k, C)
-        self.col_values[:, c0:c1], self.col_index[:, c0:c1] = keep_best(
-            self.col_values[:, c0:c1], self.col_index[:, c0:c1], values, index + r0, dim=0)
+
+        def rows() -> None:
+            if self.k_rows:
+                self.row_values[r0:r1], self.row_index[r0:r1] = merge_line_top(
+                    sim, self.row_values[r0:r1], self.row_index[r0:r1], c0, dim=1)
+
+        def cols() -> None:
+            if self.k_cols:
+                values, index = merge_line_top(sim, self.col_values[:, c0:c1].T, self.col_index[:, c0:c1].T, r0,
+                                               dim=0)
+                self.col_values[:, c0:c1], self.col_index[:, c0:c1] = values.T, index.T
+
+        return [rows, cols]
 
     def merge(self, other: TopK) -> TopK:
         """Keep the best of two TopKs over the same rows and columns (candidates from other tiles); returns self."""
@@ -233,6 +325,86 @@ class TopK(Reduction):
         self.col_values, self.col_index = keep_best(self.col_values, self.col_index, other.col_values,
                                                     other.col_index, dim=0)
         return self
+
+
+def merge_line_top(sim: torch.Tensor, best: torch.Tensor, best_index: torch.Tensor, offset: int,
+                   dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running top-k ``best`` / ``best_index`` ((L, k), descending, L lines along ``dim`` of ``sim``) merged
+    with the lines of the tile (positions + ``offset`` are the global indices). Returns the new (L, k) tables."""
+    k = best.shape[1]
+    size = sim.shape[dim]
+    if k >= size or size <= 2 * BLOCK or sim.shape[1 - dim] == 0:  # small tiles: the sorted tile itself
+        values, index = tile_topk(sim, min(k, size), dim=dim)
+        values, index = (values, index) if dim == 1 else (values.T, index.T)
+        return keep_best(best, best_index, values, index + offset, dim=1)
+    lines, positions, values = line_candidates(sim, dim, running_floor(best[:, k - 1], sim.dtype), k)
+    if len(lines) == 0:
+        return best, best_index
+    active, counts = torch.unique_consecutive(lines, return_counts=True)  # (A,) lines with candidates
+    start = torch.cumsum(counts, 0) - counts  # (A,) first candidate of each active line
+    which = torch.repeat_interleave(torch.arange(len(active), device=sim.device), counts)  # (M,) active slot
+    slot = torch.arange(len(lines), device=sim.device) - start[which]  # (M,) place within its line
+    width = int(counts.max())
+    cand_values = torch.full((len(active), width), -math.inf, dtype=best.dtype, device=sim.device)  # (A, w)
+    cand_index = torch.full((len(active), width), torch.iinfo(torch.int64).max, dtype=torch.int64, device=sim.device)
+    cand_values[which, slot] = values.to(best.dtype)
+    cand_index[which, slot] = positions + offset
+    new_values, new_index = keep_best(best[active], best_index[active], cand_values, cand_index, dim=1)
+    best, best_index = best.clone(), best_index.clone()
+    best[active], best_index[active] = new_values, new_index
+    return best, best_index
+
+
+def running_floor(kth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The running k-th values (float64, −inf where a line has fewer than k) in the tile's dtype, rounded down, so
+    that an entry of the tile equal to one is still a candidate."""
+    low = kth.to(dtype)
+    return torch.where(low.double() > kth, torch.nextafter(low, torch.full_like(low, -math.inf)), low)
+
+
+def line_candidates(sim: torch.Tensor, dim: int, floor: torch.Tensor,
+                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every entry of the lines of ``sim`` along ``dim`` (rows: 1, columns: 0) that can be among its line's k
+    largest, given ``floor`` (L,), a value each line's final k-th largest is known to reach.
+
+    Lines are cut into blocks of :data:`BLOCK` entries; the bound of a line is the larger of ``floor`` and the
+    k-th largest of its block maxima (each block maximum is an entry: k entries reach it); only blocks whose
+    maximum reaches the bound are read, and of those the entries that reach it are kept. Returns ``(line,
+    position, value)`` of the candidates, ordered by line and then position.
+    """
+    size = sim.shape[dim]
+    blocks = size // BLOCK
+    full = blocks * BLOCK
+    # (blocks of each line, BLOCK entries each), as a view: rows (L, blocks, BLOCK), columns (blocks, BLOCK, L)
+    grid = sim[:, :full].unflatten(1, (blocks, BLOCK)) if dim == 1 else sim[:full].unflatten(0, (blocks, BLOCK))
+    maxima = grid.amax(2) if dim == 1 else grid.amax(1).T  # (L, blocks), a transposed view for columns
+    tail = sim[:, full:] if dim == 1 else sim[full:].T  # (L, size − full): the entries after the last block
+    bound = floor.to(sim.dtype, copy=True)
+    cold = (bound == -math.inf).nonzero().squeeze(1)  # (L',) lines without k entries yet: bound them by the tile
+    if blocks >= k and len(cold):
+        bound[cold] = torch.maximum(bound[cold], maxima[cold].topk(k, dim=1).values[:, k - 1])
+    if dim == 1:
+        line, block = (maxima >= bound[:, None]).nonzero(as_tuple=True)  # (P,) each, by line then block
+        if sim.stride() == (size, 1) and full == size:  # whole contiguous blocks: a cheap row gather
+            read = sim.view(-1, BLOCK).index_select(0, line * blocks + block)  # (P, BLOCK)
+        else:
+            read = grid[line, block]  # (P, BLOCK) the blocks that reach the bound
+    else:  # by block then line: each block's columns gathered from its BLOCK rows at once
+        block, line = torch.ge(maxima.T, bound[None, :]).nonzero(as_tuple=True)  # (P,) each
+        per_block = torch.bincount(block, minlength=blocks).tolist()
+        read = torch.cat([grid[b].index_select(1, part).T
+                          for b, part in enumerate(line.split(per_block)) if len(part)]) if len(line) else \
+            sim.new_empty((0, BLOCK))  # (P, BLOCK)
+    which, offset = (read >= bound[line, None]).nonzero(as_tuple=True)  # (M,) each
+    lines, positions, values = line[which], block[which] * BLOCK + offset, read[which, offset]
+    if full < size:
+        tail_line, tail_offset = (tail >= bound[:, None]).nonzero(as_tuple=True)
+        lines, positions = torch.cat([lines, tail_line]), torch.cat([positions, tail_offset + full])
+        values = torch.cat([values, tail[tail_line, tail_offset]])
+    if full < size or dim == 0:  # by line, then position
+        order = torch.argsort(lines * size + positions)
+        lines, positions, values = lines[order], positions[order], values[order]
+    return lines, positions, values
 
 
 def tile_topk(sim: torch.Tensor, k: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,7 +487,10 @@ class Histogram(Reduction):
             self.unmatched += other.unmatched.to(self.device)
         return self
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        return [lambda: self._update(sim, diagonal)]
+
+    def _update(self, sim: torch.Tensor, diagonal: bool) -> None:
         if self.symmetric:
             if diagonal:  # the pairs i < j, row by row (several times faster than gathering triu_indices)
                 if len(sim) > 1:
@@ -388,15 +563,31 @@ def _upcast(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return a, b
 
 
+def chunk_rows(sim: torch.Tensor) -> int:
+    """Rows of a :func:`row_chunks` chunk: about :data:`CPU_CHUNK` similarities (the whole tile off the CPU)."""
+    return max(1, CPU_CHUNK // max(sim.shape[1], 1)) if sim.device.type == "cpu" else max(sim.shape[0], 1)
+
+
 def row_chunks(sim: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
     """(first row, rows) pieces of a tile, about :data:`CPU_CHUNK` similarities each on the CPU, so that a
     reduction's temporaries stay in cache (2-3× faster than whole 4096² tiles); the whole tile on other devices."""
     if sim.device.type != "cpu":
         yield 0, sim
         return
-    step = max(1, CPU_CHUNK // max(sim.shape[1], 1))
+    step = chunk_rows(sim)
     for first in range(0, sim.shape[0], step):
         yield first, sim[first : first + step]
+
+
+def split_rows(sim: torch.Tensor) -> list[tuple[int, int]]:
+    """Two row ranges of a tile that split it at a boundary of :func:`row_chunks`' chunks (so that the chunks, and
+    every sum over them, are the same whether a tile is reduced in one piece or in two)."""
+    step = chunk_rows(sim)
+    chunks = -(-sim.shape[0] // step)
+    if chunks < 2:
+        return [(0, sim.shape[0])]
+    middle = (chunks // 2) * step
+    return [(0, middle), (middle, sim.shape[0])]
 
 
 class TileBuffer:
@@ -424,19 +615,26 @@ def tile_product(a: torch.Tensor, b: torch.Tensor, buffer: TileBuffer | None = N
 
 
 def feed_tile(rows: torch.Tensor, cols: torch.Tensor, reductions: Sequence[Reduction], r0: int, c0: int, *,
-              diagonal: bool, buffer: TileBuffer) -> None:
+              diagonal: bool, buffer: TileBuffer, pool: TilePool | None = None) -> None:
     """The tile rows·colsᵀ (its first row and column at r0, c0) into every reduction, one product written into
-    ``buffer`` shared by all of them. (Exp-sums take their own centred tiles: :func:`feed_exp_sums`.)"""
-    sim = tile_product(rows, cols, buffer)  # (R, C)
-    for reduction in reductions:
-        reduction.update(sim, r0, c0, diagonal=diagonal)
+    ``buffer`` shared by all of them. (Exp-sums take their own centred tiles: :func:`feed_exp_sums`.)
+
+    With a ``pool`` the product takes torch's threads and the reductions' work items run on its
+    single-threaded workers; they are all done when this returns (the next product reuses the buffer)."""
+    if pool is None:
+        sim = tile_product(rows, cols, buffer)  # (R, C)
+        for reduction in reductions:
+            reduction.update(sim, r0, c0, diagonal=diagonal)
+        return
+    sim = pool.product(lambda: tile_product(rows, cols, buffer))
+    pool.run([item for reduction in reductions for item in reduction.work(sim, r0, c0, diagonal)])
 
 
 def feed_exp_sums(rows: CentredBlock, cols: CentredBlock, sums: Sequence[ExpSum], r0: int, c0: int, *,
-                  diagonal: bool, buffer: TileBuffer) -> None:
+                  diagonal: bool, buffer: TileBuffer, pool: TilePool | None = None) -> None:
     """The centred tile of rows and cols into every exp-sum."""
     for acc in sums:
-        acc.update_centred(rows, cols, r0, c0, diagonal=diagonal, buffer=buffer)
+        acc.update_centred(rows, cols, r0, c0, diagonal=diagonal, buffer=buffer, pool=pool)
 
 
 def stream_torch(
@@ -454,21 +652,22 @@ def stream_torch(
     sums = [r for r in reductions if isinstance(r, ExpSum)]
     others = [r for r in reductions if not isinstance(r, ExpSum)]
     buffer = TileBuffer()
-    for r0 in range(0, x.n, tile):
-        r1 = min(r0 + tile, x.n)
-        rows = x.block(r0, r1) if others else None
-        rows_c = x.centred(r0, r1) if sums else None
-        for c0 in range(r0 if symmetric else 0, y.n, tile):
-            c1 = min(c0 + tile, y.n)
-            same = symmetric and c0 == r0
-            if others:
-                cols = rows if same else y.block(c0, c1)
-                feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer)
-            if sums:
-                cols_c = rows_c if same else y.centred(c0, c1)
-                feed_exp_sums(rows_c, cols_c, sums, r0, c0, diagonal=(r0 == c0), buffer=buffer)
-            if progress is not None:
-                progress(1)
+    with tile_threads(fixed=x.device.type != "cpu" or None) as pool:  # threads: only on the CPU
+        for r0 in range(0, x.n, tile):
+            r1 = min(r0 + tile, x.n)
+            rows = x.block(r0, r1) if others else None
+            rows_c = x.centred(r0, r1) if sums else None
+            for c0 in range(r0 if symmetric else 0, y.n, tile):
+                c1 = min(c0 + tile, y.n)
+                same = symmetric and c0 == r0
+                if others:
+                    cols = rows if same else y.block(c0, c1)
+                    feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer, pool=pool)
+                if sums:
+                    cols_c = rows_c if same else y.centred(c0, c1)
+                    feed_exp_sums(rows_c, cols_c, sums, r0, c0, diagonal=(r0 == c0), buffer=buffer, pool=pool)
+                if progress is not None:
+                    progress(1)
     record_pass("torch")
 
 

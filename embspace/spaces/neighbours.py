@@ -15,6 +15,7 @@ pairwise engine (:func:`~embspace.kernels.engine.stream_pairs`, upper-triangle t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -45,12 +46,13 @@ class SelfNeighbours(Reduction):
         self.n, self.k = n, min(k, max(n - 1, 0))
         self.top = TopK(n, n, max(self.k, 1), device)
 
-    def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+        """The inner top-k's two items (rows and columns) on the tile, masked first when it is diagonal."""
         if diagonal:
             sim = sim.clone()
             lower = torch.ones(sim.shape, dtype=torch.bool, device=sim.device).tril_()  # (R, R) j ≤ i
             sim.masked_fill_(lower, -math.inf)
-        self.top.update(sim, r0, c0, diagonal)
+        return self.top.work(sim, r0, c0, diagonal)
 
     def merge(self, other: SelfNeighbours) -> SelfNeighbours:
         self.top.merge(other.top)

@@ -1,0 +1,135 @@
+"""The exact retrieval pass against a float64 brute force: rank counts with their ties, top-k sets from the
+block-maximum candidates (ties to the lower index), whatever the tile, the precision and the thread policy; and
+the thread policy's decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embspace.kernels.pairwise import (
+    BLOCK,
+    ExpSum,
+    Histogram,
+    RankCount,
+    TopK,
+    line_candidates,
+    matched_similarities,
+    stream_torch,
+)
+from embspace.kernels.rows import prepare_rows
+
+CPU = torch.device("cpu")
+
+
+def tiled_similarities(rx, ry, tile: int) -> np.ndarray:
+    """The similarities as the engine's tiles round them (float64 copy), for exact comparisons."""
+    out = np.empty((rx.n, ry.n))
+    for r0 in range(0, rx.n, tile):
+        for c0 in range(0, ry.n, tile):
+            out[r0 : r0 + tile, c0 : c0 + tile] = (rx.data[r0 : r0 + tile] @ ry.data[c0 : c0 + tile].T).double()
+    return out
+
+
+def pairs(kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "duplicated":  # a few distinct rows: most similarities tie, many with the matched one
+        x = rng.normal(size=(4, 8))[rng.integers(0, 4, n)]
+        y = rng.normal(size=(3, 8))[rng.integers(0, 3, n)]
+        return x, y
+    x = rng.normal(size=(n, 16))
+    return x, x + 0.8 * rng.normal(size=(n, 16))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind,n,tile", [("noisy", 300, 300), ("noisy", 333, 160), ("duplicated", 270, 200),
+                                         ("duplicated", 150, 64)])
+def test_ranks_ties_and_top_k_equal_the_brute_force(dtype, kind, n, tile):
+    x, y = pairs(kind, n, seed=n)
+    rx, ry = prepare_rows(x, CPU, dtype), prepare_rows(y, CPU, dtype)
+    ranks, top = RankCount(matched_similarities(rx, ry, tile=tile)), TopK(n, n, 7, CPU)
+    stream_torch(rx, ry, [ranks, top], tile=tile)
+    sim = tiled_similarities(rx, ry, tile)
+    d = ranks.matched.double().numpy()
+    others = ~np.eye(n, dtype=bool)
+    np.testing.assert_array_equal(ranks.rows.numpy(), ((sim > d[:, None]) & others).sum(1))
+    np.testing.assert_array_equal(ranks.cols.numpy(), ((sim > d[None, :]) & others).sum(0))
+    np.testing.assert_array_equal(ranks.row_ties.numpy(), ((sim == d[:, None]) & others).sum(1))
+    np.testing.assert_array_equal(ranks.col_ties.numpy(), ((sim == d[None, :]) & others).sum(0))
+    if kind == "duplicated":
+        assert ranks.row_ties.sum() > n and ranks.col_ties.sum() > n
+    rows_want = np.argsort(-sim, axis=1, kind="stable")[:, :7]  # ties to the lower index
+    cols_want = np.argsort(-sim.T, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(top.row_index.numpy(), rows_want)
+    np.testing.assert_array_equal(top.col_index.numpy().T, cols_want)
+    np.testing.assert_array_equal(top.row_values.numpy(), np.take_along_axis(sim, rows_want, 1))
+    np.testing.assert_array_equal(top.col_values.numpy().T, np.take_along_axis(sim.T, cols_want, 1))
+
+
+def test_rank_counts_of_tiny_matched_similarities_are_exact():
+    """Matched similarities below 2⁻¹⁰⁰ are compared directly (a difference could be subnormal)."""
+    sim = torch.tensor([[1e-35, 2e-35, 1e-35, 0.0], [3e-36, 1e-30, -1e-38, 1e-38]], dtype=torch.float32)
+    ranks = RankCount(torch.tensor([1e-35, 1e-36, 7.0, 1e-38], dtype=torch.float32))
+    ranks.update(sim, 0, 0, diagonal=True)
+    assert ranks.rows[:2].tolist() == [1, 1] and ranks.row_ties[:2].tolist() == [1, 0]
+    assert ranks.cols.tolist() == [0, 1, 0, 0] and ranks.col_ties.tolist() == [0, 0, 0, 1]
+
+
+def test_rank_count_merge_adds_the_ties():
+    a, b = RankCount(torch.zeros(3)), RankCount(torch.zeros(3))
+    a.row_ties += 1
+    b.row_ties += 2
+    b.col_ties[1] = 5
+    a.merge(b)
+    assert a.row_ties.tolist() == [3, 3, 3] and a.col_ties.tolist() == [0, 5, 0]
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_line_candidates_hold_every_entry_that_reaches_the_kth_value(dim):
+    rng = np.random.default_rng(5)
+    sim = torch.from_numpy(rng.integers(0, 40, size=(2 * BLOCK + 5, 3 * BLOCK + 7)).astype(np.float32))
+    view = sim if dim == 1 else sim.T
+    lines, positions, values = line_candidates(sim, dim, torch.full((view.shape[0],), -np.inf), 4)
+    kth = view.topk(4, dim=1).values[:, 3]
+    want = (view >= kth[:, None]).nonzero(as_tuple=True)
+    got = set(zip(lines.tolist(), positions.tolist(), strict=True))
+    assert set(zip(want[0].tolist(), want[1].tolist(), strict=True)) <= got
+    assert torch.equal(values, view[lines, positions])
+    assert torch.equal(lines, lines.sort(stable=True).values)
+
+
+@pytest.mark.parametrize("policy", ["pool", "fixed"])
+def test_every_reduction_is_the_same_whatever_the_thread_policy(policy, monkeypatch):
+    """Work items on worker threads, or one after the other: bit-identical sums, counts and tables."""
+    x, y = pairs("noisy", 260, seed=3)
+    rx, ry = prepare_rows(x, CPU, torch.float32), prepare_rows(y, CPU, torch.float32)
+
+    def run(mode: str, count: int):
+        monkeypatch.setenv("EMBSPACE_THREADS", mode)
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            found = [ExpSum(2.0, symmetric=False, exclude_diagonal=True), Histogram(20, symmetric=False),
+                     RankCount(matched_similarities(rx, ry, tile=128)), TopK(260, 260, 5, CPU)]
+            stream_torch(rx, ry, found, tile=128)
+            within = [ExpSum(2.0, symmetric=True, exclude_diagonal=True), Histogram(20, symmetric=True)]
+            stream_torch(rx, None, within, tile=128)
+        finally:
+            torch.set_num_threads(before)
+        return found + within
+
+    before = torch.get_num_threads()
+    serial, other = run("fixed", 1), run(policy, 2)
+    assert torch.get_num_threads() == before  # the pass restores torch's setting
+    for a, b in zip(serial, other, strict=True):
+        if isinstance(a, ExpSum):
+            assert (a.shift, a.total) == (b.shift, b.total)
+        elif isinstance(a, Histogram):
+            assert a.counts() == b.counts()
+        elif isinstance(a, RankCount):
+            for name in ("rows", "cols", "row_ties", "col_ties"):
+                assert torch.equal(getattr(a, name), getattr(b, name))
+        else:
+            for name in ("row_values", "row_index", "col_values", "col_index"):
+                assert torch.equal(getattr(a, name), getattr(b, name))
