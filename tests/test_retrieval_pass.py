@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from embspace.kernels.blocks import TileBlocks
 from embspace.kernels.pairwise import (
     BLOCK,
     ExpSum,
@@ -90,7 +91,7 @@ def test_line_candidates_hold_every_entry_that_reaches_the_kth_value(dim):
     rng = np.random.default_rng(5)
     sim = torch.from_numpy(rng.integers(0, 40, size=(2 * BLOCK + 5, 3 * BLOCK + 7)).astype(np.float32))
     view = sim if dim == 1 else sim.T
-    lines, positions, values = line_candidates(sim, dim, torch.full((view.shape[0],), -np.inf), 4)
+    lines, positions, values = line_candidates(TileBlocks(sim), dim, torch.full((view.shape[0],), -np.inf), 4)
     kth = view.topk(4, dim=1).values[:, 3]
     want = (view >= kth[:, None]).nonzero(as_tuple=True)
     got = set(zip(lines.tolist(), positions.tolist(), strict=True))
@@ -133,3 +134,41 @@ def test_every_reduction_is_the_same_whatever_the_thread_policy(policy, monkeypa
         else:
             for name in ("row_values", "row_index", "col_values", "col_index"):
                 assert torch.equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+@pytest.mark.parametrize("spread", [3, 400])  # few levels: most blocks reach (the direct pass); many: few do
+def test_block_counts_equal_a_brute_force_count(dim, spread):
+    """#{entries > t} and #{entries == t} per line, from the blocks that reach t, against numpy's count."""
+    rng = np.random.default_rng(spread)
+    sim = torch.from_numpy(rng.integers(0, spread, size=(20 * BLOCK + 5, 24 * BLOCK + 9)).astype(np.float32))
+    view = sim.numpy() if dim == 1 else sim.numpy().T
+    bound = torch.from_numpy(np.sort(view, axis=1)[:, -3].copy())  # the 3rd largest of each line: ties included
+    found = TileBlocks(sim).counts_at_least(dim, bound)
+    if spread == 3:
+        assert found is None  # every block reaches: left to the direct pass
+        return
+    assert found is not None
+    above, ties = found
+    assert above.tolist() == (view > bound.numpy()[:, None]).sum(1).tolist()
+    assert ties.tolist() == (view == bound.numpy()[:, None]).sum(1).tolist()
+
+
+@pytest.mark.parametrize("tile", [37, 64, 100])
+def test_rank_counts_through_shared_blocks_equal_a_float64_brute_force(tile):
+    """Partners that rank near the top (few blocks reach them) with exact ties: the counts of a whole pass."""
+    rng = np.random.default_rng(tile)
+    x = rng.integers(-2, 3, size=(150, 8)).astype(np.float64)  # a few distinct rows per direction: many ties
+    x[:, 0] = 3
+    y = x + rng.integers(-1, 2, size=x.shape)
+    y[:20] = y[0]  # a partner that ties with 19 others
+    rx, ry = prepare_rows(x, CPU, torch.float32), prepare_rows(y, CPU, torch.float32)
+    rank = RankCount(matched_similarities(rx, ry, tile=tile))
+    stream_torch(rx, ry, [rank], tile=tile)
+    s = tiled_similarities(rx, ry, tile)
+    d = np.diag(s)
+    off = ~np.eye(150, dtype=bool)
+    assert rank.rows.tolist() == ((s > d[:, None]) & off).sum(1).tolist()
+    assert rank.row_ties.tolist() == ((s == d[:, None]) & off).sum(1).tolist()
+    assert rank.cols.tolist() == ((s > d[None, :]) & off).sum(0).tolist()
+    assert rank.col_ties.tolist() == ((s == d[None, :]) & off).sum(0).tolist()

@@ -21,13 +21,13 @@ import torch
 
 from embspace.families.base import Context, Family, Found, Need, PairPass, Sampled, Statistics, Weighted
 from embspace.kernels.grouped import BestOther
-from embspace.kernels.pairwise import RankCount, matched_similarities
+from embspace.kernels.pairwise import RankCount
 from embspace.metrics.ranking import deep_convention, deep_metrics
 from embspace.metrics.retrieval import RECALL_KS, rank_state_bytes, recall_from_ranks
 
 
 def _ranks(context: Context, x, y, tile: int) -> RankCount:
-    return RankCount(matched_similarities(x, y, tile=tile))
+    return RankCount.from_tiles(x, y)
 
 
 def rank_pass(context: Context) -> PairPass:

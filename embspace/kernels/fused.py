@@ -183,6 +183,9 @@ def stream_fused(
     backend = backend or chosen_backend()
     symmetric = y is None
     other = x if symmetric else y
+    for reduction in reductions:  # the kernels read every d_i from the start
+        if isinstance(reduction, RankCount):
+            reduction.fill_matched(x, other, tile)
     col_blocks = _blocks(other, tile)
     has_sums = any(type(r) is ExpSum for r in reductions)
     pending: list[Callable[[], None]] = []  # merges (and progress) of the block pairs run so far, not yet applied

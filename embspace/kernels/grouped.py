@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from embspace.kernels.blocks import TileBlocks
 from embspace.kernels.pairwise import Histogram, Reduction, row_chunks, tile_product
 from embspace.kernels.rows import Rows
 
@@ -100,18 +101,21 @@ class BestOther(Reduction):
         self.rows = torch.full((n_rows,), -math.inf, dtype=torch.float64, device=device)
         self.cols = torch.full((n_cols,), -math.inf, dtype=torch.float64, device=device)
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
-        """Two items: the rows' maxima and the columns' maxima of the tile (in its own precision, exact; a diagonal
-        tile is copied with its true pairs blanked: the engine's tile feeds the other reductions too)."""
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
+        """Two items: the rows' maxima and the columns' maxima of the tile (in its own precision, exact), from the
+        tile's block maxima; a diagonal tile is copied with its true pairs blanked (the engine's tile feeds the
+        other reductions too)."""
         if diagonal:
             sim = sim.clone().fill_diagonal_(-math.inf)
+        blocks = blocks if blocks is not None and blocks.sim is sim else TileBlocks(sim)
         r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
 
         def rows() -> None:
-            self.rows[r0:r1] = torch.maximum(self.rows[r0:r1], sim.amax(1).double())
+            self.rows[r0:r1] = torch.maximum(self.rows[r0:r1], blocks.line_max(1).double())
 
         def cols() -> None:
-            self.cols[c0:c1] = torch.maximum(self.cols[c0:c1], sim.amax(0).double())
+            self.cols[c0:c1] = torch.maximum(self.cols[c0:c1], blocks.line_max(0).double())
 
         return [rows, cols]
 
@@ -128,8 +132,9 @@ class GroupedHistogram(Histogram):
         super().__init__(bins, symmetric=False, device=device)
         self.item_x, self.item_y = item_x, item_y
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
-        return [lambda: self.update(sim, r0, c0, diagonal)]  # one item, not Histogram's split
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
+        return [lambda: self.update(sim, r0, c0, diagonal)]  # one item, not Histogram's
 
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]

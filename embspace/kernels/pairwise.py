@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from embspace.kernels.backend import record_pass
+from embspace.kernels.blocks import BLOCK, TileBlocks
 from embspace.kernels.rows import HALF, CentredBlock, Rows
 from embspace.kernels.threads import TilePool, tile_threads
 
@@ -55,8 +56,10 @@ class Reduction:
         for item in self.work(sim, r0, c0, diagonal):
             item()
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
-        """The tile's update as independent items; a reduction that only implements :meth:`update` is one item."""
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
+        """The tile's update as independent items; a reduction that only implements :meth:`update` is one item.
+        ``blocks``: the tile's block maxima, shared by the reductions that read only its large entries."""
         return [lambda: self.update(sim, r0, c0, diagonal)]
 
 
@@ -87,7 +90,8 @@ class ExpSum(Reduction):
         self.shift = -math.inf  # log-scale of the running sum
         self.total = 0.0  # Σ exp(exponent − shift)
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
         """From a tile of similarities of unit rows, as exp(2t(s − 1)): only where 1 − s is large against the
         rounding of s. The engine never calls this (it uses :meth:`update_centred`)."""
 
@@ -211,26 +215,60 @@ class RankCount(Reduction):
     """
 
     def __init__(self, matched: torch.Tensor) -> None:
-        self.matched = matched  # (N,)
+        self.matched = matched  # (N,); NaN until known (:meth:`from_tiles`)
         zeros = torch.zeros(len(matched), dtype=torch.int64, device=matched.device)
         self.rows, self.cols = zeros, zeros.clone()
         self.row_ties, self.col_ties = zeros.clone(), zeros.clone()
         self.ties_counted = True
+        self.pending = False  # matched similarities still to be read from the pass's diagonal tiles
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+    @classmethod
+    def from_tiles(cls, x: Rows, y: Rows) -> RankCount:
+        """Rank counts whose matched similarities d_i are read from the diagonal tiles of the pass itself (the torch
+        path visits them first), so no product is computed twice; :meth:`fill_matched` computes them up front for
+        a path that does not (:func:`matched_similarities`, the same rounding)."""
+        wide = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+        counts = cls(torch.full((x.n,), math.nan, dtype=wide, device=x.device))
+        counts.pending = True
+        return counts
+
+    def fill_matched(self, x: Rows, y: Rows, tile: int) -> None:
+        """Compute the matched similarities now if they are still pending."""
+        if self.pending:
+            self.matched, self.pending = matched_similarities(x, y, tile=tile), False
+
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
         """Two items: the rows' counts and the columns' counts of the tile."""
-        wide = torch.promote_types(sim.dtype, self.matched.dtype)  # compared as they are, never rounded
-        sim = sim.to(wide)
         r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
+        if self.pending:
+            if diagonal:  # d_i = s_ii of this very tile
+                self.matched[r0:r1] = sim.diagonal()
+                self.pending = bool(self.matched.isnan().any())
+            if self.matched[r0:r1].isnan().any() or self.matched[c0:c1].isnan().any():
+                raise AssertionError("rank counts met a tile before the diagonal tiles of its rows and columns")
+        wide = torch.promote_types(sim.dtype, self.matched.dtype)  # compared as they are, never rounded
+        if sim.dtype != wide or blocks is None or blocks.sim is not sim:
+            sim, blocks = sim.to(wide), None
         return [lambda: self._count(sim, self.matched[r0:r1].to(wide), 1, self.rows[r0:r1], self.row_ties[r0:r1],
-                                    diagonal),
+                                    diagonal, blocks),
                 lambda: self._count(sim, self.matched[c0:c1].to(wide), 0, self.cols[c0:c1], self.col_ties[c0:c1],
-                                    diagonal)]
+                                    diagonal, blocks)]
 
     def _count(self, sim: torch.Tensor, matched: torch.Tensor, dim: int, above: torch.Tensor, ties: torch.Tensor,
-               diagonal: bool) -> None:
+               diagonal: bool, blocks: TileBlocks | None = None) -> None:
         """Add to ``above`` / ``ties`` (views of the counts of the tile's rows, dim 1, or columns, dim 0) the
-        entries of each line above / equal to its matched similarity."""
+        entries of each line above / equal to its matched similarity: from the blocks that reach it when few do
+        (:meth:`TileBlocks.counts_at_least`), else from σ over the whole tile."""
+        if blocks is not None and (found := blocks.counts_at_least(dim, matched)) is not None:
+            line_above, line_ties = found
+            if diagonal:  # the true pairs (k, k) are not other items
+                own = sim.diagonal()
+                line_above[: len(own)] -= (own > matched[: len(own)]).long()
+                line_ties[: len(own)] -= (own == matched[: len(own)]).long()
+            above += line_above
+            ties += line_ties
+            return
         lines, counted = sim.shape[1 - dim], sim.shape[dim]
         tiny = TINY_MATCHED.get(sim.dtype, math.inf)
         total = torch.zeros(lines, dtype=torch.float64, device=sim.device)  # Σσ of each line
@@ -276,9 +314,6 @@ def exact_sign(part: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.gt(part, d).to(part.dtype) - torch.lt(part, d).to(part.dtype)
 
 
-BLOCK = 32  # entries per block of a line whose maximum decides whether the block is read (TopK)
-
-
 class TopK(Reduction):
     """The k most similar columns of every row and rows of every column (cross problems), with indices.
 
@@ -301,18 +336,20 @@ class TopK(Reduction):
         self.col_values = torch.full((self.k_cols, n_cols), -math.inf, dtype=torch.float64, device=device)
         self.col_index = torch.full((self.k_cols, n_cols), -1, dtype=torch.int64, device=device)  # (k, M)
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
         """Two items: the rows' top-k and the columns' top-k of the tile."""
         r1, c1 = r0 + sim.shape[0], c0 + sim.shape[1]
+        blocks = blocks if blocks is not None and blocks.sim is sim else TileBlocks(sim)
 
         def rows() -> None:
             if self.k_rows:
                 self.row_values[r0:r1], self.row_index[r0:r1] = merge_line_top(
-                    sim, self.row_values[r0:r1], self.row_index[r0:r1], c0, dim=1)
+                    blocks, self.row_values[r0:r1], self.row_index[r0:r1], c0, dim=1)
 
         def cols() -> None:
             if self.k_cols:
-                values, index = merge_line_top(sim, self.col_values[:, c0:c1].T, self.col_index[:, c0:c1].T, r0,
+                values, index = merge_line_top(blocks, self.col_values[:, c0:c1].T, self.col_index[:, c0:c1].T, r0,
                                                dim=0)
                 self.col_values[:, c0:c1], self.col_index[:, c0:c1] = values.T, index.T
 
@@ -327,17 +364,19 @@ class TopK(Reduction):
         return self
 
 
-def merge_line_top(sim: torch.Tensor, best: torch.Tensor, best_index: torch.Tensor, offset: int,
+def merge_line_top(blocks: TileBlocks, best: torch.Tensor, best_index: torch.Tensor, offset: int,
                    dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The running top-k ``best`` / ``best_index`` ((L, k), descending, L lines along ``dim`` of ``sim``) merged
-    with the lines of the tile (positions + ``offset`` are the global indices). Returns the new (L, k) tables."""
+    """The running top-k ``best`` / ``best_index`` ((L, k), descending, L lines along ``dim`` of the tile of
+    ``blocks``) merged with the lines of the tile (positions + ``offset`` are the global indices). Returns the new
+    (L, k) tables."""
+    sim = blocks.sim
     k = best.shape[1]
     size = sim.shape[dim]
     if k >= size or size <= 2 * BLOCK or sim.shape[1 - dim] == 0:  # small tiles: the sorted tile itself
         values, index = tile_topk(sim, min(k, size), dim=dim)
         values, index = (values, index) if dim == 1 else (values.T, index.T)
         return keep_best(best, best_index, values, index + offset, dim=1)
-    lines, positions, values = line_candidates(sim, dim, running_floor(best[:, k - 1], sim.dtype), k)
+    lines, positions, values = line_candidates(blocks, dim, running_floor(best[:, k - 1], sim.dtype), k)
     if len(lines) == 0:
         return best, best_index
     active, counts = torch.unique_consecutive(lines, return_counts=True)  # (A,) lines with candidates
@@ -362,49 +401,21 @@ def running_floor(kth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(low.double() > kth, torch.nextafter(low, torch.full_like(low, -math.inf)), low)
 
 
-def line_candidates(sim: torch.Tensor, dim: int, floor: torch.Tensor,
+def line_candidates(blocks: TileBlocks, dim: int, floor: torch.Tensor,
                     k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every entry of the lines of ``sim`` along ``dim`` (rows: 1, columns: 0) that can be among its line's k
+    """Every entry of the lines of the tile along ``dim`` (rows: 1, columns: 0) that can be among its line's k
     largest, given ``floor`` (L,), a value each line's final k-th largest is known to reach.
 
-    Lines are cut into blocks of :data:`BLOCK` entries; the bound of a line is the larger of ``floor`` and the
-    k-th largest of its block maxima (each block maximum is an entry: k entries reach it); only blocks whose
-    maximum reaches the bound are read, and of those the entries that reach it are kept. Returns ``(line,
-    position, value)`` of the candidates, ordered by line and then position.
+    The bound of a line is the larger of ``floor`` and the k-th largest of its block maxima (each block maximum is
+    an entry: k entries reach it); only blocks whose maximum reaches the bound are read, and of those the entries
+    that reach it are kept (:meth:`TileBlocks.candidates`). Returns ``(line, position, value)`` of the candidates,
+    ordered by line and then position.
     """
-    size = sim.shape[dim]
-    blocks = size // BLOCK
-    full = blocks * BLOCK
-    # (blocks of each line, BLOCK entries each), as a view: rows (L, blocks, BLOCK), columns (blocks, BLOCK, L)
-    grid = sim[:, :full].unflatten(1, (blocks, BLOCK)) if dim == 1 else sim[:full].unflatten(0, (blocks, BLOCK))
-    maxima = grid.amax(2) if dim == 1 else grid.amax(1).T  # (L, blocks), a transposed view for columns
-    tail = sim[:, full:] if dim == 1 else sim[full:].T  # (L, size − full): the entries after the last block
-    bound = floor.to(sim.dtype, copy=True)
+    bound = floor.to(blocks.sim.dtype, copy=True)
     cold = (bound == -math.inf).nonzero().squeeze(1)  # (L',) lines without k entries yet: bound them by the tile
-    if blocks >= k and len(cold):
-        bound[cold] = torch.maximum(bound[cold], maxima[cold].topk(k, dim=1).values[:, k - 1])
-    if dim == 1:
-        line, block = (maxima >= bound[:, None]).nonzero(as_tuple=True)  # (P,) each, by line then block
-        if sim.stride() == (size, 1) and full == size:  # whole contiguous blocks: a cheap row gather
-            read = sim.view(-1, BLOCK).index_select(0, line * blocks + block)  # (P, BLOCK)
-        else:
-            read = grid[line, block]  # (P, BLOCK) the blocks that reach the bound
-    else:  # by block then line: each block's columns gathered from its BLOCK rows at once
-        block, line = torch.ge(maxima.T, bound[None, :]).nonzero(as_tuple=True)  # (P,) each
-        per_block = torch.bincount(block, minlength=blocks).tolist()
-        read = torch.cat([grid[b].index_select(1, part).T
-                          for b, part in enumerate(line.split(per_block)) if len(part)]) if len(line) else \
-            sim.new_empty((0, BLOCK))  # (P, BLOCK)
-    which, offset = (read >= bound[line, None]).nonzero(as_tuple=True)  # (M,) each
-    lines, positions, values = line[which], block[which] * BLOCK + offset, read[which, offset]
-    if full < size:
-        tail_line, tail_offset = (tail >= bound[:, None]).nonzero(as_tuple=True)
-        lines, positions = torch.cat([lines, tail_line]), torch.cat([positions, tail_offset + full])
-        values = torch.cat([values, tail[tail_line, tail_offset]])
-    if full < size or dim == 0:  # by line, then position
-        order = torch.argsort(lines * size + positions)
-        lines, positions, values = lines[order], positions[order], values[order]
-    return lines, positions, values
+    if blocks.blocks(dim) >= k and len(cold):
+        bound[cold] = torch.maximum(bound[cold], blocks.maxima(dim)[cold].topk(k, dim=1).values[:, k - 1])
+    return blocks.candidates(dim, bound)
 
 
 def tile_topk(sim: torch.Tensor, k: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -487,7 +498,8 @@ class Histogram(Reduction):
             self.unmatched += other.unmatched.to(self.device)
         return self
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
         return [lambda: self._update(sim, diagonal)]
 
     def _update(self, sim: torch.Tensor, diagonal: bool) -> None:
@@ -621,13 +633,14 @@ def feed_tile(rows: torch.Tensor, cols: torch.Tensor, reductions: Sequence[Reduc
 
     With a ``pool`` the product takes torch's threads and the reductions' work items run on its
     single-threaded workers; they are all done when this returns (the next product reuses the buffer)."""
+    sim = tile_product(rows, cols, buffer) if pool is None else pool.product(lambda: tile_product(rows, cols, buffer))
+    blocks = TileBlocks(sim)  # (R, C); block maxima computed on first use, shared by the reductions
+    items = [item for reduction in reductions for item in reduction.work(sim, r0, c0, diagonal, blocks)]
     if pool is None:
-        sim = tile_product(rows, cols, buffer)  # (R, C)
-        for reduction in reductions:
-            reduction.update(sim, r0, c0, diagonal=diagonal)
-        return
-    sim = pool.product(lambda: tile_product(rows, cols, buffer))
-    pool.run([item for reduction in reductions for item in reduction.work(sim, r0, c0, diagonal)])
+        for item in items:
+            item()
+    else:
+        pool.run(items)
 
 
 def feed_exp_sums(rows: CentredBlock, cols: CentredBlock, sums: Sequence[ExpSum], r0: int, c0: int, *,
@@ -651,24 +664,50 @@ def stream_torch(
     y = x if symmetric else y
     sums = [r for r in reductions if isinstance(r, ExpSum)]
     others = [r for r in reductions if not isinstance(r, ExpSum)]
+    grid = tile_grid(x.n, None if symmetric else y.n, tile)
+    # the similarity tiles: a cross problem's diagonal tiles first (they hold the matched similarities that rank
+    # counts compare with); the exp-sums' centred tiles in the grid's order, so that their float sums never change
+    tiles_others = grid if symmetric or not others else diagonal_first(grid)
+    rows_of, rows_c_of = LastBlock(x.block), LastBlock(x.centred)
     buffer = TileBuffer()
     with tile_threads(fixed=x.device.type != "cpu" or None) as pool:  # threads: only on the CPU
-        for r0 in range(0, x.n, tile):
-            r1 = min(r0 + tile, x.n)
-            rows = x.block(r0, r1) if others else None
-            rows_c = x.centred(r0, r1) if sums else None
-            for c0 in range(r0 if symmetric else 0, y.n, tile):
-                c1 = min(c0 + tile, y.n)
-                same = symmetric and c0 == r0
-                if others:
-                    cols = rows if same else y.block(c0, c1)
-                    feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer, pool=pool)
-                if sums:
-                    cols_c = rows_c if same else y.centred(c0, c1)
-                    feed_exp_sums(rows_c, cols_c, sums, r0, c0, diagonal=(r0 == c0), buffer=buffer, pool=pool)
-                if progress is not None:
-                    progress(1)
+        for (r0, c0), (s0, d0) in zip(tiles_others, grid, strict=True):
+            if others:
+                rows = rows_of(r0, min(r0 + tile, x.n))
+                cols = rows if symmetric and c0 == r0 else y.block(c0, min(c0 + tile, y.n))
+                feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer, pool=pool)
+            if sums:
+                rows_c = rows_c_of(s0, min(s0 + tile, x.n))
+                cols_c = rows_c if symmetric and d0 == s0 else y.centred(d0, min(d0 + tile, y.n))
+                feed_exp_sums(rows_c, cols_c, sums, s0, d0, diagonal=(s0 == d0), buffer=buffer, pool=pool)
+            if progress is not None:
+                progress(1)
     record_pass("torch")
+
+
+def tile_grid(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> list[tuple[int, int]]:
+    """(first row, first column) of every tile, row block by row block: all of them for a cross problem, those on
+    and above the block diagonal for a symmetric one (``n_cols`` None)."""
+    symmetric = n_cols is None
+    return [(r0, c0) for r0 in range(0, n_rows, tile)
+            for c0 in range(r0 if symmetric else 0, n_rows if symmetric else n_cols, tile)]
+
+
+def diagonal_first(grid: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The same tiles, those with r0 = c0 first (each in the grid's order)."""
+    return [t for t in grid if t[0] == t[1]] + [t for t in grid if t[0] != t[1]]
+
+
+class LastBlock:
+    """``read(start, stop)`` of the latest block asked for, kept while consecutive tiles share their rows."""
+
+    def __init__(self, read: Callable[[int, int], object]) -> None:
+        self.read, self.key, self.value = read, None, None
+
+    def __call__(self, start: int, stop: int):
+        if self.key != (start, stop):
+            self.key, self.value = (start, stop), self.read(start, stop)
+        return self.value
 
 
 def count_tiles(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> int:

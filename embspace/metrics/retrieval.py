@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from embspace.kernels.engine import stream_pairs
-from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK, matched_similarities
+from embspace.kernels.pairwise import DEFAULT_TILE, RankCount, TopK
 from embspace.kernels.rows import Rows
 
 RECALL_KS = (1, 5, 10)
@@ -60,7 +60,7 @@ def state_bytes(n_rows: int, n_cols: int, hubness_k: int = HUBNESS_K) -> int:
 def retrieval_reductions(x: Rows, y: Rows, *, hubness_k: int = HUBNESS_K,
                          tile: int = DEFAULT_TILE) -> tuple[RankCount, TopK]:
     """The two reductions of the exact pass over X̂·Ŷᵀ: rank counts against the matched similarities, and top-k."""
-    return RankCount(matched_similarities(x, y, tile=tile)), TopK(x.n, y.n, hubness_k, x.device)
+    return RankCount.from_tiles(x, y), TopK(x.n, y.n, hubness_k, x.device)
 
 
 def retrieval_results(ranks: RankCount, top: TopK, ks: Sequence[int] = RECALL_KS) -> dict[str, object]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from embspace.embeddings import Embeddings
+from embspace.kernels.blocks import TileBlocks
 from embspace.kernels.engine import stream_pairs
 from embspace.kernels.pairwise import DEFAULT_TILE, Reduction, TopK
 from embspace.kernels.rows import Rows, prepare_rows
@@ -46,13 +47,16 @@ class SelfNeighbours(Reduction):
         self.n, self.k = n, min(k, max(n - 1, 0))
         self.top = TopK(n, n, max(self.k, 1), device)
 
-    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> list[Callable[[], None]]:
-        """The inner top-k's two items (rows and columns) on the tile, masked first when it is diagonal."""
+    def work(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool,
+             blocks: TileBlocks | None = None) -> list[Callable[[], None]]:
+        """The inner top-k's two items (rows and columns) on the tile, masked first when it is diagonal (then with
+        its own block maxima)."""
         if diagonal:
             sim = sim.clone()
             lower = torch.ones(sim.shape, dtype=torch.bool, device=sim.device).tril_()  # (R, R) j ≤ i
             sim.masked_fill_(lower, -math.inf)
-        return self.top.work(sim, r0, c0, diagonal)
+            blocks = None
+        return self.top.work(sim, r0, c0, diagonal, blocks)
 
     def merge(self, other: SelfNeighbours) -> SelfNeighbours:
         self.top.merge(other.top)
