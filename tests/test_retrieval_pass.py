@@ -89,15 +89,20 @@ def test_rank_count_merge_adds_the_ties():
 @pytest.mark.parametrize("dim", [0, 1])
 def test_line_candidates_hold_every_entry_that_reaches_the_kth_value(dim):
     rng = np.random.default_rng(5)
-    sim = torch.from_numpy(rng.integers(0, 40, size=(2 * BLOCK + 5, 3 * BLOCK + 7)).astype(np.float32))
+    sim = torch.from_numpy(rng.integers(0, 4000, size=(40 * BLOCK + 5, 40 * BLOCK + 7)).astype(np.float32))
     view = sim if dim == 1 else sim.T
-    lines, positions, values = line_candidates(TileBlocks(sim), dim, torch.full((view.shape[0],), -np.inf), 4)
+    found = line_candidates(TileBlocks(sim), dim, torch.full((view.shape[0],), -np.inf), 4)
+    assert found is not None  # few blocks reach the bound here
+    lines, positions, values = found
     kth = view.topk(4, dim=1).values[:, 3]
     want = (view >= kth[:, None]).nonzero(as_tuple=True)
     got = set(zip(lines.tolist(), positions.tolist(), strict=True))
     assert set(zip(want[0].tolist(), want[1].tolist(), strict=True)) <= got
     assert torch.equal(values, view[lines, positions])
     assert torch.equal(lines, lines.sort(stable=True).values)
+    assert len(lines) < view.numel() / 8  # the bound keeps the candidates few
+    flat = torch.zeros_like(sim)  # every entry equal: every block reaches, left to sorting the tile
+    assert line_candidates(TileBlocks(flat), dim, torch.full((view.shape[0],), -np.inf), 4) is None
 
 
 @pytest.mark.parametrize("policy", ["pool", "fixed"])

@@ -92,11 +92,24 @@ class TileBlocks:
         total = self.blocks(dim) * self.sim.shape[1 - dim]
         return count / total if total else 1.0
 
-    def candidates(self, dim: int, bound: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(line, position, value)`` of every entry ≥ ``bound`` (L,) of its line, ordered by line then position."""
+    def kth_bound(self, dim: int, k: int) -> torch.Tensor:
+        """(L,) a value that k entries of each line reach: the smallest of the maxima of k disjoint groups of blocks
+        (each group's maximum is an entry, and the k are distinct); −inf for lines of fewer than k blocks."""
+        blocks = self.blocks(dim)
+        if blocks < k or k < 1:
+            return torch.full((self.sim.shape[1 - dim],), -math.inf, dtype=self.sim.dtype, device=self.sim.device)
+        group = blocks // k
+        return self.maxima(dim)[:, : k * group].unflatten(1, (k, group)).amax(2).amin(1)
+
+    def candidates(self, dim: int, bound: torch.Tensor,
+                   most: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(line, position, value)`` of every entry ≥ ``bound`` (L,) of its line, ordered by line then position;
+        None when more than the share ``most`` of the tile's whole blocks reach their bound."""
         size = self.size(dim)
         full = self.blocks(dim) * BLOCK
         line, block = self.reaching(dim, bound)
+        if self.fraction(len(line), dim) > most:
+            return None
         read = self.read(dim, line, block)  # (P, BLOCK)
         which, offset = (read >= bound[line, None]).nonzero(as_tuple=True)  # (M,) each
         lines, positions, values = line[which], block[which] * BLOCK + offset, read[which, offset]

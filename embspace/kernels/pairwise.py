@@ -373,17 +373,20 @@ def merge_line_top(blocks: TileBlocks, best: torch.Tensor, best_index: torch.Ten
     k = best.shape[1]
     size = sim.shape[dim]
     if k >= size or size <= 2 * BLOCK or sim.shape[1 - dim] == 0:  # small tiles: the sorted tile itself
-        values, index = tile_topk(sim, min(k, size), dim=dim)
-        values, index = (values, index) if dim == 1 else (values.T, index.T)
-        return keep_best(best, best_index, values, index + offset, dim=1)
-    lines, positions, values = line_candidates(blocks, dim, running_floor(best[:, k - 1], sim.dtype), k)
+        return merge_sorted_tile(sim, best, best_index, offset, dim)
+    found = line_candidates(blocks, dim, running_floor(best[:, k - 1], sim.dtype), k)
+    if found is None:  # most blocks reach the bound (many equal values): sorting the tile is cheaper
+        return merge_sorted_tile(sim, best, best_index, offset, dim)
+    lines, positions, values = found
     if len(lines) == 0:
         return best, best_index
     active, counts = torch.unique_consecutive(lines, return_counts=True)  # (A,) lines with candidates
+    width = int(counts.max())
+    if len(active) * width > DENSE_CANDIDATES:  # a few lines with very many candidates: the sorted tile instead
+        return merge_sorted_tile(sim, best, best_index, offset, dim)
     start = torch.cumsum(counts, 0) - counts  # (A,) first candidate of each active line
     which = torch.repeat_interleave(torch.arange(len(active), device=sim.device), counts)  # (M,) active slot
     slot = torch.arange(len(lines), device=sim.device) - start[which]  # (M,) place within its line
-    width = int(counts.max())
     cand_values = torch.full((len(active), width), -math.inf, dtype=best.dtype, device=sim.device)  # (A, w)
     cand_index = torch.full((len(active), width), torch.iinfo(torch.int64).max, dtype=torch.int64, device=sim.device)
     cand_values[which, slot] = values.to(best.dtype)
@@ -394,6 +397,17 @@ def merge_line_top(blocks: TileBlocks, best: torch.Tensor, best_index: torch.Ten
     return best, best_index
 
 
+DENSE_CANDIDATES = 1 << 21  # (lines × widest line) candidate slots above which a tile is sorted instead
+
+
+def merge_sorted_tile(sim: torch.Tensor, best: torch.Tensor, best_index: torch.Tensor, offset: int,
+                      dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`merge_line_top` from the tile's own top-k of every line (:func:`tile_topk`)."""
+    values, index = tile_topk(sim, min(best.shape[1], sim.shape[dim]), dim=dim)
+    values, index = (values, index) if dim == 1 else (values.T, index.T)
+    return keep_best(best, best_index, values, index + offset, dim=1)
+
+
 def running_floor(kth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The running k-th values (float64, −inf where a line has fewer than k) in the tile's dtype, rounded down, so
     that an entry of the tile equal to one is still a candidate."""
@@ -402,20 +416,19 @@ def running_floor(kth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def line_candidates(blocks: TileBlocks, dim: int, floor: torch.Tensor,
-                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Every entry of the lines of the tile along ``dim`` (rows: 1, columns: 0) that can be among its line's k
     largest, given ``floor`` (L,), a value each line's final k-th largest is known to reach.
 
-    The bound of a line is the larger of ``floor`` and the k-th largest of its block maxima (each block maximum is
-    an entry: k entries reach it); only blocks whose maximum reaches the bound are read, and of those the entries
-    that reach it are kept (:meth:`TileBlocks.candidates`). Returns ``(line, position, value)`` of the candidates,
-    ordered by line and then position.
+    The bound of a line is the larger of ``floor`` and :meth:`TileBlocks.kth_bound` (k entries of the tile reach
+    it); only blocks whose maximum reaches the bound are read, and of those the entries that reach it are kept
+    (:meth:`TileBlocks.candidates`). Returns ``(line, position, value)`` of the candidates, ordered by line and then
+    position; None when more than a quarter of the blocks reach their bound (then sorting the tile is cheaper).
     """
-    bound = floor.to(blocks.sim.dtype, copy=True)
-    cold = (bound == -math.inf).nonzero().squeeze(1)  # (L',) lines without k entries yet: bound them by the tile
-    if blocks.blocks(dim) >= k and len(cold):
-        bound[cold] = torch.maximum(bound[cold], blocks.maxima(dim)[cold].topk(k, dim=1).values[:, k - 1])
-    return blocks.candidates(dim, bound)
+    bound = torch.maximum(floor.to(blocks.sim.dtype), blocks.kth_bound(dim, k))
+    # a −inf entry (masked out) is never a candidate: it could only fill a slot that stays −inf anyway
+    bound.clamp_(min=torch.finfo(bound.dtype).min)
+    return blocks.candidates(dim, bound, most=0.25)
 
 
 def tile_topk(sim: torch.Tensor, k: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
