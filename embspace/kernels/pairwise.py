@@ -202,12 +202,14 @@ class RankCount(Reduction):
 
     Ties with the true partner count in its favour; they are counted too, in ``row_ties`` / ``col_ties``
     (#{j ≠ i : s_ij = d_i}, #{i ≠ j : s_ij = d_j}), for the tie conventions of recall (optimistic: ``rows``,
-    pessimistic: ``rows + row_ties``). ``d`` must be computed by the same tile product
-    (:func:`matched_similarities`) so that a pair is never compared with a differently rounded copy of itself.
-    ``ties_counted`` is False where a path filled the rank counts without them (the fused kernels, the sharded ring),
-    and the tie conventions are then left out rather than read from zeros.
+    pessimistic: ``rows + row_ties``). ``d`` must come from the same tile product (:func:`matched_similarities`,
+    or the pass's own diagonal tiles: :meth:`from_tiles`) so that a pair is never compared with a differently
+    rounded copy of itself. ``ties_counted`` is False where a path filled the rank counts without them (the fused
+    kernels, the sharded ring), and the tie conventions are then left out rather than read from zeros.
 
-    Both counts come from one pass over each cache-sized row chunk: σ = sign(s − d) ∈ {−1, 0, 1} (the sign of a
+    Where the partners rank high, few blocks of a line reach d (:class:`~embspace.kernels.blocks.TileBlocks`, the
+    tile's block maxima, shared with the top-k): only those are read and compared. Otherwise both counts come
+    from one pass over each cache-sized row chunk: σ = sign(s − d) ∈ {−1, 0, 1} (the sign of a
     floating-point difference is exact: it is 0 only when s = d, and it is never flushed to zero while |d| is
     far above the smallest normal number, which a chunk with a tinier d does not rely on: it is compared
     directly), and over a line Σσ = #above − #below, Σ|σ| = #above + #below, so #above = (Σσ + Σ|σ|)/2 and
@@ -323,10 +325,10 @@ class TopK(Reduction):
 
     A tile is not sorted: each line (row, or column) is cut into blocks of :data:`BLOCK` entries and only the
     blocks whose maximum reaches a lower bound of the line's final k-th value are read (:func:`line_candidates`);
-    the bound is the larger of the line's running k-th best and the k-th largest of the tile's block maxima (k
-    entries of the line are at least that large). Every entry that can enter the top k, ties included, is a
-    candidate; the candidates are merged with the running best by :func:`keep_best`, so the result is the same as
-    sorting the whole tile.
+    the bound is the larger of the line's running k-th best and the smallest maximum of k disjoint groups of its
+    blocks (k entries of the line are at least that large). Every entry that can enter the top k, ties included, is
+    a candidate; the candidates are merged with the running best by :func:`keep_best`, so the result is the same as
+    sorting the whole tile (which is what a tile where most blocks reach the bound gets: :func:`tile_topk`).
     """
 
     def __init__(self, n_rows: int, n_cols: int, k: int, device: torch.device) -> None:

@@ -42,9 +42,9 @@ def skewness(values: np.ndarray) -> float:
 
 
 def rank_state_bytes(n_rows: int, n_cols: int) -> int:
-    """Bytes a RankCount holds whatever the tile: rank counts (int64) and the matched similarities (float64 at
-    most)."""
-    return 8 * (n_rows + n_cols) + 8 * n_rows
+    """Bytes a RankCount holds whatever the tile: rank counts and tie counts (int64) of every row and column, and
+    the matched similarities (float64 at most)."""
+    return 2 * 8 * (n_rows + n_cols) + 8 * n_rows
 
 
 def top_state_bytes(n_rows: int, n_cols: int, k: int = HUBNESS_K) -> int:
