@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from embspace.kernels import pairwise, threads
 from embspace.kernels.blocks import TileBlocks
+from embspace.kernels.grouped import BestOther
 from embspace.kernels.pairwise import (
     BLOCK,
     ExpSum,
@@ -20,6 +22,7 @@ from embspace.kernels.pairwise import (
     stream_torch,
 )
 from embspace.kernels.rows import prepare_rows
+from embspace.spaces.neighbours import SelfNeighbours
 
 CPU = torch.device("cpu")
 
@@ -105,34 +108,51 @@ def test_line_candidates_hold_every_entry_that_reaches_the_kth_value(dim):
     assert line_candidates(TileBlocks(flat), dim, torch.full((view.shape[0],), -np.inf), 4) is None
 
 
-@pytest.mark.parametrize("policy", ["pool", "fixed"])
+@pytest.mark.parametrize("policy", ["tiles", "pool", "fixed"])
 def test_every_reduction_is_the_same_whatever_the_thread_policy(policy, monkeypatch):
-    """Work items on worker threads, or one after the other: bit-identical sums, counts and tables."""
+    """Whole tiles on two threads at once, work items of one tile on worker threads, or everything one after the
+    other: bit-identical sums, counts and tables (rank counts reading their matched similarities from the pass's
+    own diagonal tiles, 3 × 3 tiles of a cross problem and 6 of a symmetric one)."""
     x, y = pairs("noisy", 260, seed=3)
+    x[:40] = x[40:80]  # repeated rows: ties in the top-k and the rank counts
     rx, ry = prepare_rows(x, CPU, torch.float32), prepare_rows(y, CPU, torch.float32)
 
     def run(mode: str, count: int):
-        monkeypatch.setenv("EMBSPACE_THREADS", mode)
+        monkeypatch.setenv("EMBSPACE_THREADS", "fixed" if mode == "fixed" else "pool")
+        monkeypatch.setattr(threads, "PARALLEL_MIN_TILE", 16 if mode == "tiles" else 10**9)
+        monkeypatch.setattr(pairwise, "run_tiles", counted)
         before = torch.get_num_threads()
         torch.set_num_threads(count)
         try:
             found = [ExpSum(2.0, symmetric=False, exclude_diagonal=True), Histogram(20, symmetric=False),
-                     RankCount(matched_similarities(rx, ry, tile=128)), TopK(260, 260, 5, CPU)]
-            stream_torch(rx, ry, found, tile=128)
-            within = [ExpSum(2.0, symmetric=True, exclude_diagonal=True), Histogram(20, symmetric=True)]
-            stream_torch(rx, None, within, tile=128)
+                     RankCount.from_tiles(rx, ry), TopK(260, 260, 5, CPU), BestOther(260, 260, CPU)]
+            stream_torch(rx, ry, found, tile=100)
+            within = [ExpSum(2.0, symmetric=True, exclude_diagonal=True), Histogram(20, symmetric=True),
+                      SelfNeighbours(260, 7, CPU)]
+            stream_torch(rx, None, within, tile=100)
         finally:
             torch.set_num_threads(before)
         return found + within
 
+    parallel_passes = []
+
+    def counted(*args, **kwargs):
+        parallel_passes.append(1)
+        return threads.run_tiles(*args, **kwargs)
+
     before = torch.get_num_threads()
     serial, other = run("fixed", 1), run(policy, 2)
     assert torch.get_num_threads() == before  # the pass restores torch's setting
+    assert len(parallel_passes) == (2 if policy == "tiles" else 0)  # the path under test was the one taken
     for a, b in zip(serial, other, strict=True):
         if isinstance(a, ExpSum):
             assert (a.shift, a.total) == (b.shift, b.total)
         elif isinstance(a, Histogram):
             assert a.counts() == b.counts()
+        elif isinstance(a, BestOther):
+            assert torch.equal(a.rows, b.rows) and torch.equal(a.cols, b.cols)
+        elif isinstance(a, SelfNeighbours):
+            assert torch.equal(a.neighbours(), b.neighbours())
         elif isinstance(a, RankCount):
             for name in ("rows", "cols", "row_ties", "col_ties"):
                 assert torch.equal(getattr(a, name), getattr(b, name))

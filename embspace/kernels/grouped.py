@@ -139,5 +139,4 @@ class GroupedHistogram(Histogram):
     def update(self, sim: torch.Tensor, r0: int, c0: int, diagonal: bool) -> None:
         c1 = c0 + sim.shape[1]
         relevant = self.item_x[r0 : r0 + sim.shape[0], None] == self.item_y[None, c0:c1]
-        self.matched += self._count(sim[relevant])
-        self.unmatched += self._count(sim[~relevant])
+        self.add(matched=self._count(sim[relevant]), unmatched=self._count(sim[~relevant]))

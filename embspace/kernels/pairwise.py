@@ -25,6 +25,7 @@ which fill the same fields by the same merge rules.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -32,10 +33,11 @@ import torch
 
 from embspace.kernels.backend import record_pass
 from embspace.kernels.blocks import BLOCK, TileBlocks
-from embspace.kernels.rows import HALF, CentredBlock, Rows
-from embspace.kernels.threads import TilePool, tile_threads
+from embspace.kernels.rows import HALF, CentredBlock, Rows, StreamedRows
+from embspace.kernels.threads import TilePool, TileSchedule, run_tiles, tile_threads, tile_workers
 
 DEFAULT_TILE = 4096
+ACCUMULATE = threading.Lock()  # held while a tile's counts are added to a total that every tile adds to
 UNDERFLOW_SAFE_EXPONENT = 80.0
 DEFAULT_BINS = 200  # histogram bins over [−1, 1]: width 0.01
 CPU_CHUNK = 1 << 18  # similarities a reduction takes at a time on the CPU (1 MiB of float32: in cache)
@@ -103,10 +105,18 @@ class ExpSum(Reduction):
 
     def update_centred(self, rows: CentredBlock, cols: CentredBlock, r0: int, c0: int, diagonal: bool,
                        buffer: TileBuffer | None = None, pool: TilePool | None = None) -> None:
+        """Fold one centred tile into the running sum (:meth:`centred_parts`, added in chunk order)."""
+        for shift, value in self.centred_parts(rows, cols, diagonal, buffer, pool):
+            self.add(shift, value)
+
+    def centred_parts(self, rows: CentredBlock, cols: CentredBlock, diagonal: bool, buffer: TileBuffer | None = None,
+                      pool: TilePool | None = None) -> list[tuple[float, float]]:
         """One tile of exponents −t‖x̂_i − ŷ_j‖² = 2t·w_i w_j (v_i·v_j) − t·Q_i − t·Q'_j: the product and the
         column term come out of one addmm (into ``buffer``'s tile when one is given), the row term and the clamp
         are applied a cache-sized row chunk at a time (by ``pool``'s workers, in halves of the tile, when one is
-        given: each half's partial sum keeps its own shift, and the halves are added here)."""
+        given). Returns each chunk's ``(shift, Σ exp(exponent − shift))`` in chunk order, whoever summed them; the
+        running sum is not touched (a worker thread may reduce the tile: the engine adds the parts in tile order,
+        so the sum is the same on any number of threads)."""
         t = self.t
         q_rows, q_cols = distance_terms(rows, cols)
         wide = torch.float64 if torch.float64 in (rows.vectors.dtype, cols.vectors.dtype) else torch.float32
@@ -138,8 +148,7 @@ class ExpSum(Reduction):
             items[0]()
         else:
             pool.run(items)
-        for shift, value in (pair for part in partial for pair in part):  # chunk order, whoever summed them
-            self.add(shift, value)
+        return [pair for part in partial for pair in part]
 
     def _reduce(self, exponent: torch.Tensor, diagonal: bool, first_row: int = 0) -> tuple[float, float]:
         """One tile's part of the running sum: (shift, Σ exp(exponent − shift)), the exponents modified in place.
@@ -521,16 +530,24 @@ class Histogram(Reduction):
         if self.symmetric:
             if diagonal:  # the pairs i < j, row by row (several times faster than gathering triu_indices)
                 if len(sim) > 1:
-                    self.within += self._count(torch.cat([sim[r, r + 1 :] for r in range(len(sim) - 1)]))
+                    self.add(within=self._count(torch.cat([sim[r, r + 1 :] for r in range(len(sim) - 1)])))
             else:
-                self.within += self._count(sim)
+                self.add(within=self._count(sim))
             return
         counts = self._count(sim)
-        if diagonal:
-            on_diagonal = self._count(sim.diagonal())
-            self.matched += on_diagonal
+        on_diagonal = self._count(sim.diagonal()) if diagonal else None
+        if on_diagonal is not None:
             counts -= on_diagonal
-        self.unmatched += counts
+        self.add(matched=on_diagonal, unmatched=counts)
+
+    def add(self, within: torch.Tensor | None = None, matched: torch.Tensor | None = None,
+            unmatched: torch.Tensor | None = None) -> None:
+        """Add bin counts (of one tile) to the totals; under a lock, as tiles may be binned on several threads."""
+        with ACCUMULATE:
+            for name, counts in (("within", within), ("matched", matched), ("unmatched", unmatched)):
+                if counts is not None:
+                    total = getattr(self, name)
+                    total += counts
 
     def _count(self, values: torch.Tensor) -> torch.Tensor:
         """Bin counts of any tensor of similarities, as numpy.histogram over [−1, 1] would give them.
@@ -680,6 +697,12 @@ def stream_torch(
     sums = [r for r in reductions if isinstance(r, ExpSum)]
     others = [r for r in reductions if not isinstance(r, ExpSum)]
     grid = tile_grid(x.n, None if symmetric else y.n, tile)
+    workers = 1 if isinstance(x, StreamedRows) or isinstance(y, StreamedRows) else tile_workers(x.device, len(grid),
+                                                                                               tile)
+    if workers > 1:
+        stream_tiles_in_parallel(x, None if symmetric else y, others, sums, grid, tile, workers, progress)
+        record_pass("torch")
+        return
     # the similarity tiles: a cross problem's diagonal tiles first (they hold the matched similarities that rank
     # counts compare with); the exp-sums' centred tiles in the grid's order, so that their float sums never change
     tiles_others = grid if symmetric or not others else diagonal_first(grid)
@@ -698,6 +721,51 @@ def stream_torch(
             if progress is not None:
                 progress(1)
     record_pass("torch")
+
+
+def stream_tiles_in_parallel(x: Rows, y: Rows | None, others: Sequence[Reduction], sums: Sequence[ExpSum],
+                             grid: list[tuple[int, int]], tile: int, workers: int,
+                             progress: Callable[[int], None] | None) -> None:
+    """:func:`stream_torch` with whole tiles on ``workers`` threads at once, each tile's product and reductions
+    single-threaded (:class:`~embspace.kernels.threads.TileSchedule`: tiles in work share no row or column block;
+    a cross problem's diagonal tiles come first). The exp-sums' chunk sums are added in the grid's order, as the
+    one-thread pass adds them, so every statistic is the same on any number of threads."""
+    symmetric = y is None
+    y = x if symmetric else y
+    if sums:  # centres and centred copies are made once, here, not by two threads at once
+        x.centred(0, min(tile, x.n))
+        y.centred(0, min(tile, y.n))
+    phases = [grid] if symmetric or not others else [[t for t in grid if t[0] == t[1]],
+                                                     [t for t in grid if t[0] != t[1]]]
+    parts: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
+    order = iter(grid)
+    waiting = [next(order, None)]  # the next tile of the grid whose sums are still to be added
+
+    def process(at: tuple[int, int], local: dict) -> None:
+        r0, c0 = at
+        buffer = local.setdefault("buffer", TileBuffer())
+        rows_of = local.setdefault("rows", LastBlock(x.block))
+        rows_c_of = local.setdefault("rows_c", LastBlock(x.centred))
+        r1, c1 = min(r0 + tile, x.n), min(c0 + tile, y.n)
+        if others:
+            rows = rows_of(r0, r1)
+            cols = rows if symmetric and c0 == r0 else y.block(c0, c1)
+            feed_tile(rows, cols, others, r0, c0, diagonal=(r0 == c0), buffer=buffer)
+        if sums:
+            rows_c = rows_c_of(r0, r1)
+            cols_c = rows_c if symmetric and c0 == r0 else y.centred(c0, c1)
+            parts[at] = [acc.centred_parts(rows_c, cols_c, r0 == c0, buffer) for acc in sums]
+
+    def finished(at: tuple[int, int]) -> None:  # under the schedule's lock
+        while sums and waiting[0] is not None and waiting[0] in parts:
+            for acc, chunks in zip(sums, parts.pop(waiting[0]), strict=True):
+                for shift, value in chunks:
+                    acc.add(shift, value)
+            waiting[0] = next(order, None)
+        if progress is not None:
+            progress(1)
+
+    run_tiles(TileSchedule(phases), process, finished, workers)
 
 
 def tile_grid(n_rows: int, n_cols: int | None, tile: int = DEFAULT_TILE) -> list[tuple[int, int]]:

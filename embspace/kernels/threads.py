@@ -14,6 +14,8 @@ processes keep the cores busy (measured in ``benchmarks/retrieval_cpu.py``).
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -76,3 +78,125 @@ class TilePool:
         if self._workers is not None:
             self._workers.shutdown()
             self._workers = None
+
+
+PARALLEL_MIN_TILE = 1024  # smaller tiles mean a tight memory budget: one tile in flight, not one per thread
+
+
+def tile_workers(device: torch.device, tiles: int, tile: int) -> int:
+    """Threads that take whole tiles at once (product and reductions, each single-threaded): torch's thread count
+    on the CPU; one (the tile-by-tile pass) on other devices, under ``$EMBSPACE_THREADS=fixed``, for fewer than two
+    tiles, or for tiles below :data:`PARALLEL_MIN_TILE` (each thread in flight holds a tile)."""
+    if device.type != "cpu" or fixed_threads() or tile < PARALLEL_MIN_TILE:
+        return 1
+    return max(1, min(torch.get_num_threads(), tiles))
+
+
+class TileSchedule:
+    """Hands tiles (r0, c0) to worker threads so that no two tiles in work share a row block or a column block:
+    the per-row and per-column state of the reductions is then never written by two threads at once. Tiles come in
+    phases, each a list in the order preferred; a phase starts when every tile of the one before it is done. A
+    thread keeps to the row it had while it can (its row block is read once)."""
+
+    def __init__(self, phases: list[list[tuple[int, int]]]) -> None:
+        self.phases = [phase for phase in phases if phase]
+        self.condition = threading.Condition()
+        self.queues: dict[int, deque[int]] = {}
+        self.busy_rows: set[int] = set()
+        self.busy_cols: set[int] = set()
+        self.in_flight = 0
+        self.error: BaseException | None = None
+        self._next_phase = 0
+        self._load()
+
+    def _load(self) -> bool:
+        if self._next_phase >= len(self.phases):
+            return False
+        for r0, c0 in self.phases[self._next_phase]:
+            self.queues.setdefault(r0, deque()).append(c0)
+        self._next_phase += 1
+        return True
+
+    def _pick(self, last_row: int | None) -> tuple[int, int] | None:
+        rows = ([last_row] if last_row in self.queues else []) + list(self.queues)
+        for r0 in rows:
+            if r0 in self.busy_rows:
+                continue
+            queue = self.queues[r0]
+            for place, c0 in enumerate(queue):
+                if c0 not in self.busy_cols:
+                    del queue[place]
+                    if not queue:
+                        del self.queues[r0]
+                    return r0, c0
+        return None
+
+    def take(self, last_row: int | None = None) -> tuple[int, int] | None:
+        """The next tile for a thread (None when every tile is done or a thread failed); waits while every
+        remaining tile shares a row or column block with one in work."""
+        with self.condition:
+            while self.error is None:
+                found = self._pick(last_row)
+                if found is not None:
+                    self.busy_rows.add(found[0])
+                    self.busy_cols.add(found[1])
+                    self.in_flight += 1
+                    return found
+                if not self.queues and not self.in_flight and not self._load():
+                    self.condition.notify_all()
+                    return None
+                if self.queues and not self.in_flight:  # a new phase was loaded
+                    continue
+                self.condition.wait()
+            return None
+
+    def done(self, tile: tuple[int, int], then: Callable[[], None] | None = None) -> None:
+        """Mark a tile done (``then()`` runs under the schedule's lock first: progress, ordered sums)."""
+        with self.condition:
+            if then is not None:
+                then()
+            self.busy_rows.discard(tile[0])
+            self.busy_cols.discard(tile[1])
+            self.in_flight -= 1
+            self.condition.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self.condition:
+            self.error = self.error or error
+            self.condition.notify_all()
+
+
+def run_tiles(schedule: TileSchedule, process: Callable[[tuple[int, int], dict], None],
+              finished: Callable[[tuple[int, int]], None], workers: int) -> None:
+    """``process(tile, local)`` for every tile of ``schedule`` on ``workers`` threads, each single-threaded with
+    its own ``local`` dict (buffers, the row block it holds), and ``finished(tile)`` under the schedule's lock after
+    each; re-raises the first error. Torch's thread count is restored afterwards."""
+    before = torch.get_num_threads()
+
+    def worker() -> None:
+        torch.set_num_threads(1)
+        local: dict = {}
+        tile = None
+        try:
+            while (tile := schedule.take(None if tile is None else tile[0])) is not None:
+                process(tile, local)
+                schedule.done(tile, lambda tile=tile: finished(tile))
+        except BaseException as error:  # handed to the caller's thread
+            schedule.fail(error)
+
+    threads = [threading.Thread(target=worker, name=f"embspace-tiles-{n}", daemon=True) for n in range(workers)]
+    torch.set_num_threads(1)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except BaseException as error:  # Ctrl-C in this thread: stop the workers, then raise
+        schedule.fail(error)
+        for thread in threads:
+            thread.join()
+        raise
+    finally:
+        set_threads(before)
+    if schedule.error is not None:
+        raise schedule.error
