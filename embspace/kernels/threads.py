@@ -22,6 +22,9 @@ from contextlib import contextmanager
 
 import torch
 
+from embspace.kernels.budget import TILE_BYTES_PER_PAIR
+from embspace.kernels.rows import available_memory
+
 
 def set_threads(count: int) -> None:
     if torch.get_num_threads() != count:
@@ -85,11 +88,13 @@ PARALLEL_MIN_TILE = 1024  # smaller tiles mean a tight memory budget: one tile i
 
 def tile_workers(device: torch.device, tiles: int, tile: int) -> int:
     """Threads that take whole tiles at once (product and reductions, each single-threaded): torch's thread count
-    on the CPU; one (the tile-by-tile pass) on other devices, under ``$EMBSPACE_THREADS=fixed``, for fewer than two
-    tiles, or for tiles below :data:`PARALLEL_MIN_TILE` (each thread in flight holds a tile)."""
+    on the CPU, as many as a quarter of the free memory holds tiles for; one (the tile-by-tile pass) on other
+    devices, under ``$EMBSPACE_THREADS=fixed``, for fewer than two tiles, or for tiles below
+    :data:`PARALLEL_MIN_TILE` (each thread in flight holds a tile and its temporaries)."""
     if device.type != "cpu" or fixed_threads() or tile < PARALLEL_MIN_TILE:
         return 1
-    return max(1, min(torch.get_num_threads(), tiles))
+    fit = available_memory(device) // 4 // max(tile * tile * TILE_BYTES_PER_PAIR, 1)
+    return max(1, min(torch.get_num_threads(), tiles, fit))
 
 
 class TileSchedule:
