@@ -42,6 +42,7 @@ class GapAnatomy(Family):
         "gap_subspace": f"‖P_kΔ‖²/‖Δ‖², P_k = projection onto the modality's top-{SUBSPACE_K} principal directions "
                         "(covariance centred about the modality's own mean)"}
     resampled = "pairs"
+    not_resampled = "gap_subspace (a top-k eigendecomposition of each modality's D×D covariance per resample)"
 
     def needs(self, context: Context) -> list[Need]:
         return [PAIR_SUMS, *(RowStat("gram", name, label="spectrum") for name in context.names)]

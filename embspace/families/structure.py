@@ -73,6 +73,7 @@ class Structure(Family):
         "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}; not resampled by compare's bootstrap "
                       "(an SVD of the D×D cross-covariance per resample)"}
     resampled = "subsample"
+    not_resampled = "procrustes (an SVD of the D×D cross-covariance per resample)"
 
     def needs(self, context: Context) -> list[Need]:
         if context.n < MIN_PAIRS:
