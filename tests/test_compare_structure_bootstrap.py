@@ -131,3 +131,12 @@ def test_a_perturbed_modality_is_beyond_noise_and_an_identical_copy_is_not(one_t
     assert block["metrics"]["cka.unbiased"]["beyond_noise"] is True
     assert any("procrustes" in item for item in moved.not_tested)
     assert any("gap_subspace" in item for item in moved.not_tested)
+
+
+def test_modality_bias_counts_break_ties_by_gallery_index():
+    """Exact ties between the two modalities (duplicated rows): the first modality's items rank first."""
+    x, y = np.eye(12), np.eye(12)  # similarity 1 to the partner, exactly 0 to every other item of both modalities
+    got = _values(x, y, torch.ones(1, 12, dtype=torch.float64))
+    assert got["modality_bias.image"] == pytest.approx(_own_share(x, y, True, K).mean(), abs=1e-12)
+    assert got["modality_bias.text"] == pytest.approx(_own_share(y, x, False, K).mean(), abs=1e-12)
+    assert (got["modality_bias.image"], got["modality_bias.text"]) == (0.9, 0.0)  # the partner, then X's items

@@ -98,22 +98,21 @@ class ModalityBias(Family):
                 for name, count in zip((a, b), counts, strict=True)}
 
 
-def _ordered(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's k best columns of a dense similarity matrix, most similar first, ties to the lower index."""
-    index = torch.argsort(sim, dim=1, descending=True, stable=True)[:, :k]
-    return sim.gather(1, index), index
-
-
 def own_counts(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query of each modality (S,), how many of its k = min(BIAS_K, S − 1) nearest neighbours in the pooled
-    gallery X̂ ∪ Ŷ (itself excluded; ties by gallery index, X's items first) are from its own modality; dense
-    S×S similarities, for a bootstrap subsample."""
+    """Per query of each modality (S,) float64, how many of its k = min(BIAS_K, S − 1) nearest neighbours in the
+    pooled gallery X̂ ∪ Ŷ (itself excluded; ties by gallery index, X's items first) are from its own modality;
+    dense S×S similarities, for a bootstrap subsample. With t_i the k-th largest pooled similarity: the items
+    above t_i, then the ties at t_i in gallery order."""
     n = x.shape[0]
     k = min(BIAS_K, n - 1)
     out = []
     for query, gallery, first in ((x, y, True), (y, x, False)):
         own = (query @ query.T).fill_diagonal_(-torch.inf)  # itself excluded
-        own_values, own_index = _ordered(own, k)
-        other_values, _ = _ordered(query @ gallery.T, k)
-        out.append(pooled_neighbours(own_values, own_index, other_values, k, n, first).double())
+        other = query @ gallery.T
+        threshold = torch.cat([own, other], dim=1).topk(k, dim=1).values[:, -1:]  # (S, 1) t_i
+        above_own, above_other = (own > threshold).sum(1), (other > threshold).sum(1)
+        tied_own, tied_other = (own == threshold).sum(1), (other == threshold).sum(1)
+        left = k - above_own - above_other  # places for the ties at t_i
+        taken = torch.minimum(left, tied_own) if first else left - torch.minimum(left, tied_other)
+        out.append((above_own + taken).double())
     return out[0], out[1]
