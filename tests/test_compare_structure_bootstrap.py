@@ -140,3 +140,10 @@ def test_modality_bias_counts_break_ties_by_gallery_index():
     assert got["modality_bias.image"] == pytest.approx(_own_share(x, y, True, K).mean(), abs=1e-12)
     assert got["modality_bias.text"] == pytest.approx(_own_share(y, x, False, K).mean(), abs=1e-12)
     assert (got["modality_bias.image"], got["modality_bias.text"]) == (0.9, 0.0)  # the partner, then X's items
+
+
+def test_on_a_subsample_the_structure_metrics_say_so(pair):
+    result = paired_bootstrap(pair, pair, resamples=20, subsample=50)
+    for path in PATHS:
+        assert result.metrics[path].method == "subsample", path
+    assert any("CKA, mutual-kNN and modality bias" in note and "50 of 90" in note for note in result.notes)
