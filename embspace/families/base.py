@@ -192,6 +192,8 @@ class Family:
         conventions: report key → the convention text written beside the numbers.
         resampled: how :mod:`embspace.compare` bootstraps it — ``"pairs"`` (every pair, O(N·D)), ``"subsample"``
             (the dense formulas on a seeded subsample) or None (not bootstrapped; :attr:`not_resampled` says why).
+        not_resampled: what ``compare`` does not test, and why (listed in its ``not_tested``); for a resampled family,
+            the metrics its :meth:`resample` leaves out.
     """
 
     name: str = ""

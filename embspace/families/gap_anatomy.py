@@ -40,8 +40,10 @@ class GapAnatomy(Family):
         "gap_anatomy": f"Δ = mean x̂ − mean ŷ; s_d = Δ_d²/‖Δ‖² per embedding dimension; dims_90 = fewest dimensions "
                        f"whose s_d, largest first, sum to ≥ {SHARE:.0%}; top_share = max s_d (Schrodi et al. 2024)",
         "gap_subspace": f"‖P_kΔ‖²/‖Δ‖², P_k = projection onto the modality's top-{SUBSPACE_K} principal directions "
-                        "(covariance centred about the modality's own mean)"}
+                        "(covariance centred about the modality's own mean); not resampled by compare's bootstrap (a "
+                        "top-k eigendecomposition per resample)"}
     resampled = "pairs"
+    not_resampled = "gap_subspace (a top-k eigendecomposition of each modality's D×D covariance per resample)"
 
     def needs(self, context: Context) -> list[Need]:
         return [PAIR_SUMS, *(RowStat("gram", name, label="spectrum") for name in context.names)]

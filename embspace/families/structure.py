@@ -12,21 +12,34 @@ of B), three ways (:mod:`embspace.spaces`):
 - ``procrustes`` — the orthogonal Procrustes residual of the centred, Frobenius-normalised modalities
   (0: one modality is a rotation of the other).
 
-Exact (never sampled); not bootstrapped by ``compare`` (a kNN search or a D×D Gram per resample).
+Exact (never sampled). Under pair weights (the paired bootstrap of ``compare``, dense on its seeded subsample of S
+pairs, as uniformity and recall@k): CKA from the S×S linear kernels of the subsample, exact for the row-repeated
+data in O(S²) per resample (:mod:`embspace.spaces.weighted`); mutual-kNN as the weighted mean Σw m_i/Σw of the
+per-row overlaps m_i, with each row's neighbours searched once among the S subsample rows and held fixed (the
+variance of the neighbour search itself is left out, as recall@k holds its candidate set fixed). Procrustes needs
+an SVD of the D×D cross-covariance per resample and is not resampled.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Statistics
+import numpy as np
+import torch
+
+from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Statistics, Weighted
 from embspace.kernels.pairwise import Reduction
 from embspace.spaces.cka import CKA_CONVENTION, cka_from_sums
-from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbours, overlap
+from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbours, neighbours_of, overlap
 from embspace.spaces.procrustes import PROCRUSTES_CONVENTION, procrustes_from_sums
+from embspace.spaces.weighted import Kernels, weighted_cka, weighted_mean
 
 SPACE_SUMS = RowStat("space_sums", label="structure")
 MIN_PAIRS = 4
+RESAMPLED_CKA = ("compare's bootstrap: on its seeded subsample of S pairs, exact for the resampled rows (row i "
+                 "repeated w_i times) from the S×S linear kernels, O(S²) per resample")
+RESAMPLED_KNN = ("compare's bootstrap: on its seeded subsample of S pairs, Σw m_i/Σw with each row's k neighbours "
+                 "searched once among the S rows and held fixed (leaves out the variance of the neighbour search)")
 
 
 def _neighbours(context: Context, x, y, tile: int) -> Reduction:
@@ -54,11 +67,13 @@ class Structure(Family):
     paired_only = True
     table_position = 45.0
     conventions: ClassVar[dict[str, str]] = {
-        "cka": f"between the two modalities over the pairs; {CKA_CONVENTION}",
+        "cka": f"between the two modalities over the pairs; {CKA_CONVENTION}; {RESAMPLED_CKA}",
         "mutual_knn": f"between the two modalities' self-neighbourhoods (Jiang et al. 2023 geometric consistency); "
-                      f"{MUTUAL_KNN_CONVENTION}; k = 10",
-        "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}"}
-    not_resampled = "structure (CKA, mutual-kNN and Procrustes need a D×D Gram or a kNN search per resample)"
+                      f"{MUTUAL_KNN_CONVENTION}; k = 10; {RESAMPLED_KNN}",
+        "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}; not resampled by compare's bootstrap "
+                      "(an SVD of the D×D cross-covariance per resample)"}
+    resampled = "subsample"
+    not_resampled = "procrustes (an SVD of the D×D cross-covariance per resample)"
 
     def needs(self, context: Context) -> list[Need]:
         if context.n < MIN_PAIRS:
@@ -81,3 +96,17 @@ class Structure(Family):
         metrics = {"cka": metrics["cka"], "mutual_knn": float(overlap(knn_a, knn_b).mean()),
                    "procrustes": metrics["procrustes"]}
         return Found(metrics=metrics, settings={"structure_k": KNN_K})
+
+    def resample_paths(self, names, settings) -> list[str]:
+        return ["cka.unbiased", "cka.biased", "mutual_knn"]
+
+    def resample(self, view: Weighted) -> dict[str, np.ndarray]:
+        if view.x.shape[0] < MIN_PAIRS:
+            return {path: np.full(view.w.shape[0], np.nan) for path in self.resample_paths(view.names, {})}
+
+        def overlaps() -> torch.Tensor:
+            return overlap(neighbours_of(view.x, KNN_K), neighbours_of(view.y, KNN_K))  # (S,) m_i
+
+        cka = weighted_cka(view.static("structure_kernels", lambda: Kernels(view.x, view.y)), view.w)
+        return {"cka.unbiased": cka["unbiased"].numpy(), "cka.biased": cka["biased"].numpy(),
+                "mutual_knn": weighted_mean(view.static("structure_overlaps", overlaps), view.w).numpy()}
