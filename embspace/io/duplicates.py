@@ -39,5 +39,9 @@ def row_keys(block: torch.Tensor) -> np.ndarray:
 
 def duplicate_rows(embeddings: Embeddings, chunk_rows: int = CHUNK_ROWS) -> int:
     """N − the number of distinct rows (by stored bytes)."""
-    keys = np.concatenate([row_keys(block) for _, block in embeddings.chunks(chunk_rows)])
-    return int(embeddings.n - len(np.unique(keys, axis=0)))
+    return count_duplicates([row_keys(block) for _, block in embeddings.chunks(chunk_rows)], embeddings.n)
+
+
+def count_duplicates(keys: list[np.ndarray], n: int) -> int:
+    """N − the number of distinct keys among the (rows, 2) key blocks of all N rows."""
+    return int(n - len(np.unique(np.concatenate(keys), axis=0)))
