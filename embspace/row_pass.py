@@ -145,8 +145,8 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
         if pair is not None:
             x, y = units[names[0]], units[names[1]]
             wide = buffer[: len(x)]
-            pair.dots += float(wide.copy_(x).mul_(y).sum())  # Σ x̂_i·ŷ_i as (x̂ ⊙ ŷ).sum() of the float64 rows
-            pair.distances += float(wide.copy_(x).sub_(y).norm(dim=1).pow(pair.alpha).sum())
+            pair.dots += float(_in_parts(wide.copy_(x), torch.Tensor.mul_, y).sum())  # Σ x̂_i·ŷ_i: (x̂ ⊙ ŷ).sum()
+            pair.distances += float(_in_parts(wide.copy_(x), torch.Tensor.sub_, y).norm(dim=1).pow(pair.alpha).sum())
             pair.n += len(x)
     for name in names:
         if from_source[name] and isinstance(rows[name], ResidentRows):
@@ -164,6 +164,17 @@ def _pair_side(pair: PairSums | None, names: tuple[str, ...], name: str) -> Mome
     if pair is None or name not in names[:2]:
         return None
     return pair.x if name == names[0] else pair.y
+
+
+PART_ROWS = 4096  # rows per part of an in-place float64 ⊙ / − with the tile-dtype rows: a float64 copy of a part
+
+
+def _in_parts(wide: torch.Tensor, operation, other: torch.Tensor) -> torch.Tensor:
+    """``operation(wide, other)`` in place, :data:`PART_ROWS` rows at a time: the float64 copy of ``other`` that
+    type promotion makes is one part's, not the block's (elementwise, so the values are those of the whole)."""
+    for start in range(0, len(wide), PART_ROWS):
+        operation(wide[start : start + PART_ROWS], other[start : start + PART_ROWS])
+    return wide
 
 
 def _valid(peak: torch.Tensor) -> bool:

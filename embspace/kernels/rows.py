@@ -23,8 +23,12 @@ SAFE_PEAK = (2.0**-50, 2.0**50)  # largest |x_k| of rows that square safely in f
 
 
 def row_peaks(wide: torch.Tensor) -> torch.Tensor:
-    """The largest |x_k| of every row, (B, 1): NaN or inf where a row holds NaN or inf, 0 for an all-zero row."""
-    return wide.abs().amax(dim=1, keepdim=True) if wide.shape[1] else wide.new_zeros((len(wide), 1))
+    """The largest |x_k| of every row, (B, 1): NaN or inf where a row holds NaN or inf, 0 for an all-zero row.
+    max(max_k x_k, −min_k x_k): exactly max_k |x_k|, without a copy of the block."""
+    if not (wide.shape[1] and len(wide)):
+        return wide.new_zeros((len(wide), 1))
+    low, high = torch.aminmax(wide, dim=1, keepdim=True)  # (B, 1) each; NaN propagates
+    return torch.maximum(high, low.neg())
 
 
 def row_norms(wide: torch.Tensor, peak: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
