@@ -100,9 +100,10 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
              for name in names if name in wanted.grams}  # (D, D) Σx̂ᵀx̂ and (D,) Σx̂
     wide_needed = [name for name in names if name in moments or name in grams or
                    (pair is not None and name in names[:2])]
-    buffer: torch.Tensor | None = None  # (step, D) float64, shared by the modalities
-    for start in range(0, n, step):
-        stop = min(start + step, n)
+    buffer: list[torch.Tensor] = []  # one (step, D) float64 block, shared by the modalities
+
+    def read(start: int, stop: int) -> dict[str, torch.Tensor]:
+        """The block's normalised rows of every modality, validated and hashed where read from the source."""
         units = {}
         for name in names:
             r = rows[name]
@@ -123,13 +124,20 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
             if peaks and not _valid(peaks[0]):
                 _refuse_bad_rows(rows, names, scan_rows)
                 raise InputError(r.source, f"rows {start}…{stop - 1} hold NaN, Inf or zero rows")  # not reached
-            del raw
+            del raw  # the stored block is not held beside the next one
+        return units
+
+    def wide_block(unit: torch.Tensor) -> torch.Tensor:
+        """``unit`` copied into the shared float64 block, (B, D)."""
+        if not buffer or buffer[0].shape[1] != unit.shape[1] or buffer[0].device != unit.device:
+            buffer[:] = [torch.empty((step, unit.shape[1]), dtype=torch.float64, device=unit.device)]
+        return buffer[0][: len(unit)].copy_(unit)  # contiguous
+
+    def add(units: dict[str, torch.Tensor]) -> None:
+        """The block's sums, from one float64 copy of each modality's rows."""
         for name in wide_needed:
             unit = units[name]
-            if buffer is None or buffer.shape[1] != unit.shape[1] or buffer.device != unit.device:
-                buffer = torch.empty((step, unit.shape[1]), dtype=torch.float64, device=unit.device)
-            wide = buffer[: len(unit)]  # (B, D) float64, contiguous
-            wide.copy_(unit)
+            wide = wide_block(unit)
             block_total = wide.sum(0)  # (D,)
             if name in grams:
                 gram, total = grams[name]
@@ -144,10 +152,12 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
                     sums.n += len(unit)
         if pair is not None:
             x, y = units[names[0]], units[names[1]]
-            wide = buffer[: len(x)]
-            pair.dots += float(_in_parts(wide.copy_(x), torch.Tensor.mul_, y).sum())  # Σ x̂_i·ŷ_i: (x̂ ⊙ ŷ).sum()
-            pair.distances += float(_in_parts(wide.copy_(x), torch.Tensor.sub_, y).norm(dim=1).pow(pair.alpha).sum())
+            pair.dots += float(_in_parts(wide_block(x), torch.Tensor.mul_, y).sum())  # Σ x̂_i·ŷ_i: (x̂ ⊙ ŷ).sum()
+            pair.distances += float(_in_parts(wide_block(x), torch.Tensor.sub_, y).norm(dim=1).pow(pair.alpha).sum())
             pair.n += len(x)
+
+    for start in range(0, n, step):
+        add(read(start, min(start + step, n)))  # the block's rows are released before the next is read
     for name in names:
         if from_source[name] and isinstance(rows[name], ResidentRows):
             rows[name].filled = True  # every row written: later passes read the held rows
