@@ -1,10 +1,12 @@
 """Computes the statistics a run's families need, in one process: each distinct statistic once.
 
-The needs (:mod:`embspace.families.base`) are grouped by kind and computed in a fixed order: the O(N·D) sums of
-the pairs (``centroid``) or of each modality (``cone``), the sampled pairs, the exact pairwise passes — one per pair
-space: each modality against itself, then one against the other, each tile handed to every reduction that needs
-it — the Gram matrices (``spectrum``), the sampled queries (``retrieval``) and the probe's rows
-(``separability``). A pass that runs out of memory is rerun alone with half the tile (the passes before it stand).
+The needs (:mod:`embspace.families.base`) are grouped by kind and computed in a fixed order: first the O(N·D)
+pass (:mod:`embspace.row_pass`: each row block read once, validated, hashed, normalised, written into the rows held
+for later passes, and summed into the pair sums (``centroid``), the moments of each modality (``cone``) and the Gram
+matrices (``spectrum``) together), then the sampled pairs, the exact pairwise passes — one per pair space: each
+modality against itself, then one against the other, each tile handed to every reduction that needs it — the
+sampled queries (``retrieval``) and the probe's rows (``separability``). A pass that runs out of memory is rerun
+alone with half the tile (the passes before it stand).
 :class:`embspace.distributed.executor.ShardedExecutor` computes the same statistics across ranks.
 """
 
