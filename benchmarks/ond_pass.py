@@ -3,8 +3,8 @@
     python benchmarks/ond_pass.py [--n 100000 1000000] [--dim 512] [--threads 2] [--out benchmarks/results]
 
 Writes two (N, D) float16 ``.npy`` dumps (image and text: a cone, a shared offset plus noise, written in blocks)
-into a temporary folder, then runs, each in its own process (wall time and peak resident memory, ``ru_maxrss`` of
-that child alone):
+into a temporary folder, then runs, each in its own process (wall time and peak resident memory: the child's own
+VmHWM, read as it exits):
 
 - ``embspace measure image=… text=… --metrics gap,alignment,cone,spectrum --json …`` at the default memory budget
   and under ``--memory 1GB``;
@@ -87,21 +87,38 @@ def peer(image: str, text: str, block: int = BLOCK) -> dict[str, float]:
     return out
 
 
-def timed_child(command: list[str], threads: int) -> dict[str, object]:
-    """Run ``command`` in a child process: wall seconds, its own peak RSS (MiB), load before and after."""
+LAUNCH = """
+import atexit, os, runpy, sys
+
+def record(path):
+    with open("/proc/self/status") as status, open(path, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+atexit.register(record, sys.argv.pop(1))
+kind, target = sys.argv.pop(1), sys.argv.pop(1)
+sys.argv[0] = target
+if kind == "script":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+runpy.run_module(target, run_name="__main__") if kind == "module" else runpy.run_path(target, run_name="__main__")
+"""
+"""Runs a module or script and writes its own peak RSS (VmHWM, kB) as it exits: ``ru_maxrss`` of a child would also
+count what the parent held when it forked."""
+
+
+def timed_child(kind: str, target: str, args: list[str], threads: int, scratch: Path) -> dict[str, object]:
+    """Run ``python -m target args`` (``kind`` module) or ``python target args`` (script) in a child process: wall
+    seconds, its own peak RSS (MiB), the load average before and after."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    peak = scratch / "vmhwm.txt"
     load_before = os.getloadavg()[0]
     began = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(child.pid, 0)
+    child = subprocess.run([sys.executable, "-c", LAUNCH, str(peak), kind, target, *args], env=env,
+                           capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - began
-    out, err = child.stdout.read(), child.stderr.read()
-    child.stdout.close()
-    child.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{err}")
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024), "stdout": out,
-            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    if child.returncode != 0:
+        raise SystemExit(f"{target} {' '.join(args)} failed:\n{child.stderr}")
+    return {"seconds": round(seconds, 2), "peak_rss_mib": round(int(peak.read_text()) / 1024),
+            "stdout": child.stdout, "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
 
 
 def report_values(path: Path) -> dict[str, float]:
@@ -135,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="embspace-ond-") as tmp:
             folder = Path(tmp)
             image, text = write_cone(folder, n, args.dim)
-            measure = [sys.executable, "-m", "embspace.cli", "measure", f"image={image}", f"text={text}",
-                       "--metrics", METRICS, "-q"]
+            measure = ["measure", f"image={image}", f"text={text}", "--metrics", METRICS, "-q"]
             runs = {}
-            runs["peer"] = timed_child([sys.executable, __file__, "--peer", str(image), str(text)], args.threads)
+            runs["peer"] = timed_child("script", __file__, ["--peer", str(image), str(text)], args.threads, folder)
             expected = json.loads(runs["peer"].pop("stdout"))
             for name, extra in (("embspace", []), ("embspace --memory 1GB", ["--memory", "1GB"])):
                 report = folder / f"{len(runs)}.json"
-                runs[name] = timed_child([*measure, *extra, "--json", str(report)], args.threads)
+                runs[name] = timed_child("module", "embspace.cli", [*measure, *extra, "--json", str(report)],
+                                         args.threads, folder)
                 runs[name].pop("stdout")
                 runs[name]["largest_relative_difference_to_peer"] = largest_difference(report_values(report), expected)
             peer_seconds = runs["peer"]["seconds"]
@@ -156,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# The O(N·D) families (`--metrics {METRICS}`) against a one-pass torch peer", "",
              f"Machine: {machine['cpu']}, {machine['cpu_cores']} cores, {args.threads} threads per process, torch "
              f"{machine['torch']}; {machine['created']}. Each run in its own process (peak RSS: that process's "
-             "`ru_maxrss`); load average (1 min) before → after each run. float16 `.npy` inputs, D = "
+             "VmHWM); load average (1 min) before → after each run. float16 `.npy` inputs, D = "
              f"{args.dim}, read warm from the page cache.", "",
              "| N | run | seconds | × peer | peak RSS MiB | load before → after | largest rel. difference to peer |",
              "| ---: | --- | ---: | ---: | ---: | --- | ---: |"]
