@@ -92,7 +92,7 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
     n, step = first.n, block_step(rows)
     from_source = {name: reads_source(rows[name]) for name in names}
     digests = {name: _digest(rows[name]) for name in names if wanted.provenance and from_source[name]}
-    keys: dict[str, list[np.ndarray]] = {name: [] for name in digests}
+    keys = {name: np.empty((n, 2), dtype=np.uint64) for name in digests}  # (N, 2) row keys, allocated once
     moments = {name: MomentSums() for name in names if name in wanted.moments}
     pair = PairSums(alpha=wanted.alpha) if wanted.alpha is not None else None
     grams = {name: (torch.zeros((rows[name].dim, rows[name].dim), dtype=torch.float64, device=rows[name].device),
@@ -113,7 +113,7 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
             raw = r.embeddings.read(start, stop)  # (B, D) as stored
             if name in digests:
                 digests[name].update(little_endian_bytes(raw))
-                keys[name].append(row_keys(raw))
+                keys[name][start:stop] = row_keys(raw)
             peaks: list[torch.Tensor] | None = [] if wanted.validate else None
             try:
                 units[name] = r.from_source(raw, start, peaks)
@@ -166,7 +166,7 @@ def run(rows: dict[str, Rows], wanted: Wanted, scan_rows: int = MAX_BLOCK_ROWS) 
         results.grams[name] = Gram(rows[name].n, gram.cpu(), total.cpu())
     for name, digest in digests.items():
         results.content_hashes[name] = f"{ALGORITHM}:{digest.hexdigest()}"
-        results.duplicate_rows[name] = count_duplicates(keys[name], rows[name].n)
+        results.duplicate_rows[name] = count_duplicates([keys[name]], rows[name].n)
     return results
 
 
