@@ -1,10 +1,12 @@
 """Computes the statistics a run's families need, in one process: each distinct statistic once.
 
-The needs (:mod:`embspace.families.base`) are grouped by kind and computed in a fixed order: the O(N·D) sums of
-the pairs (``centroid``) or of each modality (``cone``), the sampled pairs, the exact pairwise passes — one per pair
-space: each modality against itself, then one against the other, each tile handed to every reduction that needs
-it — the Gram matrices (``spectrum``), the sampled queries (``retrieval``) and the probe's rows
-(``separability``). A pass that runs out of memory is rerun alone with half the tile (the passes before it stand).
+The needs (:mod:`embspace.families.base`) are grouped by kind and computed in a fixed order: first the O(N·D)
+pass (:mod:`embspace.row_pass`: each row block read once, validated, hashed, normalised, written into the rows held
+for later passes, and summed into the pair sums (``centroid``), the moments of each modality (``cone``) and the Gram
+matrices (``spectrum``) together), then the sampled pairs, the exact pairwise passes — one per pair space: each
+modality against itself, then one against the other, each tile handed to every reduction that needs it — the
+sampled queries (``retrieval``) and the probe's rows (``separability``). A pass that runs out of memory is rerun
+alone with half the tile (the passes before it stand).
 :class:`embspace.distributed.executor.ShardedExecutor` computes the same statistics across ranks.
 """
 
@@ -16,14 +18,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from embspace import row_pass
 from embspace.embeddings import Embeddings
 from embspace.families.base import Context, Need, PairPass, RowStat, Sampled, Statistics
 from embspace.io.digest import content_hash
+from embspace.io.duplicates import duplicate_rows
 from embspace.kernels.budget import Plan, retry_on_oom, tile_within
 from embspace.kernels.engine import stream_pairs
 from embspace.kernels.pairwise import count_tiles
-from embspace.kernels.rows import Rows
-from embspace.metrics import centroid, sampled, separability, spectrum, uniformity
+from embspace.kernels.rows import ResidentRows, Rows
+from embspace.metrics import sampled, separability, uniformity
 from embspace.spaces.sums import SpaceSums, sums_of_rows
 
 CROSS = "cross"
@@ -54,12 +58,14 @@ class Needs:
 class LocalExecutor:
     """The statistics of one process's rows. ``passes`` is the backend the pairwise calls are handed."""
 
-    def __init__(self, layout: Plan, passes: str) -> None:
+    def __init__(self, layout: Plan, passes: str, validate_rows: bool = False) -> None:
         self.plan = layout
         self.passes = passes
+        self.validate_rows = validate_rows  # the O(N·D) pass refuses NaN / Inf and zero rows (no scan before it)
         self.advance: Callable[[int], None] | None = None
         self.timings: dict[str, float] = {}
         self._timing_key: dict[Need, str] = {}
+        self._provenance: dict[int, tuple[Embeddings, str, int]] = {}  # id → (embeddings, hash, duplicates)
 
     # --- what a run sees ----------------------------------------------------------------------------------------
 
@@ -90,12 +96,7 @@ class LocalExecutor:
     def compute(self, context: Context, needs: Needs, rows: dict[str, Rows]) -> Statistics:
         stats = Statistics()
         names = context.names
-        for need in needs.row("pair_sums"):
-            with self.timed(self._key(need, need.label)):
-                stats[need] = self.pair_sums(rows[names[0]], rows[names[1]], context.settings["alpha"])
-        for need in needs.row("moments"):
-            with self.timed(self._key(need, need.label)):
-                stats[need] = self.moment_sums(rows[need.modality])
+        self.row_pass(context, needs, rows, stats)
         if "pairs" in needs.sampled:
             need = needs.sampled["pairs"]
             with self.timed(self._key(need, need.label)):
@@ -114,9 +115,6 @@ class LocalExecutor:
                 for need in needs.row("matched_log_sum"):
                     self._timing_key[need] = label
                     stats[need] = self.matched_log_sum(rows[names[0]], rows[names[1]], context.settings["t"])
-        for need in needs.row("gram"):
-            with self.timed(self._key(need, need.label)):
-                stats[need] = self.gram(rows[need.modality])
         if "recall" in needs.sampled:
             need = needs.sampled["recall"]
             with self.timed(self._key(need, need.label)):
@@ -136,6 +134,37 @@ class LocalExecutor:
                 stats[need] = index, separability.gather_rows(rows[need.modality], index)
         return stats
 
+    def row_pass(self, context: Context, needs: Needs, rows: dict[str, Rows], stats: Statistics) -> None:
+        """The O(N·D) statistics (pair sums, moments, Gram matrices) in one pass over the rows
+        (:mod:`embspace.row_pass`), which also validates rows read from their source (where no scan came before),
+        hashes them for the report and fills the rows held for the passes after it."""
+        served = [n for n in needs.rows if n.kind in row_pass.PASS_KINDS]
+        label = "+".join(dict.fromkeys(n.label for n in served)) or "rows"
+        pairs = [n for n in served if n.kind == "pair_sums"]
+        wanted = row_pass.Wanted(
+            names=context.names, alpha=context.settings["alpha"] if pairs else None,
+            moments=frozenset(n.modality for n in served if n.kind == "moments"),
+            grams=frozenset(n.modality for n in served if n.kind == "gram"),
+            provenance=self.hashes_in_pass, validate=self.validate_rows)
+        if not served and not any(row_pass.reads_source(r) and (wanted.provenance or wanted.validate or
+                                                                isinstance(r, ResidentRows)) for r in rows.values()):
+            return
+        with self.timed(label):
+            found = self.merged(row_pass.run(rows, wanted, scan_rows=self.plan.block_rows), rows)
+        for name, digest in found.content_hashes.items():
+            embeddings = rows[name].embeddings
+            self._provenance[id(embeddings)] = (embeddings, digest, found.duplicate_rows[name])
+        for need in served:
+            self._timing_key[need] = label
+            stats[need] = (found.pair_sums if need.kind == "pair_sums" else
+                           found.moments[need.modality] if need.kind == "moments" else found.grams[need.modality])
+
+    hashes_in_pass = True  # a rank of a sharded run hashes nothing of its shard (rank 0 hashes every row)
+
+    def merged(self, found: row_pass.Results, rows: dict[str, Rows]) -> row_pass.Results:
+        """The pass's statistics of every process's rows (one process: its own)."""
+        return found
+
     def _key(self, need: Need, key: str) -> str:
         self._timing_key[need] = key
         return key
@@ -146,15 +175,6 @@ class LocalExecutor:
         return tile_within(self.plan, sum(n.state_bytes for n in found)) if space == CROSS else self.plan.tile
 
     # --- the statistics (a sharded executor merges each across ranks) -----------------------------------------
-
-    def pair_sums(self, x: Rows, y: Rows, alpha: float) -> centroid.PairSums:
-        return centroid.pair_sums(x, y, alpha)
-
-    def moment_sums(self, rows: Rows) -> centroid.MomentSums:
-        return centroid.moment_sums(rows)
-
-    def gram(self, rows: Rows) -> spectrum.Gram:
-        return spectrum.Gram.of_rows(rows)
 
     def space_sums(self, x: Rows, y: Rows) -> SpaceSums:
         """The sums of two spaces over the same rows (:mod:`embspace.spaces.sums`): CKA, Procrustes."""
@@ -188,7 +208,17 @@ class LocalExecutor:
         retry_on_oom(attempt, self.plan, what=f"the exact {label} pass", on_retry=shrink)
 
     def content_hash(self, embeddings: Embeddings) -> str | None:
+        known = self._provenance.get(id(embeddings))
+        if known is not None and known[0] is embeddings:  # hashed by the O(N·D) pass
+            return known[1]
         return content_hash(embeddings, self.plan.block_rows)  # row blocks of the memory budget; same hash
+
+    def duplicate_rows(self, embeddings: Embeddings) -> int:
+        """N − the number of distinct stored rows (:mod:`embspace.io.duplicates`)."""
+        known = self._provenance.get(id(embeddings))
+        if known is not None and known[0] is embeddings:
+            return known[2]
+        return duplicate_rows(embeddings, self.plan.block_rows)
 
     def finished(self) -> None:
         """Called once every statistic and family is done (a sharded executor waits for every rank)."""

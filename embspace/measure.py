@@ -154,7 +154,8 @@ def measure(
     compute = resolve_compute(device, precision, backend)
     group = sharded.join(device)  # None in a single process; under torchrun each rank measures its row shard
     budget = parse_size(memory, "memory") if memory is not None else available_memory(compute.device)
-    embeddings, layout = _validated(given, families, budget, tile, drop_invalid, group)
+    defer = group is None and not drop_invalid  # rows validated by the O(N·D) pass, where they are first read
+    embeddings, layout = _validated(given, families, budget, tile, drop_invalid, group, check_rows=not defer)
     label_set = check_label_inputs(labels, prompts, logit_scale, embeddings)
     families = with_label_families(families, metrics, label_set, sharded=group is not None)
     method = (choose_estimate(estimate, next(iter(embeddings.values())).n, sample_above, pairs, queries)
@@ -170,14 +171,15 @@ def measure(
     }
     if label_set is not None:
         settings["labels"] = label_set.settings({name: e.dim for name, e in embeddings.items()})
-    executor = (LocalExecutor(layout, compute.passes) if group is None
+    executor = (LocalExecutor(layout, compute.passes, validate_rows=defer) if group is None
                 else ShardedExecutor(group, embeddings, settings, layout, compute.passes))
     run = Measurement(embeddings, families, settings, executor, progress,
                       options={"alpha_req_range": alpha_req_range, "alpha_req_fit": alpha_req_fit,
                                "rmg_floor": rmg_floor, "labels": label_set, "directions": directions})
     with matmul_precision(compute.precision), use_backend(compute.passes) as passes_run, run.bar():
         rows = {name: prepare_rows(emb, compute.device, compute.dtype, require_normalized=not normalize,
-                                   memory_budget=budget, chunk_rows=layout.block_rows) if group is None
+                                   memory_budget=budget, chunk_rows=layout.block_rows,
+                                   resident=run.reads_rows_again(), fill=False) if group is None
                 else sharded.resident_shard(group, emb, compute.device, compute.dtype,
                                             require_normalized=not normalize, chunk_rows=layout.block_rows)
                 for name, emb in embeddings.items()}
@@ -217,12 +219,13 @@ def _families(given: Mapping[str, Data], metrics: str | Iterable[str] | None) ->
 
 
 def _validated(given: Mapping[str, Data], families: list[str], budget: int, tile: int, drop_invalid: bool,
-               group: Any = None) -> tuple[dict[str, Embeddings], Plan]:
-    """The modalities opened and validated (each rank its shard under torchrun), and the memory plan."""
+               group: Any = None, check_rows: bool = True) -> tuple[dict[str, Embeddings], Plan]:
+    """The modalities opened and validated (each rank its shard under torchrun), and the memory plan;
+    ``check_rows=False``: shapes only, the rows are validated by the O(N·D) pass (:mod:`embspace.row_pass`)."""
     paired = len(given) == 2
     unread = {name: as_embeddings(data, _source(name, data)) for name, data in given.items()}
     layout = plan(budget, max(e.dim for e in unread.values()), tile)
-    check = validate if group is None else partial(sharded.validate_shards, group)
+    check = partial(validate, check_rows=check_rows) if group is None else partial(sharded.validate_shards, group)
     embeddings = check(unread, paired=paired,
                        same_dim=paired and bool(set(families) & {*PAIRED_FAMILIES, "uniformity"}),
                        drop_invalid=drop_invalid, chunk_rows=layout.block_rows)

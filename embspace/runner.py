@@ -17,10 +17,10 @@ from typing import Any
 from embspace.embeddings import Embeddings
 from embspace.executor import LocalExecutor, Needs
 from embspace.families import family, in_table_order
-from embspace.families.base import Context
-from embspace.io.duplicates import duplicate_rows
+from embspace.families.base import Context, RowStat
 from embspace.kernels.rows import Rows
 from embspace.report import Report, environment, flatten
+from embspace.row_pass import PASS_KINDS
 from embspace.version import __version__
 
 
@@ -43,6 +43,12 @@ class Measurement:
         self.show_progress = progress
         self.metrics: dict[str, Any] = {}
         self.found: dict[str, Any] = {"uncertainty": {}, "vectors": {}, "spectra": {}, "histograms": {}}
+
+    def reads_rows_again(self) -> bool:
+        """Whether a statistic reads the rows after the O(N·D) pass (pairwise passes, sampled pairs, gathered
+        rows…): only then are they held in memory (:func:`~embspace.kernels.rows.prepare_rows`)."""
+        return any(not (isinstance(need, RowStat) and need.kind in PASS_KINDS) for found in self.needs.values()
+                   for need in found)
 
     @contextmanager
     def bar(self) -> Iterator[None]:
@@ -83,7 +89,7 @@ class Measurement:
         if type(self.executor) is LocalExecutor:  # a rank of a sharded run holds its shard only
             with self.executor.timed("duplicates"):
                 for name, e in self.embeddings.items():
-                    inputs[name]["duplicate_rows"] = duplicate_rows(e, self.executor.plan.block_rows)
+                    inputs[name]["duplicate_rows"] = self.executor.duplicate_rows(e)
         uncertainty = {path: {"method": "exact"} for path in flatten(self.metrics)}
         uncertainty.update(self.found["uncertainty"])
         return Report(inputs=inputs, settings=self.settings, metrics=self.metrics, uncertainty=uncertainty,

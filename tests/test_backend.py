@@ -145,7 +145,7 @@ def test_the_report_counts_the_passes_each_path_really_ran(monkeypatch):
     # every exact N² family shares the same three passes: each tile feeds all the reductions that need it
     every = measure(image=x, text=y, metrics="uniformity,retrieval,hubness,histograms")
     assert every.settings["pairwise_passes"] == {"torch": 3}
-    assert next(iter(every.timings)) == "uniformity+retrieval+histograms"
+    assert "uniformity+retrieval+histograms" in every.timings  # one timing for the shared pass
     assert measure(image=x, metrics="uniformity,histograms").settings["pairwise_passes"] == {"torch": 1}
 
 

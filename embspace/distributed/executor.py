@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embspace import row_pass
 from embspace.distributed.group import Group
 from embspace.distributed.plan import Visit, ring_steps, shard_bounds, visits
 from embspace.distributed.ring import ring_pass, rows_of, stream_between, stream_block
@@ -107,22 +108,25 @@ class ShardedExecutor(LocalExecutor):
                            what)
         return centroid.MomentSums(n=int(packed[-1]), total=packed[:dim], squares=float(packed[dim]))
 
-    def moment_sums(self, rows: Rows) -> centroid.MomentSums:
-        return self._merge_moments(centroid.moment_sums(rows), rows.dim, "merging the moment sums")
+    hashes_in_pass = False  # the shard's pass hashes nothing: rank 0 hashes every row (content_hash)
 
-    def pair_sums(self, x: Rows, y: Rows, alpha: float) -> centroid.PairSums:
-        local = centroid.pair_sums(x, y, alpha)
-        merged = centroid.PairSums(alpha=local.alpha)
-        merged.x = self._merge_moments(local.x, x.dim, "merging the moment sums")
-        merged.y = self._merge_moments(local.y, y.dim, "merging the moment sums")
-        pair = self._sum(torch.tensor([local.dots, local.distances, local.n], dtype=torch.float64), "merging pairs")
-        merged.dots, merged.distances, merged.n = float(pair[0]), float(pair[1]), int(pair[2])
-        return merged
-
-    def gram(self, rows: Rows) -> spectrum.Gram:
-        local = spectrum.Gram.of_rows(rows)
-        return spectrum.Gram(self.n, self._sum(local.gram, "merging Gram matrices"),
-                             self._sum(local.total, "merging Gram matrices"))
+    def merged(self, found: row_pass.Results, rows: dict[str, Rows]) -> row_pass.Results:
+        """The shard's pass statistics added across ranks (every rank runs the pass over its shard)."""
+        for name, sums in found.moments.items():
+            found.moments[name] = self._merge_moments(sums, rows[name].dim, "merging the moment sums")
+        if found.pair_sums is not None:
+            local, (a, b) = found.pair_sums, list(rows)[:2]
+            merged = centroid.PairSums(alpha=local.alpha)
+            merged.x = self._merge_moments(local.x, rows[a].dim, "merging the moment sums")
+            merged.y = self._merge_moments(local.y, rows[b].dim, "merging the moment sums")
+            pair = self._sum(torch.tensor([local.dots, local.distances, local.n], dtype=torch.float64),
+                             "merging pairs")
+            merged.dots, merged.distances, merged.n = float(pair[0]), float(pair[1]), int(pair[2])
+            found.pair_sums = merged
+        for name, local in found.grams.items():
+            found.grams[name] = spectrum.Gram(self.n, self._sum(local.gram, "merging Gram matrices"),
+                                              self._sum(local.total, "merging Gram matrices"))
+        return found
 
     def space_sums(self, x: Rows, y: Rows) -> SpaceSums:
         """The shard's two-space sums about the origin (a centre every rank shares), added across ranks."""

@@ -10,7 +10,8 @@ share one tiled pass per pair space (each modality against itself, then one agai
 The kinds of statistic (the executor knows how to compute and merge each; a family only asks):
 
 - :class:`RowStat`: O(N·D) sums over the rows — ``pair_sums`` (:class:`~embspace.metrics.centroid.PairSums`),
-  ``moments`` of one modality, ``gram`` (:class:`~embspace.metrics.spectrum.Gram`), ``matched_log_sum``
+  ``moments`` of one modality, ``gram`` (:class:`~embspace.metrics.spectrum.Gram`), these three from one pass over
+  the rows (:mod:`embspace.row_pass`), ``matched_log_sum``
   (log Σ_i exp(−t‖x̂_i − ŷ_i‖²)), ``probe_rows`` (seeded pairs gathered as float64 arrays);
 - :class:`PairPass`: one reduction of the pairwise engine (:mod:`embspace.kernels.pairwise`) over a pair space —
   a modality against itself (``space`` = its name) or the cross space (``space`` = ``"cross"``);

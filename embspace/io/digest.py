@@ -23,13 +23,19 @@ CHUNK_ROWS = 65_536
 def content_hash(embeddings: Embeddings, chunk_rows: int = CHUNK_ROWS) -> str:
     """``"blake2b-256:<hex>"`` of the dtype, shape and row bytes of ``embeddings`` (see the module docstring)."""
     digest = hashlib.blake2b(digest_size=32)
-    digest.update(f"{embeddings.dtype_name} {embeddings.n} {embeddings.dim}\n".encode())
+    digest.update(header(embeddings))
     for _, block in embeddings.chunks(chunk_rows):  # block: (rows, D) in the stored dtype
-        digest.update(_little_endian_bytes(block))
+        digest.update(little_endian_bytes(block))
     return f"{ALGORITHM}:{digest.hexdigest()}"
 
 
-def _little_endian_bytes(block: torch.Tensor) -> np.ndarray:
+def header(embeddings: Embeddings) -> bytes:
+    """What the hash reads before the rows: ``"{dtype} {n} {dim}\\n"``."""
+    return f"{embeddings.dtype_name} {embeddings.n} {embeddings.dim}\n".encode()
+
+
+def little_endian_bytes(block: torch.Tensor) -> np.ndarray:
+    """The bytes of a block of stored rows as the hash reads them (little-endian, C order)."""
     raw = block.detach().cpu().contiguous().view(torch.uint8)  # (rows, D · itemsize): bf16 has no numpy dtype
     if sys.byteorder == "big" and block.element_size() > 1:
         raw = raw.reshape(-1, block.element_size()).flip(1).contiguous()

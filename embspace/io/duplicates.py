@@ -19,25 +19,40 @@ _PRIMES = (np.uint64(0x100000001B3), np.uint64(0x9E3779B97F4A7C15))
 _SEEDS = (np.uint64(0xCBF29CE484222325), np.uint64(0x84222325CBF29CE4))
 
 
+KEY_ROWS = 2048  # rows hashed at a time: their words, transposed, stay in the cache
+
+
 def row_keys(block: torch.Tensor) -> np.ndarray:
-    """(rows, 2) uint64 keys of the rows' stored bytes."""
+    """(rows, 2) uint64 keys of the rows' stored bytes: per row, h ← ((h ⊕ word)·prime) ⊕ (… ≫ 29) over its 64-bit
+    words (zero-padded), from two seeds and primes. Rows are hashed :data:`KEY_ROWS` at a time, their words
+    transposed so that each step reads consecutive memory."""
     raw = block.detach().cpu().contiguous().view(torch.uint8).numpy().reshape(len(block), -1)  # (R, bytes)
     pad = (-raw.shape[1]) % 8
     if pad:
         raw = np.concatenate([raw, np.zeros((len(raw), pad), dtype=np.uint8)], axis=1)
     words = np.ascontiguousarray(raw).view(np.uint64)  # (R, W)
     keys = np.empty((len(block), 2), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column, (seed, prime) in enumerate(zip(_SEEDS, _PRIMES, strict=True)):
-            h = np.full(len(block), seed, dtype=np.uint64)
-            for w in range(words.shape[1]):
-                h = (h ^ words[:, w]) * prime
-                h ^= h >> np.uint64(29)
-            keys[:, column] = h
+    seeds = np.array(_SEEDS, dtype=np.uint64)[:, None]  # (2, 1)
+    primes = np.array(_PRIMES, dtype=np.uint64)[:, None]  # (2, 1)
+    shift = np.uint64(29)
+    for start in range(0, len(block), KEY_ROWS):
+        columns = np.ascontiguousarray(words[start : start + KEY_ROWS].T)  # (W, r)
+        h = np.repeat(seeds, columns.shape[1], axis=1)  # (2, r): both keys of every row
+        shifted = np.empty_like(h)
+        for word in columns:  # uint64 arithmetic wraps modulo 2^64
+            np.bitwise_xor(h, word, out=h)
+            np.multiply(h, primes, out=h)
+            np.right_shift(h, shift, out=shifted)
+            np.bitwise_xor(h, shifted, out=h)
+        keys[start : start + KEY_ROWS] = h.T
     return keys
 
 
 def duplicate_rows(embeddings: Embeddings, chunk_rows: int = CHUNK_ROWS) -> int:
     """N − the number of distinct rows (by stored bytes)."""
-    keys = np.concatenate([row_keys(block) for _, block in embeddings.chunks(chunk_rows)])
-    return int(embeddings.n - len(np.unique(keys, axis=0)))
+    return count_duplicates([row_keys(block) for _, block in embeddings.chunks(chunk_rows)], embeddings.n)
+
+
+def count_duplicates(keys: list[np.ndarray], n: int) -> int:
+    """N − the number of distinct keys among the (rows, 2) key blocks of all N rows."""
+    return int(n - len(np.unique(np.concatenate(keys), axis=0)))

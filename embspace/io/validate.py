@@ -72,18 +72,22 @@ def scan(embeddings: Embeddings, chunk_rows: int = 65_536) -> BadRows:
 
 
 def validate(modalities: dict[str, Embeddings], *, paired: bool = True, same_dim: bool = False,
-             drop_invalid: bool = False, chunk_rows: int = 65_536) -> dict[str, Embeddings]:
+             drop_invalid: bool = False, chunk_rows: int = 65_536, check_rows: bool = True) -> dict[str, Embeddings]:
     """Check the modalities and return them, with invalid rows dropped when ``drop_invalid`` is set.
 
     ``paired`` requires equal row counts (row i of each modality is one pair) and drops the union of bad rows
     from every modality; ``same_dim`` requires equal dimensions. Without ``drop_invalid`` any bad row is an
     :class:`InputError`; with it, the returned :class:`Embeddings` carry ``dropped`` and at least 2 rows must stay.
+    ``check_rows=False`` checks the shapes only: the rows are then validated where they are first read (the O(N·D)
+    pass of a measurement, :mod:`embspace.row_pass`, refuses a bad row with the same message).
     """
     items = list(modalities.items())
     if paired:
         _require_equal(items, lambda e: e.n, "rows", "paired modalities need the same number of rows")
     if same_dim:
         _require_equal(items, lambda e: e.dim, "dims", "these metrics need the same dimension in every modality")
+    if not check_rows:
+        return dict(items)
     bad = {name: scan(embeddings, chunk_rows) for name, embeddings in items}
     return refuse_or_drop(items, bad, paired=paired, drop_invalid=drop_invalid)
 

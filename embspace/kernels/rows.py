@@ -22,7 +22,16 @@ CENTRE_ROWS, CENTRE_STEP = 4096, 256  # the centre of the centred rows: the mean
 SAFE_PEAK = (2.0**-50, 2.0**50)  # largest |x_k| of rows that square safely in float32: D·2^100 < 2^128
 
 
-def row_norms(wide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def row_peaks(wide: torch.Tensor) -> torch.Tensor:
+    """The largest |x_k| of every row, (B, 1): NaN or inf where a row holds NaN or inf, 0 for an all-zero row.
+    max(max_k x_k, −min_k x_k): exactly max_k |x_k|, without a copy of the block."""
+    if not (wide.shape[1] and len(wide)):
+        return wide.new_zeros((len(wide), 1))
+    low, high = torch.aminmax(wide, dim=1, keepdim=True)  # (B, 1) each; NaN propagates
+    return torch.maximum(high, low.neg())
+
+
+def row_norms(wide: torch.Tensor, peak: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x / 2^e, 2^e) per row, 2^e the power of two just above the row's largest |x_k|: the scaled rows have
     max |x_k| in [1/2, 1), so their squared norm lies in [1/4, D] whatever the scale of x — rows of norm 1e30 in
     float32 or 1e200 in float64 no longer square to inf, subnormal rows no longer square to 0.
@@ -31,9 +40,9 @@ def row_norms(wide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     factor leaves the dtype's range (2^149 does not exist in float32, 2^1074 not in float64). All-zero rows keep
     scale 1 (the validation refuses them; their norm is 0). Rows inside :data:`SAFE_PEAK` are returned as they
     are (scale 1), so ordinary data are normalised exactly as a plain ``x / ‖x‖`` would. Returns
-    ``(scaled (B, D), scale (B, 1))``.
+    ``(scaled (B, D), scale (B, 1))``; ``peak`` is :func:`row_peaks` of ``wide`` where already known.
     """
-    peak = wide.abs().amax(dim=1, keepdim=True) if wide.shape[1] else wide.new_zeros((len(wide), 1))  # (B, 1)
+    peak = row_peaks(wide) if peak is None else peak  # (B, 1)
     if len(wide) == 0 or bool(((peak > SAFE_PEAK[0]) & (peak < SAFE_PEAK[1])).all()):
         return wide, torch.ones_like(peak)  # squares can neither overflow nor underflow: nothing to scale
     exponent = torch.frexp(peak).exponent.to(wide.dtype).masked_fill_(peak == 0, 0)  # peak = m·2^e, m ∈ [½, 1)
@@ -43,16 +52,22 @@ def row_norms(wide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def normalize_block(
-    block: torch.Tensor, source: str, start: int, require_normalized: bool, dtype: torch.dtype = torch.float32
+    block: torch.Tensor, source: str, start: int, require_normalized: bool, dtype: torch.dtype = torch.float32,
+    *, peaks: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """x̂ = x / ‖x‖ in float32 (float64 when either side is float64); refuses non-unit rows if asked to.
 
     The norm is taken scale-safely (:func:`row_norms`): every finite non-zero row, from subnormal to the largest
     float, gives a unit row; a row whose norm is 0 (all zeros) is refused here too, with its row number, in case
-    the validation scan was skipped.
+    the validation scan was skipped. ``peaks``, when given, is appended the rows' largest |x_k| ((B, 1): NaN or
+    inf for a row holding NaN or inf, 0 for an all-zero row), which is how the O(N·D) pass
+    (:mod:`embspace.row_pass`) validates the rows it normalises without reading them again.
     """
     wide = block.double() if torch.float64 in (block.dtype, dtype) else block.float()
-    scaled, scale = row_norms(wide)  # (B, D), (B, 1)
+    peak = row_peaks(wide)  # (B, 1)
+    if peaks is not None:
+        peaks.append(peak)
+    scaled, scale = row_norms(wide, peak)  # (B, D), (B, 1)
     norms = scaled.norm(dim=1, keepdim=True)  # (B, 1) in [1/2, √D] for non-zero rows
     zero = norms.squeeze(1) == 0
     if bool(zero.any()):
@@ -65,7 +80,7 @@ def normalize_block(
             row = start + int(torch.nonzero(off)[0])
             raise InputError(source, f"row {row} has norm {float(true_norms[row - start]):.6g}, not 1 "
                                      f"(normalisation was refused; drop --require-normalized to normalise)")
-    return scaled / norms
+    return scaled / norms if scaled is block else scaled.div_(norms)  # in place only on a copy: never the input
 
 
 @dataclass
@@ -131,6 +146,7 @@ class Rows:
     dtype: torch.dtype
     max_rows: int = 65_536  # the most rows :meth:`blocks` yields at once (set from the memory budget)
     centre: torch.Tensor | None = field(default=None, repr=False)  # (D,) float64, the centre of :meth:`centred`
+    centre_from_source: bool = field(default=False, repr=False)  # centre: :func:`first_centre`, at first use
 
     def block(self, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
@@ -143,7 +159,12 @@ class Rows:
 
     def centre_vector(self) -> torch.Tensor:
         """The centre of :meth:`centred` (any point works: distances do not depend on it; one near the rows keeps
-        the offsets small). Default: the float64 mean of the first block of rows."""
+        the offsets small). Default: the float64 mean of the first block of rows; :func:`first_centre` of the
+        source where ``centre_from_source`` is set (rows prepared before the pass that validates them)."""
+        source = getattr(self, "embeddings", None)
+        if self.centre is None and self.centre_from_source and source is not None:
+            strict = bool(getattr(self, "require_normalized", False))
+            self.centre = first_centre(source, self.device, self.max_rows, strict)
         if self.centre is None:
             first = self.block(0, min(self.n, self.max_rows))
             self.centre = (first.double().mean(0) if len(first) else
@@ -168,10 +189,19 @@ class ResidentRows(Rows):
     data: torch.Tensor | None = None
     embeddings: Embeddings | None = field(default=None, repr=False)
     require_normalized: bool = False
+    filled: bool = True  # False until the O(N·D) pass has written every row (prepare_rows(fill=False))
     _centred: CentredBlock | None = field(default=None, repr=False)
 
     def block(self, start: int, stop: int) -> torch.Tensor:
         return self.data[start:stop]
+
+    def from_source(self, raw: torch.Tensor, start: int, peaks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Rows ``raw`` (stored rows from ``start``) normalised into the held rows, as :func:`prepare_rows` fills
+        them; returns them (what :meth:`block` gives from now on)."""
+        unit = normalize_block(raw.to(self.device), self.source, start, self.require_normalized, self.dtype,
+                               peaks=peaks)
+        self.data[start : start + len(raw)] = unit.to(self.dtype)
+        return self.data[start : start + len(raw)]
 
     def centred(self, start: int, stop: int) -> CentredBlock:
         if self.dtype not in HALF or self.embeddings is None:
@@ -220,8 +250,11 @@ class StreamedRows(Rows):
     require_normalized: bool = False
 
     def block(self, start: int, stop: int) -> torch.Tensor:
-        raw = self.embeddings.read(start, stop)
-        unit = normalize_block(raw, self.source, start, self.require_normalized, self.dtype)
+        return self.from_source(self.embeddings.read(start, stop), start)
+
+    def from_source(self, raw: torch.Tensor, start: int, peaks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Rows ``raw`` (stored rows from ``start``) as :meth:`block` gives them: normalised, on the device."""
+        unit = normalize_block(raw, self.source, start, self.require_normalized, self.dtype, peaks=peaks)
         return unit.to(self.device, self.dtype, non_blocking=True)
 
     def centred(self, start: int, stop: int) -> CentredBlock:
@@ -255,29 +288,36 @@ def prepare_rows(
     require_normalized: bool = False,
     memory_budget: int | None = None,
     chunk_rows: int = 65_536,
+    resident: bool = True,
+    fill: bool = True,
 ) -> Rows:
     """Normalise rows chunk by chunk; keep them on the device when they fit in a quarter of the budget.
 
-    Otherwise (or when allocating them runs out of memory) the rows are streamed from their source; either way
-    :meth:`Rows.blocks` yields at most ``chunk_rows`` rows at a time.
+    Otherwise (or when allocating them runs out of memory, or ``resident`` is False: nothing will read them twice)
+    the rows are streamed from their source; either way :meth:`Rows.blocks` yields at most ``chunk_rows`` rows at a
+    time. ``fill=False`` reads nothing: the held rows are allocated and left for the O(N·D) pass to fill
+    (:mod:`embspace.row_pass`, through ``from_source``), and the centre of the centred rows is read at
+    first use, after that pass has validated them.
     """
     emb = as_embeddings(data)
     budget = memory_budget if memory_budget is not None else available_memory(device)
     size = emb.n * emb.dim * torch.finfo(dtype).bits // 8
-    centre = first_centre(emb, device, chunk_rows, require_normalized)
+    centre = first_centre(emb, device, chunk_rows, require_normalized) if fill else None
     streamed = StreamedRows(emb.source, emb.n, emb.dim, device, dtype, max_rows=chunk_rows, centre=centre,
-                            embeddings=emb, require_normalized=require_normalized)
-    if size > budget // 4:
+                            centre_from_source=not fill, embeddings=emb, require_normalized=require_normalized)
+    if size > budget // 4 or not resident:
         return streamed
     try:
         out = torch.empty((emb.n, emb.dim), dtype=dtype, device=device)  # (N, D) unit rows
     except OOM_ERRORS:
         return streamed
-    for start, raw in emb.chunks(chunk_rows):
-        unit = normalize_block(raw.to(device), emb.source, start, require_normalized, dtype)
-        out[start : start + len(raw)] = unit.to(dtype)
-    return ResidentRows(emb.source, emb.n, emb.dim, device, dtype, max_rows=chunk_rows, centre=centre, data=out,
-                        embeddings=emb, require_normalized=require_normalized)
+    rows = ResidentRows(emb.source, emb.n, emb.dim, device, dtype, max_rows=chunk_rows, centre=centre,
+                        centre_from_source=not fill, data=out, embeddings=emb, require_normalized=require_normalized,
+                        filled=fill)
+    if fill:
+        for start, raw in emb.chunks(chunk_rows):
+            rows.from_source(raw, start)
+    return rows
 
 
 def first_centre(emb: Embeddings, device: torch.device, chunk_rows: int, require_normalized: bool) -> torch.Tensor:
