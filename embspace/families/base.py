@@ -119,6 +119,16 @@ class Statistics:
         return self._values[Sampled(what)]
 
 
+def exact_pass_left_out(context: Context, sharded: str, needs: str) -> str | None:
+    """Why a run leaves out a family that needs exact N² passes: ``sharded`` under torchrun, and ``needs`` (what the
+    family needs, ending in "(--estimate exact)") when the run samples its N² families; None otherwise."""
+    if "distributed" in context.settings:
+        return sharded
+    if context.sampled:
+        return f"the run samples its N² families; {needs}"
+    return None
+
+
 def _unused(context: Context, x: Rows, y: Rows | None, tile: int) -> Reduction:  # lookup keys never build anything
     raise AssertionError("a lookup key builds no reduction")
 

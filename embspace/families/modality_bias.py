@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from embspace.families.base import Context, Family, Found, Need, PairPass, Statistics, Weighted
+from embspace.families.base import Context, Family, Found, Need, PairPass, Statistics, Weighted, exact_pass_left_out
 from embspace.kernels.pairwise import TopK
 from embspace.metrics.gap_anatomy import BIAS_K, chance, merged_symmetric, pooled_neighbours, self_excluded
 from embspace.metrics.retrieval import top_state_bytes
@@ -39,11 +39,8 @@ def _cross_top(context: Context, x, y, tile: int) -> TopK:
 
 def left_out(context: Context) -> str | None:
     """Why a run leaves modality bias out (its three exact top-k passes), or None."""
-    if "distributed" in context.settings:
-        return "a sharded run merges no symmetric top-k tables"
-    if context.sampled:
-        return "the run samples its N² families; modality bias needs three exact top-k passes (--estimate exact)"
-    return None
+    return exact_pass_left_out(context, "a sharded run merges no symmetric top-k tables",
+                               "modality bias needs three exact top-k passes (--estimate exact)")
 
 
 class ModalityBias(Family):

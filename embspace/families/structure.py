@@ -27,7 +27,17 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from embspace.families.base import Context, Family, Found, Need, PairPass, RowStat, Statistics, Weighted
+from embspace.families.base import (
+    Context,
+    Family,
+    Found,
+    Need,
+    PairPass,
+    RowStat,
+    Statistics,
+    Weighted,
+    exact_pass_left_out,
+)
 from embspace.kernels.pairwise import Reduction
 from embspace.spaces.cka import CKA_CONVENTION, cka_from_sums
 from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbours, neighbours_of, overlap
@@ -54,11 +64,9 @@ def knn_pass(modality: str, n: int) -> PairPass:
 
 def knn_left_out(context: Context) -> str | None:
     """Why a run leaves mutual-kNN out (an exact top-k over each modality's self pass), or None."""
-    if "distributed" in context.settings:
-        return "a sharded run does not shard the within-modality kNN; measure it in one process"
-    if context.sampled:
-        return "the run samples its N² families; mutual-kNN needs an exact self pass per modality (--estimate exact)"
-    return None
+    return exact_pass_left_out(context,
+                               "a sharded run does not shard the within-modality kNN; measure it in one process",
+                               "mutual-kNN needs an exact self pass per modality (--estimate exact)")
 
 
 class Structure(Family):
