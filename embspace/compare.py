@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from embspace.bootstrap import acceleration, bca_interval, bias_share, jackknife_blocks, percentile_interval
+from embspace.bootstrap import (
+    acceleration,
+    bca_interval,
+    bias_share,
+    half_sample_interval,
+    half_samples,
+    jackknife_blocks,
+    percentile_interval,
+)
 from embspace.errors import InputError
 from embspace.families import FAMILIES, REGISTRY, Weighted, in_table_order
 from embspace.label_changes import bootstrap_settings, label_losses
@@ -34,6 +42,8 @@ SETTINGS_THAT_CHANGE_VALUES = ("t", "alpha", "normalize", "precision", "recall_k
 RESAMPLES = 1000
 SUBSAMPLE = 2000
 BLOCK_ELEMENTS = 4_000_000  # resamples per block × pairs: bounds the (b, N) count matrices
+HALF_SAMPLES = 100  # half-samples behind the intervals of the fitted metrics (Procrustes, gap_subspace)
+HALF_SAMPLE_POOL = 1_000  # pairs they are drawn from (each half holds 500)
 JACKKNIFE_GROUPS = 2_000  # leave-one-pair-out up to this many pairs, delete-one-of-this-many-groups beyond
 INTERVALS = ("bca", "percentile")
 
@@ -176,7 +186,8 @@ def compare(
     drop or an ECE rise beyond the noise is flagged (:mod:`embspace.label_changes`).
     With ``spaces=True`` as well, ``comparison.spaces`` holds the structure
     each modality kept between the two dumps (:func:`embspace.spaces.compare.compare_spaces`: CKA, mutual-kNN,
-    Procrustes with intervals, the rows that moved most; ``space_resamples`` half-samples).
+    Procrustes with intervals, the rows that moved most). ``space_resamples`` half-samples are behind those
+    intervals and behind the paired test's Procrustes and gap_subspace (:func:`half_sampled_tests`).
     """
     before = before if isinstance(before, Report) else Report.from_json(before)
     after = after if isinstance(after, Report) else Report.from_json(after)
@@ -202,7 +213,7 @@ def compare(
             reported={"before": old, "after": new}, labels=labels,
             prompts=None if labels is None else (prompts_before, prompts_after),
             logit_scale=after.settings.get("labels", {}).get("logit_scale"),
-            rmg_floor=after.settings.get("rmg_floor", "clamp"))
+            rmg_floor=after.settings.get("rmg_floor", "clamp"), half_sample_count=space_resamples or HALF_SAMPLES)
     if data_before is not None:
         warnings.extend(_data_mismatches(comparison.significance, old, new))
         for path in comparison.retrieval_losses:
@@ -346,6 +357,7 @@ def paired_bootstrap(
     prompts: tuple[Any, Any] | None = None,
     logit_scale: float | None = None,
     rmg_floor: str = "source",
+    half_sample_count: int = HALF_SAMPLES,
 ) -> Significance:
     """Paired bootstrap over pairs of the change of every cheap metric (Efron & Tibshirani 1993).
 
@@ -382,8 +394,10 @@ def paired_bootstrap(
     interval, on two CPU cores shared with other work (load average 6). The resampled CKA costs five (b, S) × (S, S)
     products per block of weights, the larger part of the dense metrics' time: the same B, N, D, one thread, went
     from 4.3 s to 9.5 s when CKA, mutual-kNN and modality bias were added (1.6 s on the bundled sample's 1,000 pairs).
-    Not tested (they need refits or have no cheap resampled form): linear separability, spectrum, hubness,
-    Procrustes (an SVD per resample), the subspace share of the gap (an eigendecomposition per resample).
+    The metrics fitted to the rows, the Procrustes residual (a rotation) and the subspace share of the gap (a
+    principal subspace), are bounded by half-samples instead (:func:`half_sampled_tests`): a resample's copies of a
+    row are extra, perfectly matched rows to a fitted rotation or subspace and bias it. Not tested (they need refits
+    or have no cheap resampled form): linear separability, spectrum, hubness.
     With ``labels`` and ``prompts`` (before, after): zero-shot top-k and the ECE at ``logit_scale``, on all N
     pairs (:mod:`embspace.label_changes`).
     """
@@ -434,6 +448,13 @@ def paired_bootstrap(
                                           "subsample" if path in dense and s < n else "all pairs",
                                           data_a - data_b, data_b, data_a, interval=interval,
                                           percentile_ci=percentile, below_share=share, acceleration=a)
+    if half_sample_count > 0:
+        result.metrics.update(half_sampled_tests((xb, yb), (xa, ya), names, settings, reported, seed=seed,
+                                                 count=half_sample_count, confidence=confidence))
+        pool = min(n, HALF_SAMPLE_POOL)
+        result.notes.append(f"{', '.join(p for p, m in result.metrics.items() if m.interval == 'jackknife')}: "
+                            f"delete-d jackknife from {half_sample_count} seeded half-samples of {pool // 2:,} of "
+                            f"{pool:,} pairs (Shao & Wu 1989), normal interval scaled to {n:,} pairs")
     one_sided = sorted(p for p, m in result.metrics.items() if m.one_sided)
     if one_sided:
         result.notes.append(f"{', '.join(one_sided)}: almost all resampled changes lie on one side of the measured "
@@ -449,6 +470,57 @@ def paired_bootstrap(
                         f"intervals; 'beyond noise' = the {confidence:.0%} interval excludes 0 (one test per metric, "
                         "no multiplicity correction)")
     return result
+
+
+def half_sampled_tests(before: tuple[torch.Tensor, torch.Tensor], after: tuple[torch.Tensor, torch.Tensor],
+                       names: tuple[str, str], settings: Mapping[str, Any],
+                       reported: Mapping[str, Mapping[str, float]] | None = None, *, seed: int = 0,
+                       count: int = HALF_SAMPLES, confidence: float = 0.95,
+                       pool_size: int = HALF_SAMPLE_POOL) -> dict[str, MetricTest]:
+    """The change of every half-sampled metric (the families' :meth:`~embspace.families.base.Family.on_rows`:
+    Procrustes, gap_subspace) with its interval from the delete-d jackknife (:mod:`embspace.bootstrap`).
+
+    From a seeded pool of P = min(N, ``pool_size``) pairs, ``count`` half-samples of m = ⌊P/2⌋ pairs each, the same
+    pairs before and after; the change after − before on each half gives v = (m/(P − m))·var·(P/N), and the interval
+    is the change on all N pairs ± z·√v. ``before``/``after``: (x̂, ŷ) unit rows, (N, D) each. The generator is
+    ``numpy.random.default_rng((seed, 1))``, apart from the bootstrap's, so that its draws stay as they were. Cost:
+    O(B·m·D² + B·D³) (one D×D cross-Gram and covariance per modality, and their eigenproblems, per half and side).
+    """
+    families = [f for f in in_table_order(FAMILIES) if f.half_sample_paths(names, settings)]
+    if not families:
+        return {}
+    n = before[0].shape[0]
+    wide = [(x.double(), y.double()) for x, y in (before, after)]
+
+    def measured(rows: tuple[torch.Tensor, torch.Tensor], exact: bool) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for family in families:
+            out.update(family.on_rows(*rows, names, settings, exact=exact))
+        return out
+
+    point = [measured(rows, exact=True) for rows in wide]
+    rng = np.random.default_rng((seed, 1))
+    pool_size = min(n, pool_size)
+    pool = torch.from_numpy(np.sort(rng.choice(n, size=pool_size, replace=False))) if pool_size < n else None
+    pooled = [(x[pool], y[pool]) if pool is not None else (x, y) for x, y in wide]
+    changes: dict[str, list[float]] = {path: [] for path in point[0]}
+    if pool_size // 2 >= 2:
+        for half in half_samples(rng, pool_size, count):
+            pick = torch.from_numpy(half)
+            old, new = (measured((x[pick], y[pick]), exact=False) for x, y in pooled)
+            for path in changes:
+                changes[path].append(new[path] - old[path])
+    reported = reported or {}
+    tests = {}
+    for path, values in changes.items():
+        data_b, data_a = point[0][path], point[1][path]
+        old_value, new_value = reported.get("before", {}).get(path), reported.get("after", {}).get(path)
+        value_b = float(old_value) if isinstance(old_value, int | float) else data_b
+        value_a = float(new_value) if isinstance(new_value, int | float) else data_a
+        ci = half_sample_interval(data_a - data_b, np.array(values), pool_size, n, confidence)
+        tests[path] = MetricTest(path, value_b, value_a, value_a - value_b, ci, "half-samples", data_a - data_b,
+                                 data_b, data_a, interval="jackknife")
+    return tests
 
 
 def _jackknife_changes(stats: Sequence[tuple[Any, Any]], n: int, s: int, seed: int) -> dict[str, np.ndarray]:

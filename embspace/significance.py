@@ -16,9 +16,11 @@ class MetricTest:
     """The paired bootstrap of one metric: the change, its interval, and how it was resampled.
 
     ``ci`` is the interval named by ``interval``: ``"bca"`` (bias-corrected and accelerated, Efron 1987; see
-    :mod:`embspace.bootstrap`) or ``"percentile"``; ``percentile_ci`` is the percentile interval of the same
-    resamples, ``below_share`` the share of resampled changes below the measured one (the bias correction
-    z₀ = Φ⁻¹ of it) and ``acceleration`` the jackknife's a (NaN for the percentile interval).
+    :mod:`embspace.bootstrap`), ``"percentile"``, or ``"jackknife"`` (the normal interval of the delete-d jackknife
+    over half-samples, for the metrics fitted to the rows: no bootstrap resamples, so no percentile interval, share
+    or acceleration); ``percentile_ci`` is the percentile interval of the same resamples, ``below_share`` the share
+    of resampled changes below the measured one (the bias correction z₀ = Φ⁻¹ of it) and ``acceleration`` the
+    jackknife's a (NaN for the percentile interval).
     """
 
     path: str
@@ -30,7 +32,7 @@ class MetricTest:
     resampled_change: float  # the change on the data the bootstrap resamples (all pairs, or the subsample)
     data_before: float = math.nan  # the metric recomputed from the given embeddings
     data_after: float = math.nan
-    interval: str = "bca"  # "bca" or "percentile"
+    interval: str = "bca"  # "bca", "percentile" or "jackknife"
     percentile_ci: tuple[float, float] = (math.nan, math.nan)  # percentile interval of the same resamples
     below_share: float = math.nan  # share of resampled changes below resampled_change (ties half)
     acceleration: float = math.nan  # BCa's a from the jackknife of the change
@@ -58,8 +60,9 @@ class MetricTest:
     def to_dict(self) -> dict[str, Any]:
         out = {"before": self.before, "after": self.after, "change": self.change, "ci": list(self.ci),
                "interval": self.interval, "beyond_noise": self.significant, "resampled": self.method,
-               "resampled_change": self.resampled_change, "percentile_ci": list(self.percentile_ci),
-               "below_share": self.below_share}
+               "resampled_change": self.resampled_change}
+        if self.interval != "jackknife":
+            out.update(percentile_ci=list(self.percentile_ci), below_share=self.below_share)
         if self.interval == "bca":
             out["acceleration"] = self.acceleration
         return out

@@ -154,7 +154,10 @@ def test_compare_bootstraps_the_profile(tmp_path):
     share = tested["gap_anatomy.top_share"]
     assert share.change == pytest.approx(max(brute_anatomy(x, after)["shares"]) - max(brute_anatomy(x, y)["shares"]),
                                          abs=1e-5)
-    assert "gap_subspace.image" not in tested
+    subspace = tested["gap_subspace.image"]  # half-sampled (tests/test_compare_half_samples.py)
+    new, old = brute_anatomy(x, after), brute_anatomy(x, y)
+    want = new["inside.image"] / new["centroid"] - old["inside.image"] / old["centroid"]
+    assert subspace.interval == "jackknife" and subspace.change == pytest.approx(want, abs=1e-5)
 
 
 @pytest.mark.skipif(not CLIP.exists(), reason="the Mind-the-Gap embeddings are not here")

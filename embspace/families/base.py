@@ -229,5 +229,17 @@ class Family:
         """The family's metrics on weighted pairs, one value per resample (b,); w = 1 gives the exact metric."""
         raise NotImplementedError(f"{self.name} is not resampled")
 
+    def half_sample_paths(self, names: tuple[str, str], settings: Mapping[str, Any]) -> list[str]:
+        """Report paths :meth:`on_rows` returns: the metrics ``compare`` bounds by half-samples (the delete-d
+        jackknife of :mod:`embspace.bootstrap`) instead of the bootstrap, because they fit a rotation or a subspace
+        to the rows and a resample's copies of a row would bias them."""
+        return []
+
+    def on_rows(self, x: torch.Tensor, y: torch.Tensor, names: tuple[str, str], settings: Mapping[str, Any], *,
+                exact: bool = True) -> dict[str, float]:
+        """The :meth:`half_sample_paths` metrics of these paired unit rows, ``x`` (R, D_x) and ``y`` (R, D_y) float64;
+        ``exact=False`` allows a faster route whose error stays far below the spread of the half-samples."""
+        raise NotImplementedError(f"{self.name} is not half-sampled")
+
     def convention(self, key: str) -> str | None:
         return self.conventions.get(key)

@@ -16,8 +16,10 @@ Exact (never sampled). Under pair weights (the paired bootstrap of ``compare``, 
 pairs, as uniformity and recall@k): CKA from the S×S linear kernels of the subsample, exact for the row-repeated
 data in O(S²) per resample (:mod:`embspace.spaces.weighted`); mutual-kNN as the weighted mean Σw m_i/Σw of the
 per-row overlaps m_i, with each row's neighbours searched once among the S subsample rows and held fixed (the
-variance of the neighbour search itself is left out, as recall@k holds its candidate set fixed). Procrustes needs
-an SVD of the D×D cross-covariance per resample and is not resampled.
+variance of the neighbour search itself is left out, as recall@k holds its candidate set fixed). Procrustes fits
+a rotation to the rows, so a bootstrap resample's copies of a row would bias it low: ``compare`` bounds it by
+half-samples instead (:meth:`Structure.on_rows`, the delete-d jackknife of :mod:`embspace.bootstrap`), one D×D
+cross-Gram and symmetric eigenproblem per half-sample.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ from embspace.families.base import (
 from embspace.kernels.pairwise import Reduction
 from embspace.spaces.cka import CKA_CONVENTION, cka_from_sums
 from embspace.spaces.neighbours import KNN_K, MUTUAL_KNN_CONVENTION, SelfNeighbours, neighbours_of, overlap
-from embspace.spaces.procrustes import PROCRUSTES_CONVENTION, procrustes_from_sums
+from embspace.spaces.procrustes import PROCRUSTES_CONVENTION, procrustes_from_sums, procrustes_of_rows
 from embspace.spaces.weighted import Kernels, weighted_cka, weighted_mean
 
 SPACE_SUMS = RowStat("space_sums", label="structure")
 MIN_PAIRS = 4
 RESAMPLED_CKA = ("compare's bootstrap: on its seeded subsample of S pairs, exact for the resampled rows (row i "
                  "repeated w_i times) from the S×S linear kernels, O(S²) per resample")
+HALF_SAMPLED = ("compare's noise bound: the delete-d jackknife over seeded half-samples of a pool of pairs "
+                "(Shao & Wu 1989; a bootstrap resample's copies of a row would bias a fitted rotation)")
 RESAMPLED_KNN = ("compare's bootstrap: on its seeded subsample of S pairs, Σw m_i/Σw with each row's k neighbours "
                  "searched once among the S rows and held fixed (leaves out the variance of the neighbour search)")
 
@@ -78,10 +82,8 @@ class Structure(Family):
         "cka": f"between the two modalities over the pairs; {CKA_CONVENTION}; {RESAMPLED_CKA}",
         "mutual_knn": f"between the two modalities' self-neighbourhoods (Jiang et al. 2023 geometric consistency); "
                       f"{MUTUAL_KNN_CONVENTION}; k = 10; {RESAMPLED_KNN}",
-        "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}; not resampled by compare's bootstrap "
-                      "(an SVD of the D×D cross-covariance per resample)"}
+        "procrustes": f"between the two modalities; {PROCRUSTES_CONVENTION}; {HALF_SAMPLED}"}
     resampled = "subsample"
-    not_resampled = "procrustes (an SVD of the D×D cross-covariance per resample)"
 
     def needs(self, context: Context) -> list[Need]:
         if context.n < MIN_PAIRS:
@@ -107,6 +109,14 @@ class Structure(Family):
 
     def resample_paths(self, names, settings) -> list[str]:
         return ["cka.unbiased", "cka.biased", "mutual_knn"]
+
+    def half_sample_paths(self, names, settings) -> list[str]:
+        return ["procrustes"]
+
+    def on_rows(self, x, y, names, settings, *, exact: bool = True) -> dict[str, float]:
+        if x.shape[0] < MIN_PAIRS:
+            return {"procrustes": float("nan")}
+        return {"procrustes": procrustes_of_rows(x, y, exact=exact)}
 
     def resample(self, view: Weighted) -> dict[str, np.ndarray]:
         if view.x.shape[0] < MIN_PAIRS:

@@ -17,7 +17,7 @@ Noise bounds, seeded, at level ``confidence``:
   above the measured 0.898, and Procrustes' below it. From a seeded pool of P = min(N, 2·``subsample``) rows,
   ``resamples`` half-samples of m = P/2 rows (without replacement) are measured; the variance of the statistic
   at N rows is v = (m/(P − m))·var(half-samples)·(P/N), and the interval is value ± z·√v (normal). Cost
-  O(B·m·D² + B·D³).
+  O(B·m·D² + B·D³) (:func:`embspace.bootstrap.half_sample_interval`).
 - mutual-kNN: a bootstrap over rows of the per-row overlaps m_i (percentile interval); the neighbour sets are those
   of all N rows, not recomputed per resample.
 """
@@ -28,13 +28,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import torch
 
-from embspace.bootstrap import percentile_interval
+from embspace.bootstrap import half_sample_interval, half_samples, percentile_interval
 from embspace.embeddings import Embeddings
 from embspace.errors import InputError
 from embspace.kernels.rows import as_embeddings
@@ -155,17 +154,6 @@ def _half_samples(a: Embeddings, b: Embeddings, pool: np.ndarray, halves: np.nda
     return out
 
 
-def _jackknife_interval(value: float, halves: np.ndarray, pool: int, n: int, confidence: float) -> tuple[float, float]:
-    """value ± z·√v, v = (m/(P − m))·var(half-sample values)·(P/N) (delete-d jackknife, d = P − m)."""
-    finite = halves[np.isfinite(halves)]
-    m = pool // 2
-    if len(finite) < 2 or not math.isfinite(value):
-        return (math.nan, math.nan)
-    variance = m / (pool - m) * float(np.var(finite, ddof=1)) * pool / n
-    z = float(NormalDist().inv_cdf(0.5 + confidence / 2))
-    return value - z * math.sqrt(variance), value + z * math.sqrt(variance)
-
-
 def _overlap_means(kept: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(B,) means of the per-row overlaps over rows drawn with replacement (in blocks of ≤ 4·10⁶ draws)."""
     n = len(kept)
@@ -223,10 +211,9 @@ def compare_spaces(
         values["mutual_knn"] = float(kept.mean())
         pool_size = min(a.n, 2 * subsample)
         pool = np.sort(rng.choice(a.n, size=pool_size, replace=False)) if pool_size < a.n else np.arange(a.n)
-        halves = np.stack([np.sort(rng.choice(pool_size, size=pool_size // 2, replace=False))
-                           for _ in range(resamples)])  # (B, m)
+        halves = half_samples(rng, pool_size, resamples)  # (B, m)
         resampled = _half_samples(a, b, pool, halves)
-        intervals = {metric: _jackknife_interval(values[metric], resampled[metric], pool_size, a.n, confidence)
+        intervals = {metric: half_sample_interval(values[metric], resampled[metric], pool_size, a.n, confidence)
                      for metric in ("cka_unbiased", "cka_biased", "procrustes")}
         intervals["mutual_knn"] = _finite_interval(_overlap_means(kept, resamples, rng), confidence)
         labels = list(captions) if captions is not None else captions_of(a.source, a.n) or captions_of(b.source, b.n)

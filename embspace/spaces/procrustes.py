@@ -32,9 +32,23 @@ def procrustes_from_sums(sums: SpaceSums, *, exact: bool = True) -> float:
     s = sums
     norm_a = s.nu_a - float(s.s_a @ s.s_a) / s.n  # ‖A − mean A‖_F²
     norm_b = s.nu_b - float(s.s_b @ s.s_b) / s.n
+    return _residual(s.g_ab - torch.outer(s.s_a, s.s_b) / s.n, norm_a, norm_b, exact)
+
+
+def procrustes_of_rows(a: torch.Tensor, b: torch.Tensor, *, exact: bool = True) -> float:
+    """The residual of two blocks of rows held whole, ``a`` (R, D_A) and ``b`` (R, D_B) float64 (row i of one
+    paired with row i of the other): the same formula with the centred cross-Gram (A − Ā)ᵀ(B − B̄) computed from
+    the centred rows (no D×D sums besides it)."""
+    a, b = a - a.mean(0), b - b.mean(0)
+    return _residual(a.T @ b, float(a.pow(2).sum()), float(b.pow(2).sum()), exact)
+
+
+def _residual(centred_cross: torch.Tensor, norm_a: float, norm_b: float, exact: bool) -> float:
+    """2 − 2‖C‖_*/√(norm_a·norm_b) for the centred cross-Gram C and the squared Frobenius norms of the centred
+    spaces, clamped to [0, 2]; NaN where a norm is not positive."""
     if norm_a <= 0 or norm_b <= 0:
         return math.nan
-    cross = (s.g_ab - torch.outer(s.s_a, s.s_b) / s.n) / math.sqrt(norm_a * norm_b)  # (D_A, D_B)
+    cross = centred_cross / math.sqrt(norm_a * norm_b)  # ÃᵀB̃ (D_A, D_B)
     if exact:
         nuclear = float(torch.linalg.svdvals(cross).sum())
     else:
