@@ -147,7 +147,8 @@ def jackknife_blocks(n: int, block: int, groups: int | None = None,
 def half_samples(rng: np.random.Generator, pool: int, count: int) -> np.ndarray:
     """``count`` seeded half-samples of ``pool`` positions: (count, ⌊pool/2⌋) int64, each sorted, drawn without
     replacement."""
-    return np.stack([np.sort(rng.choice(pool, size=pool // 2, replace=False)) for _ in range(count)])
+    halves = [np.sort(rng.choice(pool, size=pool // 2, replace=False)) for _ in range(count)]
+    return np.stack(halves) if halves else np.empty((0, pool // 2), dtype=np.int64)
 
 
 def half_sample_interval(value: float, halves: np.ndarray, pool: int, n: int,

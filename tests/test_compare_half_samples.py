@@ -125,3 +125,19 @@ def test_a_gap_turned_into_the_image_principal_directions_is_beyond_noise(one_th
     test = result.metrics["gap_subspace.image"]
     assert test.change > 0 and test.ci[0] > 0
     assert test.data_after == pytest.approx(_subspace_share(x, x.mean(0) - along.mean(0)), abs=1e-7)  # float32 rows
+
+
+def test_no_half_samples_is_an_empty_draw_and_scipy_blas_is_restored():
+    from threadpoolctl import threadpool_info
+
+    from embspace.kernels.threads import single_threaded_scipy_blas
+
+    assert half_samples(np.random.default_rng(0), 10, 0).shape == (0, 5)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    before = torch.get_num_threads()
+    with single_threaded_scipy_blas():
+        inside = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert inside and all(pool["num_threads"] == 1 for pool in inside)
+        assert torch.get_num_threads() == before  # torch's threads are not touched
+    after = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    assert all(after[pool["filepath"]] == pool["num_threads"] for pool in blas if pool["filepath"] in after)
