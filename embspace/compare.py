@@ -486,8 +486,8 @@ def half_sampled_tests(before: tuple[torch.Tensor, torch.Tensor], after: tuple[t
     is the change on all N pairs ± z·√v. ``before``/``after``: (x̂, ŷ) unit rows, (N, D) each. The generator is
     ``numpy.random.default_rng((seed, 1))``, apart from the bootstrap's, so that its draws stay as they were. Cost:
     O(B·m·D² + B·D³) (one D×D cross-Gram and covariance per modality, and their eigenproblems, per half and side):
-    5.7 s for B = 100 on the bundled sample (m = 500, D = 256; 2-core AMD EPYC), scipy's BLAS held to one thread
-    (:func:`~embspace.kernels.threads.single_threaded_scipy_blas`).
+    about 6 s for B = 100 on the bundled sample (m = 500, D = 256), scipy's BLAS held to one thread
+    (:func:`~embspace.kernels.threads.single_threaded_scipy_blas`, whose docstring has the measurement).
     """
     families = [f for f in in_table_order(FAMILIES) if f.half_sample_paths(names, settings)]
     if not families:
@@ -508,7 +508,7 @@ def half_sampled_tests(before: tuple[torch.Tensor, torch.Tensor], after: tuple[t
     with single_threaded_scipy_blas():  # many small eigenproblems between torch operations
         point = [measured(rows, exact=True) for rows in wide]
         changes: dict[str, list[float]] = {path: [] for path in point[0]}
-        for half in half_samples(rng, pool_size, count) if pool_size // 2 >= 2 else ():
+        for half in half_samples(rng, pool_size, count if pool_size // 2 >= 2 else 0):
             pick = torch.from_numpy(half)
             old, new = (measured((x[pick], y[pick]), exact=False) for x, y in pooled)
             for path in changes:

@@ -10,9 +10,8 @@ processes keep the cores busy (measured in ``benchmarks/retrieval_cpu.py``).
 
 ``$EMBSPACE_THREADS=fixed`` runs every step multi-threaded as torch would (no pool), for comparison.
 
-numpy and scipy bring a BLAS of their own (OpenBLAS) with its own threads. Small LAPACK calls between torch
-operations (the D×D eigenproblems of a loop over half-samples) ran 2–3× slower with both thread pools awake on
-a 2-core machine than with scipy's held to one thread: :func:`single_threaded_scipy_blas`.
+numpy and scipy bring a BLAS of their own (OpenBLAS) with its own threads; a loop of small LAPACK calls between
+torch operations holds it to one thread (:func:`single_threaded_scipy_blas`).
 """
 
 from __future__ import annotations
@@ -24,11 +23,15 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 import torch
 
 from embspace.kernels.budget import TILE_BYTES_PER_PAIR
 from embspace.kernels.rows import available_memory
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 
 def set_threads(count: int) -> None:
@@ -54,7 +57,7 @@ def tile_threads(fixed: bool | None = None) -> Iterator[TilePool]:
 
 
 @cache
-def _blas_controller():
+def _blas_controller() -> ThreadpoolController:
     """threadpoolctl's view of the loaded native thread pools, taken once scipy's LAPACK is loaded."""
     import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS, so that the controller sees it)
     from threadpoolctl import ThreadpoolController
